@@ -1,0 +1,62 @@
+"""Run circuits: statevectors, probabilities, Pauli expectations, shot samples and exact VJPs.
+
+Each function validates once (``arrays.prepare``), makes ONE engine call for the whole batch and
+returns NumPy arrays, or CPU torch tensors when the caller passed tensors.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backends import get_backend
+from ..circuits import Circuit, compile_observables
+from .arrays import check_memory, check_real_2d, prepare, wrap
+
+#: Bytes per amplitude of the widest state a single worker holds (complex128).
+_WORKER_STATES = 2  # psi and lambda in the adjoint sweep
+
+
+def statevector(circuit: Circuit, inputs: Any = None, weights: Any = None, *, dtype: Any = None,
+                backend: Any = None):
+    """Final states, [B, 2**n] complex64/complex128; wire 0 is the most significant index bit."""
+    p = prepare(circuit, inputs, weights, dtype)
+    check_memory(p.program.n_qubits, p.batch, p.dtype, "statevector")
+    return wrap(get_backend(backend).statevector(p.program, p.inputs, p.weights, p.dtype), p.as_torch)
+
+
+def probabilities(circuit: Circuit, inputs: Any = None, weights: Any = None, *, dtype: Any = None,
+                  backend: Any = None):
+    """Computational-basis probabilities, [B, 2**n] float32/float64 (index order as ``statevector``)."""
+    p = prepare(circuit, inputs, weights, dtype)
+    check_memory(p.program.n_qubits, p.batch, p.real_dtype, "probabilities")
+    return wrap(get_backend(backend).probabilities(p.program, p.inputs, p.weights, p.dtype), p.as_torch)
+
+
+def expval(circuit: Circuit, inputs: Any = None, weights: Any = None, observables: Any = None, *,
+           dtype: Any = None, backend: Any = None):
+    """Pauli expectations, [B, K] float32/float64.
+
+    observables: None (Pauli-Z on every wire, K = n), a dense string ``"XZIY"`` (wire 0 first),
+    a sparse ``("ZZ", (0, 3))`` or ``{"ZZ": (0, 3)}``, or a list of these.
+    """
+    p = prepare(circuit, inputs, weights, dtype)
+    paulis = compile_observables(observables, p.program.n_qubits)
+    check_memory(p.program.n_qubits, _WORKER_STATES, p.dtype, "expval (per worker)")
+    out = get_backend(backend).expval(p.program, p.inputs, p.weights, paulis, p.dtype)
+    return wrap(out, p.as_torch)
+
+
+def vjp(circuit: Circuit, inputs: Any, weights: Any, grad_output: Any, observables: Any = None, *,
+        dtype: Any = None, backend: Any = None):
+    """Exact vector-Jacobian product of ``expval`` by the engine's adjoint sweep.
+
+    grad_output: [B, K]. Returns ``(grad_inputs [B, n_inputs], grad_weights)``, where
+    grad_weights has the shape of ``weights`` (shared weights: summed over the batch).
+    """
+    p = prepare(circuit, inputs, weights, dtype)
+    paulis = compile_observables(observables, p.program.n_qubits)
+    g = check_real_2d(grad_output, "grad_output", (p.batch, paulis.shape[0]), p.real_dtype)
+    check_memory(p.program.n_qubits, _WORKER_STATES, p.dtype, "vjp (per worker)")
+    gi, gw = get_backend(backend).vjp(p.program, p.inputs, p.weights, paulis, g, p.dtype)
+    return wrap(gi, p.as_torch), wrap(gw, p.as_torch)
