@@ -69,7 +69,10 @@ def _apply_pauli(psi: np.ndarray, row: np.ndarray) -> np.ndarray:
 
 def _expectations(bra: np.ndarray, ket: np.ndarray, paulis: np.ndarray) -> np.ndarray:
     """Re <bra|P_k|ket> for every Pauli row, [B, K]."""
-    return np.stack([np.einsum("bi,bi->b", bra.conj(), _apply_pauli(ket, row)).real for row in paulis], axis=1)
+    out = np.zeros((bra.shape[0], len(paulis)))
+    for k, row in enumerate(paulis):
+        out[:, k] = np.einsum("bi,bi->b", bra.conj(), _apply_pauli(ket, row)).real
+    return out
 
 
 class NumpyBackend:
