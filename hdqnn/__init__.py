@@ -2,6 +2,7 @@
 from .backends import backend_status, get_backend, set_num_threads
 from .circuits import Circuit, Input, Weight, ansatz
 from .sim import counts, expval, expval_from_samples, marginals, probabilities, sample, statevector, vjp
+from . import hardware, qasm
 
 __version__ = "0.1.0"
 
@@ -9,3 +10,16 @@ __all__ = [
     "Circuit", "Input", "Weight", "ansatz", "statevector", "probabilities", "expval", "vjp", "sample",
     "counts", "marginals", "expval_from_samples", "set_num_threads", "get_backend", "backend_status",
 ]
+
+#: Public names of hdqnn.autograd, imported on first use so that `import hdqnn` does not load torch.
+_AUTOGRAD_EXPORTS = ("QuantumLayer", "QtDNN", "QtDNNConfig", "CircuitRunner", "parameter_shift_vjp")
+__all__ += list(_AUTOGRAD_EXPORTS)
+__all__ += ["qasm", "hardware"]
+
+
+def __getattr__(name: str):
+    if name in _AUTOGRAD_EXPORTS:
+        from . import autograd
+
+        return getattr(autograd, name)
+    raise AttributeError(f"module 'hdqnn' has no attribute {name!r}")

@@ -1,0 +1,378 @@
+"""qtDNN: the tangential surrogate whose Jacobian stands in for the circuit's in the backward pass.
+
+A small MLP maps the PQC's input angles (and its trainable weights, when it has any) to the PQC's
+outputs. It is re-fitted on the fly, warm-started, on every training forward: ``n_fit_steps`` Adam
+steps on tiny batches drawn from the current minibatch and from a FIFO buffer of recent
+(input, output) pairs. Only its vector-Jacobian product is ever used; the forward value of a
+:class:`~hdqnn.autograd.layer.QuantumLayer` is always the real circuit's.
+
+``QtDNN`` is deliberately *not* an ``nn.Module``: it is an estimator owned by the layer, so its
+parameters stay out of ``model.parameters()`` (the user's optimizer, Polyak target updates and
+parameter counts see only the model) and ``model.double()`` leaves its float32 fit alone. Its
+complete state (network, Adam moments, buffer, RNG) travels in the layer's ``state_dict`` through
+``get_extra_state``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+#: Defaults chosen by the width / fit-steps / spread study (bench/RESULTS_layer.md).
+#: At 10 qubits / 10 layers they keep the mean cosine against the adjoint at 0.97 for minibatch
+#: inputs spread 0.1 rad and 0.94 at 0.3 rad, for ~10 ms per fit on one core.
+DEFAULT_HIDDEN = 128
+DEFAULT_FIT_STEPS = 16
+DEFAULT_FIT_BATCH = 32
+DEFAULT_BUFFER_SIZE = 1024
+DEFAULT_BUFFER_MIX = 0.25
+DEFAULT_LR = 3e-3
+#: Torch threads while fitting: the tiny-batch matmuls gain nothing from more, and on a shared
+#: machine a descheduled worker stalls every op (measured: 20x slower at 2 threads under load).
+DEFAULT_FIT_THREADS = 1
+#: The paper's preset (reviewers' description of arXiv 2503.09119): 3 layers, 2**(n+1) wide, 32 steps, BCE.
+#: Not public, so ours: Adam at 1e-3, tiny batches of 32, no input centering.
+PAPER_FIT_STEPS = 32
+PAPER_FIT_BATCH = 32
+PAPER_LR = 1e-3
+ACTIVATIONS = {"silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU, "relu": nn.ReLU}
+LOSSES = ("mse", "bce")
+#: Adam's epsilon; torch's default.
+ADAM_EPS = 1e-8
+_STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class QtDNNConfig:
+    """Every setting of a :class:`QtDNN` except its input/output sizes."""
+
+    hidden: int = DEFAULT_HIDDEN
+    """Width of each hidden layer."""
+    layers: int = 3
+    """Number of linear layers (3 = two hidden layers, the paper's '3-layer MLP')."""
+    activation: str = "silu"
+    """Hidden nonlinearity: silu, tanh, gelu or relu (smooth ones give smooth Jacobians)."""
+    n_fit_steps: int = DEFAULT_FIT_STEPS
+    """Adam steps per re-fit (the paper: 32)."""
+    fit_batch: int = DEFAULT_FIT_BATCH
+    """Samples per tiny batch of the fit."""
+    lr: float = DEFAULT_LR
+    """Adam learning rate."""
+    buffer_size: int = DEFAULT_BUFFER_SIZE
+    """Capacity of the FIFO buffer of recent (input, output) pairs; 0 disables it."""
+    buffer_mix: float = DEFAULT_BUFFER_MIX
+    """Fraction of each tiny batch drawn from the buffer (once it holds data)."""
+    loss: str = "mse"
+    """'mse' on expectations in [-1, 1] (tanh output) or 'bce' on marginals (1 - <Z>) / 2 (sigmoid output)."""
+    dtype: torch.dtype = torch.float32
+    """Precision of the surrogate and its fit."""
+    fit_threads: int | None = DEFAULT_FIT_THREADS
+    """Torch intra-op threads during the fit and the VJP (None: leave torch's setting)."""
+    center: bool = True
+    """Feed the MLP ``features - c`` with c the first fitted minibatch's mean (fixed after), so
+    slowly moving circuit weights enter as small offsets instead of large constant inputs."""
+
+    def __post_init__(self) -> None:
+        _check_int(self.hidden, "hidden", 1)
+        _check_int(self.layers, "layers", 2)
+        _check_int(self.n_fit_steps, "n_fit_steps", 0)
+        _check_int(self.fit_batch, "fit_batch", 1)
+        _check_int(self.buffer_size, "buffer_size", 0)
+        if self.fit_threads is not None:
+            _check_int(self.fit_threads, "fit_threads", 1)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose 'mse' or 'bce'")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive float, got {self.lr!r}")
+        if not (isinstance(self.buffer_mix, (int, float)) and 0.0 <= self.buffer_mix <= 1.0):
+            raise ValueError(f"buffer_mix must be in [0, 1], got {self.buffer_mix!r}")
+        if self.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {self.dtype}")
+
+    @classmethod
+    def paper(cls, n_qubits: int, **overrides: Any) -> "QtDNNConfig":
+        """The paper's settings: hidden 2**(n+1), 3 layers, 32 fit steps, BCE on marginals
+        (and, where the paper is silent, Adam at 1e-3 on tiny batches of 32, no centering)."""
+        _check_int(n_qubits, "n_qubits", 1)
+        base = dict(hidden=2 ** (n_qubits + 1), layers=3, n_fit_steps=PAPER_FIT_STEPS,
+                    fit_batch=PAPER_FIT_BATCH, loss="bce", lr=PAPER_LR, center=False)
+        base.update(overrides)
+        return cls(**base)
+
+
+def _check_int(value: Any, name: str, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+class FitBuffer:
+    """FIFO ring of the most recent (features [F], targets [K]) pairs, ``capacity`` rows."""
+
+    def __init__(self, capacity: int, n_features: int, n_outputs: int, dtype: torch.dtype) -> None:
+        self.capacity = capacity
+        self.features = torch.zeros(capacity, n_features, dtype=dtype)
+        self.targets = torch.zeros(capacity, n_outputs, dtype=dtype)
+        self.size = 0
+        self.head = 0  # next row to overwrite
+
+    def __len__(self) -> int:
+        return self.size
+
+    def push(self, features: torch.Tensor, targets: torch.Tensor) -> None:
+        """Append rows, overwriting the oldest once full (only the last ``capacity`` rows are kept)."""
+        if self.capacity == 0:
+            return
+        features, targets = features[-self.capacity:], targets[-self.capacity:]
+        rows = (self.head + torch.arange(features.shape[0])) % self.capacity
+        self.features[rows] = features
+        self.targets[rows] = targets
+        self.head = int((self.head + features.shape[0]) % self.capacity)
+        self.size = min(self.capacity, self.size + features.shape[0])
+
+    def state_dict(self) -> dict:
+        return {"features": self.features[: self.size].clone(), "targets": self.targets[: self.size].clone(),
+                "head": self.head, "size": self.size}
+
+    def load_state_dict(self, state: dict) -> None:
+        size = int(state["size"])
+        if size > self.capacity or state["features"].shape[1:] != self.features.shape[1:]:
+            raise ValueError(
+                f"buffer state of {size} x {tuple(state['features'].shape[1:])} does not fit a buffer of "
+                f"{self.capacity} x {tuple(self.features.shape[1:])}"
+            )
+        self.features.zero_()
+        self.targets.zero_()
+        self.features[:size] = state["features"]
+        self.targets[:size] = state["targets"]
+        self.head, self.size = int(state["head"]), size
+
+
+class QtDNN:
+    """The qtDNN surrogate: an MLP from ``n_inputs`` features to ``n_outputs`` expectations in [-1, 1].
+
+    Call it on features [N, n_inputs] to get predictions [N, n_outputs]; :meth:`fit` re-fits it on
+    one minibatch (warm start) and :meth:`vjp` gives the vector-Jacobian product used as the
+    circuit's gradient. For a :class:`QuantumLayer` the features are the layer's inputs followed by
+    the circuit weights (when the circuit has any). The keyword arguments are the fields of
+    :class:`QtDNNConfig` (documented there); ``seed`` seeds the initialisation and the tiny-batch
+    draws (None: drawn from torch's global RNG).
+    """
+
+    def __init__(self, n_inputs: int, n_outputs: int, hidden: int = DEFAULT_HIDDEN, layers: int = 3,
+                 n_fit_steps: int = DEFAULT_FIT_STEPS, fit_batch: int = DEFAULT_FIT_BATCH, lr: float = DEFAULT_LR,
+                 buffer_size: int = DEFAULT_BUFFER_SIZE, buffer_mix: float = DEFAULT_BUFFER_MIX,
+                 loss: str = "mse", activation: str = "silu", dtype: torch.dtype = torch.float32,
+                 fit_threads: int | None = DEFAULT_FIT_THREADS, center: bool = True,
+                 seed: int | None = None) -> None:
+        _check_int(n_inputs, "n_inputs", 0)
+        _check_int(n_outputs, "n_outputs", 1)
+        self.config = QtDNNConfig(hidden=hidden, layers=layers, activation=activation, n_fit_steps=n_fit_steps,
+                                  fit_batch=fit_batch, lr=lr, buffer_size=buffer_size, buffer_mix=buffer_mix,
+                                  loss=loss, dtype=dtype, fit_threads=fit_threads, center=center)
+        self.n_inputs, self.n_outputs = n_inputs, n_outputs
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.net = _build_mlp(n_inputs, n_outputs, self.config, self.generator)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr, eps=ADAM_EPS)
+        self.buffer = FitBuffer(buffer_size, n_inputs, n_outputs, dtype)
+        self.offset = torch.zeros(n_inputs, dtype=dtype)  # c of ``center``; set by the first fit
+        self.fits = 0
+        self.last_fit_loss: float | None = None
+        self.last_fit_seconds: float | None = None
+        self.fit_seconds_total = 0.0
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_config(cls, n_inputs: int, n_outputs: int, config: QtDNNConfig | dict | None = None,
+                    seed: int | None = None) -> "QtDNN":
+        """A QtDNN from a :class:`QtDNNConfig` (or a dict of its fields; None = defaults)."""
+        if config is None:
+            config = QtDNNConfig()
+        elif isinstance(config, dict):
+            unknown = set(config) - {f.name for f in fields(QtDNNConfig)}
+            if unknown:
+                raise ValueError(f"unknown qtDNN setting(s) {sorted(unknown)}; known: "
+                                 f"{', '.join(f.name for f in fields(QtDNNConfig))}")
+            config = QtDNNConfig(**config)
+        elif not isinstance(config, QtDNNConfig):
+            raise TypeError(f"qtdnn must be a QtDNN, a QtDNNConfig, a dict of its fields or 'paper', "
+                            f"got {type(config).__name__}")
+        return cls(n_inputs, n_outputs, seed=seed, **asdict(config))
+
+    @classmethod
+    def paper(cls, n_qubits: int, n_inputs: int | None = None, n_outputs: int | None = None,
+              seed: int | None = None, **overrides: Any) -> "QtDNN":
+        """The paper's preset for ``n_qubits`` (inputs and outputs default to one per qubit)."""
+        config = QtDNNConfig.paper(n_qubits, **overrides)
+        return cls.from_config(n_qubits if n_inputs is None else n_inputs,
+                               n_qubits if n_outputs is None else n_outputs, config, seed=seed)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.config.dtype
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"QtDNN({self.n_inputs} -> {self.n_outputs}, hidden={c.hidden}, layers={c.layers}, "
+                f"n_fit_steps={c.n_fit_steps}, fit_batch={c.fit_batch}, loss={c.loss!r}, "
+                f"buffer={len(self.buffer)}/{c.buffer_size})")
+
+    # ------------------------------------------------------------------ prediction and gradients
+    def _head(self, logits: torch.Tensor) -> torch.Tensor:
+        """Squash logits into the expectation range [-1, 1]."""
+        if self.config.loss == "bce":
+            return 1.0 - 2.0 * torch.sigmoid(logits)  # the marginal P(1) = sigmoid, <Z> = 1 - 2 P(1)
+        return torch.tanh(logits)
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        """Predicted expectations [N, n_outputs] for features [N, n_inputs] (differentiable)."""
+        return self._head(self._logits(self._check_features(features)))
+
+    def _logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features - self.offset)
+
+    def _check_features(self, features: torch.Tensor) -> torch.Tensor:
+        if features.ndim != 2 or features.shape[1] != self.n_inputs:
+            raise ValueError(f"qtDNN features must be [N, {self.n_inputs}], got {tuple(features.shape)}")
+        return features.to(self.dtype)
+
+    def vjp(self, features: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+        """grad_output [N, n_outputs] times the surrogate's Jacobian at ``features``: [N, n_inputs].
+
+        Works on detached copies, so nothing reaches the caller's autograd graph and the
+        surrogate's parameters accumulate no ``.grad``.
+        """
+        with torch.enable_grad(), _torch_threads(self.config.fit_threads):
+            f = self._check_features(features.detach()).clone().requires_grad_(True)
+            out = self(f)
+            (grad,) = torch.autograd.grad(out, f, grad_output.detach().to(self.dtype))
+        return grad
+
+    # ------------------------------------------------------------------ fitting
+    def loss(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Fit loss of predictions at ``features`` against measured expectations ``targets``."""
+        logits = self._logits(features)
+        if self.config.loss == "bce":
+            marginals = ((1.0 - targets) * 0.5).clamp(0.0, 1.0)
+            return F.binary_cross_entropy_with_logits(logits, marginals)
+        return F.mse_loss(torch.tanh(logits), targets)
+
+    def fit(self, features: torch.Tensor, targets: torch.Tensor) -> float:
+        """Re-fit on one minibatch: ``n_fit_steps`` Adam steps on tiny batches, then buffer it.
+
+        features: [B, n_inputs], targets: [B, n_outputs] (the real circuit's outputs); both are
+        detached and cast to the surrogate's dtype. Returns the mean tiny-batch loss of this fit.
+        """
+        start = time.perf_counter()
+        x = self._check_features(features.detach())
+        y = targets.detach().to(self.dtype)
+        if y.shape != (x.shape[0], self.n_outputs):
+            raise ValueError(f"qtDNN targets must be [{x.shape[0]}, {self.n_outputs}], got {tuple(y.shape)}")
+        if self.config.center and self.fits == 0:
+            self.offset = x.mean(dim=0)
+        total = 0.0
+        with torch.enable_grad(), _torch_threads(self.config.fit_threads):
+            for _ in range(self.config.n_fit_steps):
+                bx, by = self._tiny_batch(x, y)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self.loss(bx, by)
+                loss.backward()
+                self.optimizer.step()
+                total += float(loss.detach())
+        self.optimizer.zero_grad(set_to_none=True)  # free the last step's gradients
+        self.buffer.push(x, y)
+        self.fits += 1
+        self.last_fit_loss = total / max(1, self.config.n_fit_steps)
+        self.last_fit_seconds = time.perf_counter() - start
+        self.fit_seconds_total += self.last_fit_seconds
+        return self.last_fit_loss
+
+    def _tiny_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``fit_batch`` rows drawn with replacement: a ``buffer_mix`` share from the buffer."""
+        size = self.config.fit_batch
+        n_buf = round(self.config.buffer_mix * size) if len(self.buffer) else 0
+        cur = torch.randint(0, x.shape[0], (size - n_buf,), generator=self.generator)
+        if n_buf == 0:
+            return x[cur], y[cur]
+        old = torch.randint(0, len(self.buffer), (n_buf,), generator=self.generator)
+        return (torch.cat([x[cur], self.buffer.features[old]]),
+                torch.cat([y[cur], self.buffer.targets[old]]))
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict:
+        """Everything needed to resume bit-identically (tensors and plain Python values only)."""
+        return {
+            "version": _STATE_VERSION,
+            "shape": (self.n_inputs, self.n_outputs),
+            "config": {**asdict(self.config), "dtype": str(self.config.dtype)},
+            "net": {k: v.clone() for k, v in self.net.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "generator": self.generator.get_state(),
+            "offset": self.offset.clone(),
+            "counters": {"fits": self.fits, "last_fit_loss": self.last_fit_loss,
+                         "last_fit_seconds": self.last_fit_seconds, "fit_seconds_total": self.fit_seconds_total},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        shape = tuple(state["shape"])
+        if shape != (self.n_inputs, self.n_outputs):
+            raise ValueError(f"qtDNN state is for {shape[0]} -> {shape[1]}, this one is "
+                             f"{self.n_inputs} -> {self.n_outputs}")
+        mine = {**asdict(self.config), "dtype": str(self.config.dtype)}
+        if state["config"] != mine:
+            raise ValueError(f"qtDNN state was saved with config {state['config']}, this one has {mine}")
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.generator.set_state(state["generator"])
+        self.offset = state["offset"].clone()
+        counters = state["counters"]
+        self.fits = int(counters["fits"])
+        self.last_fit_loss = counters["last_fit_loss"]
+        self.last_fit_seconds = counters["last_fit_seconds"]
+        self.fit_seconds_total = float(counters["fit_seconds_total"])
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, restoring the caller's setting after."""
+    if n is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _build_mlp(n_in: int, n_out: int, config: QtDNNConfig, generator: torch.Generator) -> nn.Sequential:
+    """``config.layers`` linear layers, initialised like nn.Linear but from ``generator``.
+
+    nn.Linear's constructor draws its own init from torch's global RNG; ``fork_rng`` puts that
+    stream back, so building a surrogate does not change how the user's other modules initialise.
+    """
+    widths = [n_in] + [config.hidden] * (config.layers - 1) + [n_out]
+    modules: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        with torch.random.fork_rng(devices=[]):
+            linear = nn.Linear(a, b, dtype=config.dtype)
+        bound = 1.0 / math.sqrt(a) if a else 0.0
+        with torch.no_grad():
+            linear.weight.uniform_(-bound, bound, generator=generator)
+            linear.bias.uniform_(-bound, bound, generator=generator)
+        modules.append(linear)
+        if i < config.layers - 1:
+            modules.append(ACTIVATIONS[config.activation]())
+    return nn.Sequential(*modules)
