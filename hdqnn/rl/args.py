@@ -1,0 +1,197 @@
+"""Arguments of a training run: one dataclass, a docstring per field (CleanRL style, SB3 names).
+
+The defaults are the quick demo that ``hdqnn train`` runs with no flags: a real hDQNN-TD3 training on
+Pendulum-v1 with a small PQC that finishes in a few minutes on one CPU core. ``PRESETS["paper"]``
+holds the paper's settings (TD3 defaults of Fujimoto et al., 10 qubits x 10 layers, Humanoid-v4).
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import textwrap
+from dataclasses import dataclass
+from typing import Any
+
+ALGOS = ("td3", "hdqnn-td3", "fc-td3", "rbg-td3")
+#: Algorithms whose actor is PreDNN -> middle layer -> PostDNN -> tanh.
+HYBRID_ALGOS = ("hdqnn-td3", "fc-td3", "rbg-td3")
+GRAD_MODES = ("qtdnn", "adjoint", "parameter-shift")
+QTDNN_PRESETS = ("default", "paper")
+
+
+@dataclass
+class Args:
+    algo: str = "hdqnn-td3"
+    """agent: td3 (classical), hdqnn-td3 (PQC in the actor), fc-td3 (PQC replaced by a dense layer),
+    rbg-td3 (PQC replaced by random +-1 bits)"""
+    env_id: str = "Pendulum-v1"
+    """Gymnasium environment id with Box observation and action spaces"""
+    total_timesteps: int = 10_000
+    """environment steps of the whole run"""
+    seed: int = 1
+    """seed of every random stream (Python, NumPy, torch, environment, replay buffer, PQC shots)"""
+    out_dir: str = ""
+    """run folder (logs, checkpoint, plots); empty: runs/<env>__<algo>__<seed>__<time>"""
+    tag: str = ""
+    """label that groups this run with its other seeds in `hdqnn compare` (empty: the algo)"""
+    threads: int = 1
+    """torch and engine threads; 1 lets several runs share the cores without fighting"""
+
+    learning_rate: float = 3e-4
+    """Adam learning rate of the actor and the critics"""
+    buffer_size: int = 1_000_000
+    """replay buffer capacity (its storage grows as it fills)"""
+    gamma: float = 0.99
+    """discount factor"""
+    tau: float = 0.005
+    """Polyak coefficient of the target networks"""
+    batch_size: int = 256
+    """minibatch size of each update"""
+    learning_starts: int = 1_000
+    """random-action steps before the first update"""
+    exploration_noise: float = 0.1
+    """std of the Gaussian exploration noise, as a fraction of the action range's half-width"""
+    policy_delay: int = 2
+    """critic updates per actor (and target) update"""
+    target_policy_noise: float = 0.2
+    """std of the target policy smoothing noise (fraction of the half-width)"""
+    target_noise_clip: float = 0.5
+    """clip of the target policy smoothing noise (fraction of the half-width)"""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """hidden widths of the critics and of the classical actor"""
+
+    pre_hidden: tuple[int, ...] = (256,)
+    """hidden widths of the PreDNN (observation -> PQC inputs) of the hybrid actors"""
+    post_hidden: tuple[int, ...] = (256,)
+    """hidden widths of the PostDNN (PQC outputs -> action) of the hybrid actors"""
+    qubits: int = 4
+    """PQC qubits (= PQC inputs and Pauli-Z outputs)"""
+    layers: int = 2
+    """PQC layers of trainable rotations and entanglers"""
+    encoding: str = "ry"
+    """angle-encoding gate of the PQC inputs (rx, ry, rz)"""
+    entangler: str = "ring"
+    """CNOT pattern of each layer (ring, linear, all, none)"""
+    reupload: bool = False
+    """re-encode the inputs before every layer (data re-uploading)"""
+    angle_scale: float = 1.0
+    """PQC input angle = angle_scale * tanh(PreDNN output), radians; the qtDNN surrogate is a local
+    model, so a small spread of angles over a minibatch keeps its gradient faithful"""
+    train_pqc: bool = False
+    """also train the PQC's rotation angles; off by default, as in the paper: the rotations are fixed
+    random angles and the PreDNN learns the PQC's inputs (a minibatch shares one weight vector, so
+    the qtDNN's gradient for the weights is poor, and they widen the surrogate's input)"""
+    shots: int = 0
+    """measurement shots per PQC evaluation; 0 = exact expectations"""
+    grad: str = "qtdnn"
+    """gradient through the PQC: qtdnn (the paper's surrogate), adjoint (exact) or parameter-shift"""
+    qtdnn_preset: str = "default"
+    """qtDNN surrogate: the QuantumLayer's defaults, or the paper's (hidden 2**(n+1), 32 fit steps)"""
+    qtdnn_hidden: int = 0
+    """qtDNN hidden width; 0 = the preset's"""
+    qtdnn_fit_steps: int = 0
+    """qtDNN Adam steps per actor update; 0 = the preset's"""
+
+    eval_freq: int = 2_000
+    """environment steps between deterministic evaluations"""
+    eval_episodes: int = 5
+    """episodes per evaluation"""
+    log_freq: int = 250
+    """environment steps between loss and timing log lines"""
+    fidelity_freq: int = 50
+    """actor updates between measurements of the qtDNN gradient against the exact adjoint"""
+    checkpoint_freq: int = 5_000
+    """environment steps between checkpoints (one is always written at the end)"""
+    save_buffer: bool = True
+    """store the replay buffer in checkpoints (needed for an exact resume)"""
+    tensorboard: bool = True
+    """also write TensorBoard event files"""
+    progress: bool = True
+    """show a progress bar"""
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(self.hidden_sizes)
+        self.pre_hidden = tuple(self.pre_hidden)
+        self.post_hidden = tuple(self.post_hidden)
+        validate(self)
+
+    @property
+    def label(self) -> str:
+        """Name of the configuration this run belongs to (seeds of one label are compared)."""
+        return self.tag or self.algo
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON- and checkpoint-safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Args":
+        """Inverse of ``to_dict``; unknown keys are an error naming them."""
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training arguments: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+#: Named argument sets; a preset's values are applied before the explicit ones.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {},
+    "paper": dict(
+        env_id="Humanoid-v4", total_timesteps=1_000_000, learning_starts=25_000, qubits=10, layers=10,
+        qtdnn_preset="paper", eval_freq=10_000, checkpoint_freq=50_000, log_freq=1_000,
+    ),
+}
+
+_POSITIVE = ("total_timesteps", "buffer_size", "batch_size", "policy_delay", "qubits", "eval_freq",
+             "eval_episodes", "log_freq", "fidelity_freq", "checkpoint_freq", "threads")
+#: Fields with a fixed set of values.
+CHOICES = {"algo": ALGOS, "grad": GRAD_MODES, "qtdnn_preset": QTDNN_PRESETS,
+            "encoding": ("rx", "ry", "rz"), "entangler": ("ring", "linear", "all", "none")}
+
+
+def validate(args: Args) -> None:
+    """Raise ValueError naming the first argument that is out of range."""
+    for name, allowed in CHOICES.items():
+        value = getattr(args, name)
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    for name in _POSITIVE:
+        value = getattr(args, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    for name in ("learning_starts", "layers", "shots", "qtdnn_hidden", "qtdnn_fit_steps"):
+        value = getattr(args, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+    if not 0.0 < args.tau <= 1.0:
+        raise ValueError(f"tau must be in (0, 1]; got {args.tau}")
+    if not 0.0 <= args.gamma <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1]; got {args.gamma}")
+    for name in ("learning_rate", "angle_scale"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"{name} must be > 0; got {getattr(args, name)}")
+    for name in ("exploration_noise", "target_policy_noise", "target_noise_clip"):
+        if not getattr(args, name) >= 0:
+            raise ValueError(f"{name} must be >= 0; got {getattr(args, name)}")
+    for name in ("hidden_sizes", "pre_hidden", "post_hidden"):
+        sizes = getattr(args, name)
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
+            raise ValueError(f"{name} must be positive integers; got {sizes!r}")
+    if args.shots and args.grad == "adjoint":
+        raise ValueError("grad='adjoint' is exact and cannot be used with shots; use qtdnn or parameter-shift")
+
+
+def field_docs(cls: type = Args) -> dict[str, str]:
+    """Field name -> its docstring (the string literal under it), for ``--help``."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+__all__ = ["Args", "ALGOS", "CHOICES", "HYBRID_ALGOS", "GRAD_MODES", "QTDNN_PRESETS", "PRESETS", "validate", "field_docs"]

@@ -1,0 +1,185 @@
+"""Actors and critics of TD3 and hDQNN-TD3.
+
+The hybrid actor is PreDNN -> middle -> PostDNN -> tanh, where the middle is the PQC (``hdqnn-td3``),
+a dense layer of the same widths (``fc-td3``) or a random-bit generator (``rbg-td3``): the paper's
+model and its two ablations differ in that one module only.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from ..autograd import QtDNNConfig, QuantumLayer
+from ..circuits import Circuit, Weight, ansatz
+from .args import Args
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
+    """Linear/ReLU stack: in_dim -> hidden... -> out_dim (no activation on the output)."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class QNetwork(nn.Module):
+    """Critic Q(s, a): obs [B, obs_dim], actions [B, act_dim] -> [B, 1]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+        super().__init__()
+        self.net = mlp(obs_dim + act_dim, hidden, 1)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, actions], dim=1))
+
+
+class _ScaledActor(nn.Module):
+    """Shared action scaling: tanh output in [-1, 1] -> the env's [low, high]."""
+
+    def __init__(self, action_space: gym.spaces.Box):
+        super().__init__()
+        low = torch.as_tensor(action_space.low, dtype=torch.float32)
+        high = torch.as_tensor(action_space.high, dtype=torch.float32)
+        self.register_buffer("action_scale", (high - low) / 2.0)
+        self.register_buffer("action_bias", (high + low) / 2.0)
+
+    def squash(self, pre_tanh: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(pre_tanh) * self.action_scale + self.action_bias
+
+
+class Actor(_ScaledActor):
+    """Classical TD3 actor: obs [B, obs_dim] -> actions [B, act_dim] in the env's bounds."""
+
+    def __init__(self, obs_dim: int, action_space: gym.spaces.Box, hidden: Sequence[int]):
+        super().__init__(action_space)
+        self.net = mlp(obs_dim, hidden, action_space.shape[0])
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.squash(self.net(obs))
+
+
+class DenseMiddle(nn.Module):
+    """FC ablation: the PQC replaced by a dense layer of the same widths; tanh keeps the output in
+    [-1, 1] like Pauli-Z expectations, so the PostDNN sees the same range."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.linear(x))
+
+
+class RandomBitsMiddle(nn.Module):
+    """RBG ablation: the PQC replaced by fresh uniform random +-1 values per wire.
+
+    The output does not depend on the input, so no gradient reaches the PreDNN. The generator's
+    state is a buffer, so it travels with ``state_dict`` (exact resume) and with ``deepcopy``.
+    """
+
+    def __init__(self, width: int, seed: int):
+        super().__init__()
+        self.width = width
+        self.generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("generator_state", self.generator.get_state())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.generator.set_state(self.generator_state)
+        bits = torch.randint(0, 2, (x.shape[0], self.width), generator=self.generator)
+        self.generator_state.copy_(self.generator.get_state())
+        return (2 * bits - 1).to(x.dtype)
+
+
+class HybridActor(_ScaledActor):
+    """PreDNN -> middle -> PostDNN -> tanh: obs [B, obs_dim] -> actions [B, act_dim].
+
+    The PreDNN's output passes through tanh, so the middle's inputs lie in [-1, 1]; the PQC's
+    encoding turns them into angles (``Args.angle_scale`` radians at most).
+    """
+
+    def __init__(self, obs_dim: int, action_space: gym.spaces.Box, width: int, middle: nn.Module,
+                 pre_hidden: Sequence[int], post_hidden: Sequence[int]):
+        super().__init__(action_space)
+        self.pre = mlp(obs_dim, pre_hidden, width)
+        self.middle = middle
+        self.post = mlp(width, post_hidden, action_space.shape[0])
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The middle layer's inputs, [B, width] in [-1, 1]."""
+        return torch.tanh(self.pre(obs))
+
+    def decode(self, middle_out: torch.Tensor) -> torch.Tensor:
+        return self.squash(self.post(middle_out))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.middle(self.encode(obs)))
+
+    @property
+    def quantum_layer(self) -> nn.Module | None:
+        """The QuantumLayer, or None for the FC and RBG ablations."""
+        return self.middle if isinstance(self.middle, QuantumLayer) else None
+
+
+def qtdnn_config(args: Args) -> QtDNNConfig:
+    """The surrogate's settings: the preset, with ``qtdnn_hidden``/``qtdnn_fit_steps`` if set."""
+    config = QtDNNConfig.paper(args.qubits) if args.qtdnn_preset == "paper" else QtDNNConfig()
+    overrides = {"hidden": args.qtdnn_hidden, "n_fit_steps": args.qtdnn_fit_steps}
+    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v})
+
+
+def bind_weights(circuit: Circuit, values: np.ndarray) -> Circuit:
+    """A copy of ``circuit`` whose ``Weight(j)`` angles are the constants ``scale * values[j]``."""
+    bound = Circuit(circuit.n_qubits)
+    for op in circuit.operations:
+        angles = tuple(a.scale * float(values[a.index]) if isinstance(a, Weight) else a for a in op.angles)
+        bound.append(op.name, op.wires, angles)
+    return bound
+
+
+def actor_circuit(args: Args) -> Circuit:
+    """The actor's PQC: the hardware-efficient ansatz on ``args.qubits`` inputs.
+
+    Unless ``args.train_pqc``, its rotation angles are fixed constants drawn uniformly from
+    [-pi, pi) with the run's seed (as in the paper, the PQC then has no trainable weights: the
+    PreDNN learns the angles, and the qtDNN surrogate models inputs -> outputs only).
+    """
+    circuit = ansatz.hardware_efficient(
+        args.qubits, args.layers, encoding=args.encoding, entangler=args.entangler,
+        reupload=args.reupload, input_scale=args.angle_scale,
+    )
+    if args.train_pqc:
+        return circuit
+    angles = np.random.default_rng(args.seed).uniform(-np.pi, np.pi, circuit.n_weights)
+    return bind_weights(circuit, angles)
+
+
+def quantum_layer(args: Args) -> QuantumLayer:
+    """The actor's QuantumLayer from ``args`` (circuit, shots, gradient mode, qtDNN settings)."""
+    qtdnn = qtdnn_config(args) if args.grad == "qtdnn" else None
+    return QuantumLayer(actor_circuit(args), grad=args.grad, shots=args.shots or None, qtdnn=qtdnn, seed=args.seed)
+
+
+def make_actor(args: Args, obs_dim: int, action_space: gym.spaces.Box) -> nn.Module:
+    """The actor of ``args.algo``: a classical MLP or a hybrid actor with the matching middle."""
+    if args.algo == "td3":
+        return Actor(obs_dim, action_space, args.hidden_sizes)
+    width = args.qubits
+    if args.algo == "hdqnn-td3":
+        middle: nn.Module = quantum_layer(args)
+    elif args.algo == "fc-td3":
+        middle = DenseMiddle(width)
+    else:
+        middle = RandomBitsMiddle(width, seed=args.seed)
+    return HybridActor(obs_dim, action_space, width, middle, args.pre_hidden, args.post_hidden)
+
+
+def box_dims(env: gym.Env) -> tuple[int, int]:
+    """(obs_dim, act_dim) of a flat-Box env (checked by ``envs.make_env``)."""
+    return int(np.prod(env.observation_space.shape)), int(env.action_space.shape[0])
