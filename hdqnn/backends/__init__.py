@@ -18,6 +18,9 @@ _ENGINES = {
     "cpp": ("hdqnn.backends.cpp", "CppBackend"),
     "numba": ("hdqnn.backends.numba_backend", "NumbaBackend"),
     "numpy": ("hdqnn.backends.numpy_ref", "NumpyBackend"),
+    # GPU engines: never chosen automatically for CPU arrays (see hdqnn.sim.device)
+    "cuda": ("hdqnn.backends.cuda", "CudaBackend"),
+    "cupy": ("hdqnn.backends.cupy_backend", "CupyBackend"),
 }
 _loaded: dict[str, Backend] = {}
 _failures: dict[str, str] = {}

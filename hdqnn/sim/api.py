@@ -11,6 +11,7 @@ import numpy as np
 
 from ..backends import get_backend
 from ..circuits import Circuit, compile_observables
+from . import device as gpu
 from .arrays import check_memory, check_real_2d, prepare, wrap
 
 #: Bytes per amplitude of the widest state a single worker holds (complex128).
@@ -18,28 +19,38 @@ _WORKER_STATES = 2  # psi and lambda in the adjoint sweep
 
 
 def statevector(circuit: Circuit, inputs: Any = None, weights: Any = None, *, dtype: Any = None,
-                backend: Any = None):
-    """Final states, [B, 2**n] complex64/complex128; wire 0 is the most significant index bit."""
+                backend: Any = None, device: Any = None):
+    """Final states, [B, 2**n] complex64/complex128; wire 0 is the most significant index bit.
+
+    device: None (follow the arrays: CUDA tensors run on the GPU), "cpu" or "cuda[:N]"; the same
+    for every function below.
+    """
+    if gpu.wants_gpu(device, inputs, weights):
+        return gpu.statevector(circuit, inputs, weights, dtype=dtype, backend=backend, device=device)
     p = prepare(circuit, inputs, weights, dtype)
     check_memory(p.program.n_qubits, p.batch, p.dtype, "statevector")
     return wrap(get_backend(backend).statevector(p.program, p.inputs, p.weights, p.dtype), p.as_torch)
 
 
 def probabilities(circuit: Circuit, inputs: Any = None, weights: Any = None, *, dtype: Any = None,
-                  backend: Any = None):
+                  backend: Any = None, device: Any = None):
     """Computational-basis probabilities, [B, 2**n] float32/float64 (index order as ``statevector``)."""
+    if gpu.wants_gpu(device, inputs, weights):
+        return gpu.probabilities(circuit, inputs, weights, dtype=dtype, backend=backend, device=device)
     p = prepare(circuit, inputs, weights, dtype)
     check_memory(p.program.n_qubits, p.batch, p.real_dtype, "probabilities")
     return wrap(get_backend(backend).probabilities(p.program, p.inputs, p.weights, p.dtype), p.as_torch)
 
 
 def expval(circuit: Circuit, inputs: Any = None, weights: Any = None, observables: Any = None, *,
-           dtype: Any = None, backend: Any = None):
+           dtype: Any = None, backend: Any = None, device: Any = None):
     """Pauli expectations, [B, K] float32/float64.
 
     observables: None (Pauli-Z on every wire, K = n), a dense string ``"XZIY"`` (wire 0 first),
     a sparse ``("ZZ", (0, 3))`` or ``{"ZZ": (0, 3)}``, or a list of these.
     """
+    if gpu.wants_gpu(device, inputs, weights):
+        return gpu.expval(circuit, inputs, weights, observables, dtype=dtype, backend=backend, device=device)
     p = prepare(circuit, inputs, weights, dtype)
     paulis = compile_observables(observables, p.program.n_qubits)
     check_memory(p.program.n_qubits, _WORKER_STATES, p.dtype, "expval (per worker)")
@@ -48,12 +59,15 @@ def expval(circuit: Circuit, inputs: Any = None, weights: Any = None, observable
 
 
 def vjp(circuit: Circuit, inputs: Any, weights: Any, grad_output: Any, observables: Any = None, *,
-        dtype: Any = None, backend: Any = None):
+        dtype: Any = None, backend: Any = None, device: Any = None):
     """Exact vector-Jacobian product of ``expval`` by the engine's adjoint sweep.
 
     grad_output: [B, K]. Returns ``(grad_inputs [B, n_inputs], grad_weights)``, where
     grad_weights has the shape of ``weights`` (shared weights: summed over the batch).
     """
+    if gpu.wants_gpu(device, inputs, weights, grad_output):
+        return gpu.vjp(circuit, inputs, weights, grad_output, observables, dtype=dtype, backend=backend,
+                       device=device)
     p = prepare(circuit, inputs, weights, dtype)
     paulis = compile_observables(observables, p.program.n_qubits)
     g = check_real_2d(grad_output, "grad_output", (p.batch, paulis.shape[0]), p.real_dtype)

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..circuits import Circuit, compile_observables
 from .arrays import is_torch, wrap
+from . import device as gpu
 from .api import probabilities
 
 #: Largest number of bitstrings one call may return (B * shots * n bytes).
@@ -39,12 +40,14 @@ def indices_to_bits(idx: np.ndarray, n_qubits: int) -> np.ndarray:
 
 
 def sample(circuit: Circuit, inputs: Any = None, weights: Any = None, shots: int = 1000,
-           seed: int | np.random.Generator | None = None, *, backend: Any = None):
+           seed: int | np.random.Generator | None = None, *, backend: Any = None, device: Any = None):
     """Measure every wire ``shots`` times per sample: uint8 [B, shots, n], column q = wire q.
 
-    The same ``seed`` gives the same bitstrings.
+    The same ``seed`` gives the same bitstrings (on the GPU: its own counter-based stream).
     """
     shots = _check_shots(shots)
+    if gpu.wants_gpu(device, inputs, weights):
+        return gpu.sample(circuit, inputs, weights, shots, seed, backend=backend, device=device)
     probs = probabilities(circuit, inputs, weights, dtype=np.complex128, backend=backend)
     as_torch = is_torch(probs)
     probs = probs.numpy() if as_torch else probs

@@ -144,3 +144,13 @@ def test_backend_selection(monkeypatch):
     with pytest.raises(ValueError, match="positive int"):
         hdqnn.set_num_threads(0)
     assert set(hdqnn.backend_status()) >= {"cpp", "numba", "numpy"}
+
+
+def test_cuda_request_without_a_gpu_fails_loudly(circuit, rng):
+    if hdqnn.backend_status()["cuda"] == "ok" or hdqnn.backend_status()["cupy"] == "ok":
+        pytest.skip("a GPU engine works here; the refusal path cannot be exercised")
+    x, w = _xw(circuit, rng)
+    with pytest.raises(RuntimeError, match="CUDA was requested but no GPU engine can run"):
+        hdqnn.expval(circuit, x, w, device="cuda")
+    with pytest.raises(RuntimeError, match="CUDA was requested"):
+        hdqnn.sample(circuit, x, w, shots=4, device="cuda:0")
