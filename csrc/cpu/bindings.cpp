@@ -1,0 +1,254 @@
+// pybind11 module hdqnn._core_cpu: checks dtype, shape and contiguity, releases the GIL and calls the
+// engine. No math here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <complex>
+#include <string>
+
+#include "engine.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+using hdqnn::Index;
+using hdqnn::cpu::Call;
+using hdqnn::cpu::ProgramView;
+using hdqnn::cpu::Task;
+
+constexpr int kMaxQubits = 30;
+
+[[noreturn]] void value_error(const std::string& msg) { throw py::value_error(msg); }
+[[noreturn]] void type_error(const std::string& msg) { throw py::type_error(msg); }
+
+std::string shape_of(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += (d ? ", " : "") + std::to_string(a.shape(d));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+/// ``obj`` as a C-contiguous array of dtype ``dtype`` with ``ndim`` dimensions, or a clear error.
+py::array checked(const py::object& obj, const char* name, const py::dtype& dtype, int ndim) {
+  if (!py::isinstance<py::array>(obj)) {
+    type_error(std::string(name) + " must be a numpy.ndarray, got " + std::string(py::str(py::type::of(obj))));
+  }
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(dtype)) {
+    type_error(std::string(name) + " must have dtype " + std::string(py::str(dtype)) + ", got " +
+               std::string(py::str(a.dtype())));
+  }
+  if (a.ndim() != ndim) {
+    value_error(std::string(name) + " must have " + std::to_string(ndim) + " dimension(s), got shape " + shape_of(a));
+  }
+  if (!(a.flags() & py::array::c_style)) value_error(std::string(name) + " must be C-contiguous");
+  return a;
+}
+
+void require_dim(const py::array& a, const char* name, int axis, py::ssize_t expected, const char* what) {
+  if (a.shape(axis) != expected) {
+    value_error(std::string(name) + " has shape " + shape_of(a) + "; axis " + std::to_string(axis) + " must be " +
+                what + " = " + std::to_string(expected));
+  }
+}
+
+/// The program arrays of hdqnn.circuits.Program; the arrays must outlive the returned view.
+struct ProgramArrays {
+  py::array gates, angle_src, angle_val;
+  ProgramView view;
+};
+
+ProgramArrays program_arrays(const py::object& gates, const py::object& angle_src, const py::object& angle_val,
+                             int n_qubits) {
+  if (n_qubits < 1 || n_qubits > kMaxQubits) {
+    value_error("n_qubits must be in [1, " + std::to_string(kMaxQubits) + "], got " + std::to_string(n_qubits));
+  }
+  ProgramArrays p;
+  p.gates = checked(gates, "gates", py::dtype::of<int32_t>(), 2);
+  require_dim(p.gates, "gates", 1, 4, "(code, wire0, wire1, slot)");
+  p.angle_src = checked(angle_src, "angle_src", py::dtype::of<int32_t>(), 2);
+  require_dim(p.angle_src, "angle_src", 1, 2, "(source, index)");
+  p.angle_val = checked(angle_val, "angle_val", py::dtype::of<double>(), 1);
+  require_dim(p.angle_val, "angle_val", 0, p.angle_src.shape(0), "the number of angle slots");
+  p.view = ProgramView{n_qubits, static_cast<int>(p.gates.shape(0)), static_cast<const int32_t*>(p.gates.data()),
+                       static_cast<int>(p.angle_src.shape(0)), static_cast<const int32_t*>(p.angle_src.data()),
+                       static_cast<const double*>(p.angle_val.data())};
+  return p;
+}
+
+/// Everything of one call, with the arrays kept alive.
+template <class T>
+struct Arguments {
+  ProgramArrays program;
+  py::array inputs, weights, paulis, grad_output;
+  Call<T> call;
+};
+
+template <class T>
+Arguments<T> arguments(ProgramArrays program, const py::object& inputs, const py::object& weights,
+                       const py::object* paulis, const py::object* grad_output) {
+  const py::dtype real = py::dtype::of<T>();
+  Arguments<T> args;
+  args.program = program;
+  args.inputs = checked(inputs, "inputs", real, 2);
+  const py::ssize_t batch = args.inputs.shape(0);
+  if (batch < 1) value_error("inputs must hold at least one sample, got shape " + shape_of(args.inputs));
+  if (!py::isinstance<py::array>(weights)) {
+    type_error("weights must be a numpy.ndarray, got " + std::string(py::str(py::type::of(weights))));
+  }
+  const int weight_ndim = py::reinterpret_borrow<py::array>(weights).ndim();
+  if (weight_ndim != 1 && weight_ndim != 2) {
+    value_error("weights must be [n_weights] (shared) or [batch, n_weights] (per sample), got shape " +
+                shape_of(py::reinterpret_borrow<py::array>(weights)));
+  }
+  args.weights = checked(weights, "weights", real, weight_ndim);
+  if (weight_ndim == 2) require_dim(args.weights, "weights", 0, batch, "the batch size of inputs");
+
+  Call<T>& c = args.call;
+  c.program = args.program.view;
+  c.batch = batch;
+  c.n_inputs = static_cast<int>(args.inputs.shape(1));
+  c.inputs = static_cast<const T*>(args.inputs.data());
+  c.per_sample_weights = weight_ndim == 2;
+  c.n_weights = static_cast<int>(args.weights.shape(weight_ndim - 1));
+  c.weights = static_cast<const T*>(args.weights.data());
+  if (paulis != nullptr) {
+    args.paulis = checked(*paulis, "paulis", py::dtype::of<int8_t>(), 2);
+    require_dim(args.paulis, "paulis", 1, c.program.n_qubits, "n_qubits");
+    if (args.paulis.shape(0) < 1) value_error("paulis must hold at least one Pauli string");
+    c.n_terms = static_cast<int>(args.paulis.shape(0));
+    c.paulis = static_cast<const int8_t*>(args.paulis.data());
+  }
+  if (grad_output != nullptr) {
+    args.grad_output = checked(*grad_output, "grad_output", real, 2);
+    require_dim(args.grad_output, "grad_output", 0, batch, "the batch size of inputs");
+    require_dim(args.grad_output, "grad_output", 1, c.n_terms, "the number of Pauli strings");
+    c.grad_output = static_cast<const T*>(args.grad_output.data());
+  }
+  return args;
+}
+
+/// Calls f(T()) with T = float for float32 inputs and double for float64 inputs.
+template <class F>
+py::object with_real_type(const py::object& inputs, F&& f) {
+  if (!py::isinstance<py::array>(inputs)) {
+    type_error("inputs must be a numpy.ndarray, got " + std::string(py::str(py::type::of(inputs))));
+  }
+  const py::dtype dt = py::reinterpret_borrow<py::array>(inputs).dtype();
+  if (dt.is(py::dtype::of<double>())) return f(double());
+  if (dt.is(py::dtype::of<float>())) return f(float());
+  type_error("inputs must be float32 (complex64 simulation) or float64 (complex128), got " + std::string(py::str(dt)));
+}
+
+template <class T>
+void run_released(Task task, const Call<T>& call, T* out, T* grad_weights) {
+  py::gil_scoped_release release;
+  hdqnn::cpu::run<T>(task, call, out, grad_weights);
+}
+
+py::object statevector(const py::object& gates, const py::object& angle_src, const py::object& angle_val,
+                       int n_qubits, const py::object& inputs, const py::object& weights) {
+  ProgramArrays prog = program_arrays(gates, angle_src, angle_val, n_qubits);
+  return with_real_type(inputs, [&](auto real) -> py::object {
+    using T = decltype(real);
+    Arguments<T> args = arguments<T>(prog, inputs, weights, nullptr, nullptr);
+    py::array_t<std::complex<T>> out({static_cast<py::ssize_t>(args.call.batch), py::ssize_t(1) << n_qubits});
+    run_released<T>(Task::kStatevector, args.call, reinterpret_cast<T*>(out.mutable_data()), nullptr);
+    return std::move(out);
+  });
+}
+
+py::object probabilities(const py::object& gates, const py::object& angle_src, const py::object& angle_val,
+                         int n_qubits, const py::object& inputs, const py::object& weights) {
+  ProgramArrays prog = program_arrays(gates, angle_src, angle_val, n_qubits);
+  return with_real_type(inputs, [&](auto real) -> py::object {
+    using T = decltype(real);
+    Arguments<T> args = arguments<T>(prog, inputs, weights, nullptr, nullptr);
+    py::array_t<T> out({static_cast<py::ssize_t>(args.call.batch), py::ssize_t(1) << n_qubits});
+    run_released<T>(Task::kProbabilities, args.call, out.mutable_data(), nullptr);
+    return std::move(out);
+  });
+}
+
+py::object expval(const py::object& gates, const py::object& angle_src, const py::object& angle_val, int n_qubits,
+                  const py::object& inputs, const py::object& weights, const py::object& paulis) {
+  ProgramArrays prog = program_arrays(gates, angle_src, angle_val, n_qubits);
+  return with_real_type(inputs, [&](auto real) -> py::object {
+    using T = decltype(real);
+    Arguments<T> args = arguments<T>(prog, inputs, weights, &paulis, nullptr);
+    py::array_t<T> out({static_cast<py::ssize_t>(args.call.batch), static_cast<py::ssize_t>(args.call.n_terms)});
+    run_released<T>(Task::kExpval, args.call, out.mutable_data(), nullptr);
+    return std::move(out);
+  });
+}
+
+py::object vjp(const py::object& gates, const py::object& angle_src, const py::object& angle_val, int n_qubits,
+               const py::object& inputs, const py::object& weights, const py::object& paulis,
+               const py::object& grad_output) {
+  ProgramArrays prog = program_arrays(gates, angle_src, angle_val, n_qubits);
+  return with_real_type(inputs, [&](auto real) -> py::object {
+    using T = decltype(real);
+    Arguments<T> args = arguments<T>(prog, inputs, weights, &paulis, &grad_output);
+    py::array_t<T> grad_inputs({static_cast<py::ssize_t>(args.call.batch), static_cast<py::ssize_t>(args.call.n_inputs)});
+    std::vector<py::ssize_t> weight_shape(args.weights.shape(), args.weights.shape() + args.weights.ndim());
+    py::array_t<T> grad_weights(weight_shape);
+    run_released<T>(Task::kVjp, args.call, grad_inputs.mutable_data(), grad_weights.mutable_data());
+    return py::make_tuple(grad_inputs, grad_weights);
+  });
+}
+
+Task task_named(const std::string& name) {
+  if (name == "statevector") return Task::kStatevector;
+  if (name == "probabilities") return Task::kProbabilities;
+  if (name == "expval") return Task::kExpval;
+  if (name == "vjp") return Task::kVjp;
+  value_error("unknown task '" + name + "'; use statevector, probabilities, expval or vjp");
+}
+
+py::dict policy(const std::string& task, int n_qubits, Index batch, int n_ops, bool double_precision) {
+  if (n_qubits < 1 || n_qubits > kMaxQubits) value_error("n_qubits must be in [1, 30]");
+  const hdqnn::cpu::Policy p = hdqnn::cpu::choose_policy(task_named(task), n_qubits, batch, n_ops,
+                                                         double_precision ? sizeof(double) : sizeof(float));
+  py::dict d;
+  d["threads"] = p.threads;
+  d["lanes"] = p.lanes;
+  d["amplitude_parallel"] = p.amplitude_parallel;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core_cpu, m) {
+  m.doc() =
+      "hdqnn compiled CPU engine: runs a compiled circuit program for a whole batch in one call "
+      "(C++17, OpenMP across samples, adjoint gradients).";
+  const char* program_args = "gates: int32 [G, 4]; angle_src: int32 [A, 2]; angle_val: float64 [A]; ";
+  m.def("statevector", &statevector, py::arg("gates"), py::arg("angle_src"), py::arg("angle_val"),
+        py::arg("n_qubits"), py::arg("inputs"), py::arg("weights"),
+        (std::string("Final states [B, 2**n] complex64/complex128. ") + program_args +
+         "inputs: float32/float64 [B, D]; weights: [P] or [B, P], same dtype.")
+            .c_str());
+  m.def("probabilities", &probabilities, py::arg("gates"), py::arg("angle_src"), py::arg("angle_val"),
+        py::arg("n_qubits"), py::arg("inputs"), py::arg("weights"),
+        "|amplitude|**2, [B, 2**n] in the dtype of inputs.");
+  m.def("expval", &expval, py::arg("gates"), py::arg("angle_src"), py::arg("angle_val"), py::arg("n_qubits"),
+        py::arg("inputs"), py::arg("weights"), py::arg("paulis"),
+        "Expectations [B, K] of the Pauli strings paulis: int8 [K, n] (0=I, 1=X, 2=Y, 3=Z).");
+  m.def("vjp", &vjp, py::arg("gates"), py::arg("angle_src"), py::arg("angle_val"), py::arg("n_qubits"),
+        py::arg("inputs"), py::arg("weights"), py::arg("paulis"), py::arg("grad_output"),
+        "(grad_inputs [B, D], grad_weights shaped like weights) of sum(grad_output * expval), by the "
+        "adjoint method.");
+  m.def("set_num_threads", &hdqnn::cpu::set_num_threads, py::arg("n"), "Threads used across samples (>= 1).");
+  m.def("get_num_threads", &hdqnn::cpu::num_threads, "Threads a large call uses.");
+  m.def("openmp_enabled", &hdqnn::cpu::openmp_enabled, "Whether the module was built with OpenMP.");
+  m.def("max_threads", &hdqnn::cpu::max_threads, "OpenMP's thread limit (1 without OpenMP).");
+  m.def("isa", &hdqnn::cpu::isa, "Instruction-set variant of the kernels in use.");
+  m.def("available_isas", &hdqnn::cpu::available_isas, "Variants this build and CPU support, best first.");
+  m.def("set_isa", &hdqnn::cpu::set_isa, py::arg("name"), "Use another available variant (testing, benchmarks).");
+  m.def("set_policy", &hdqnn::cpu::set_policy, py::arg("lanes") = 0, py::arg("amplitude_parallel") = -1,
+        "Testing hook: force the lane count (0 = automatic) and amplitude parallelism (-1 = automatic).");
+  m.def("policy", &policy, py::arg("task"), py::arg("n_qubits"), py::arg("batch"), py::arg("n_ops"),
+        py::arg("double_precision") = true,
+        "The execution policy (threads, lanes, amplitude_parallel) a call of this size would use.");
+}

@@ -1,0 +1,280 @@
+#include "engine.hpp"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <new>
+#include <stdexcept>
+#include <thread>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "plan.hpp"
+#include "pool.hpp"
+
+namespace hdqnn {
+namespace cpu {
+
+// Kernel entry points, one per compiled instruction set (kernels.cpp).
+int run_job_base(const Job<float>& job);
+int run_job_base(const Job<double>& job);
+#ifdef HDQNN_HAVE_AVX2
+int run_job_avx2(const Job<float>& job);
+int run_job_avx2(const Job<double>& job);
+#endif
+#ifdef HDQNN_HAVE_AVX512
+int run_job_avx512(const Job<float>& job);
+int run_job_avx512(const Job<double>& job);
+#endif
+
+namespace {
+
+/// Below this many amplitude updates (batch * 2**n * ops) a call stays on one thread: forking
+/// costs more than it saves.
+constexpr double kSerialWork = 1 << 18;
+/// From this register size a gate's pass is long enough that per-gate barriers are negligible, so
+/// a batch too small to occupy every thread may split each gate's amplitudes across threads.
+constexpr int kAmplitudeParallelMinQubits = 14;
+/// Relative cost of the per-gate barriers of amplitude parallelism.
+constexpr double kBarrierPenalty = 0.1;
+/// Lane counts the kernels are compiled for.
+constexpr int kLaneChoices[] = {1, 2, 4, 8, 16};
+/// Extra cost of lanes beyond one vector register (more registers in flight).
+constexpr double kOverfullLanePenalty = 0.05;
+/// Ceiling on the simulation states of one call (all threads), above which fewer lanes are used.
+constexpr double kMaxStateBytes = 4.0 * (1 << 30);
+/// Adjoint: one forward sweep plus a backward sweep over two states.
+constexpr double kVjpCostFactor = 3.0;
+
+std::atomic<int> g_num_threads{0};  // 0: not set, use max_threads()
+std::atomic<int> g_lanes_override{0};
+std::atomic<int> g_amplitude_override{-1};
+
+struct IsaVariant {
+  const char* name;
+  int (*run_float)(const Job<float>&);
+  int (*run_double)(const Job<double>&);
+  bool (*supported)();
+  int vector_bytes;  ///< SIMD register width the variant is compiled for
+};
+
+bool always() { return true; }
+
+#if defined(HDQNN_HAVE_AVX2) || defined(HDQNN_HAVE_AVX512)
+bool cpu_has_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2") &&
+         __builtin_cpu_supports("popcnt");
+}
+#endif
+#ifdef HDQNN_HAVE_AVX512
+bool cpu_has_avx512() {
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+}
+#endif
+
+// Best first.
+const IsaVariant kVariants[] = {
+#ifdef HDQNN_HAVE_AVX512
+    {"avx512", run_job_avx512, run_job_avx512, cpu_has_avx512, 64},
+#endif
+#ifdef HDQNN_HAVE_AVX2
+    {"avx2", run_job_avx2, run_job_avx2, cpu_has_avx2, 32},
+#endif
+#ifdef HDQNN_NATIVE_BUILD
+    {"native", run_job_base, run_job_base, always, 32},
+#else
+    {"base", run_job_base, run_job_base, always, 16},
+#endif
+};
+constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
+
+int find_variant(const std::string& name) {
+  for (int i = 0; i < kNumVariants; ++i) {
+    if (name == kVariants[i].name) return kVariants[i].supported() ? i : -1;
+  }
+  return -1;
+}
+
+int initial_variant() {
+  const char* forced = getenv("HDQNN_CPU_ISA");
+  if (forced != nullptr && *forced != '\0') {
+    const int i = find_variant(forced);
+    if (i >= 0) return i;
+  }
+  for (int i = 0; i < kNumVariants; ++i) {
+    if (kVariants[i].supported()) return i;
+  }
+  return kNumVariants - 1;
+}
+
+std::atomic<int>& current_variant() {
+  static std::atomic<int> variant{initial_variant()};
+  return variant;
+}
+
+int dispatch(const Job<float>& job) { return kVariants[current_variant().load()].run_float(job); }
+int dispatch(const Job<double>& job) { return kVariants[current_variant().load()].run_double(job); }
+
+/// Relative time per sample of a block of ``lanes`` samples: lanes fill the SIMD registers; fewer
+/// leave them part empty (S == 1 vectorises over amplitudes instead, but not for the lowest
+/// wires). Fitted to measurements: AVX-512 double, 1 / 2 / 4 / 8 lanes cost about 3 / 2 / 1.1 / 1.
+double lane_cost(int lanes, size_t real_size) {
+  const int vector_bytes = kVariants[current_variant().load()].vector_bytes;
+  const double fill = double(vector_bytes) / double(real_size);
+  if (lanes >= fill) return 1.0 + (lanes > fill ? kOverfullLanePenalty : 0.0);
+  return sqrt(fill / lanes);
+}
+
+struct Choice {
+  int lanes;
+  bool amplitude_parallel;
+  double cost;
+};
+
+/// The lane count and mode with the smallest modelled time: blocks are spread over threads (the
+/// slowest thread decides), or every thread shares each block (large registers only).
+Choice best_choice(Task task, int n_qubits, Index batch, int threads, size_t real_size, int forced_lanes,
+                   int forced_amplitude) {
+  const double lane_bytes =
+      double(Index(1) << n_qubits) * 2.0 * double(real_size) * (task == Task::kVjp ? 2.0 : 1.0);
+  const bool amplitude_allowed = threads > 1 && n_qubits >= kAmplitudeParallelMinQubits && openmp_enabled();
+  Choice best{1, forced_amplitude == 1, -1.0};
+  for (int lanes : kLaneChoices) {
+    if (forced_lanes > 0 && lanes != forced_lanes) continue;
+    if (forced_lanes == 0 && lanes > 1 && lanes / 2 >= batch) continue;  // mostly empty lanes
+    const double blocks = double((batch + lanes - 1) / lanes);
+    const double block_cost = lanes * lane_cost(lanes, real_size);
+    for (int amplitude = 0; amplitude < 2; ++amplitude) {
+      if (forced_amplitude >= 0 ? amplitude != forced_amplitude : (amplitude == 1 && !amplitude_allowed)) continue;
+      const double state_sets = amplitude ? 1.0 : double(threads);
+      if (forced_lanes == 0 && lanes > 1 && lanes * lane_bytes * state_sets > kMaxStateBytes) continue;
+      const double cost = amplitude ? blocks * block_cost / threads * (1.0 + kBarrierPenalty)
+                                    : ceil(blocks / threads) * block_cost;
+      if (best.cost < 0 || cost < best.cost) best = Choice{lanes, amplitude == 1, cost};
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+Policy choose_policy(Task task, int n_qubits, Index batch, int n_ops, size_t real_size) {
+  const double work = double(batch) * double(Index(1) << n_qubits) * double(n_ops + 1) *
+                      (task == Task::kVjp ? kVjpCostFactor : 1.0);
+  const int forced_amplitude = g_amplitude_override.load();
+  Policy policy;
+  // forced amplitude parallelism (a testing hook) means a full team even for tiny work
+  policy.threads = work < kSerialWork && forced_amplitude != 1 ? 1 : num_threads();
+  const Choice choice =
+      best_choice(task, n_qubits, batch, policy.threads, real_size, g_lanes_override.load(), forced_amplitude);
+  policy.lanes = choice.lanes;
+  policy.amplitude_parallel = choice.amplitude_parallel;
+  return policy;
+}
+
+void set_policy(int lanes, int amplitude_parallel) {
+  if (lanes != 0 && lanes != 1 && lanes != 2 && lanes != 4 && lanes != 8 && lanes != 16) {
+    throw std::invalid_argument("lanes must be 0 (automatic), 1, 2, 4, 8 or 16, got " + std::to_string(lanes));
+  }
+  if (amplitude_parallel < -1 || amplitude_parallel > 1) {
+    throw std::invalid_argument("amplitude_parallel must be -1 (automatic), 0 or 1");
+  }
+  g_lanes_override.store(lanes);
+  g_amplitude_override.store(amplitude_parallel);
+}
+
+template <class T>
+void run(Task task, const Call<T>& call, T* out, T* grad_weights) {
+  const ProgramView& program = call.program;
+  validate_program(program, call.n_inputs, call.n_weights);
+  if (call.batch < 1) throw std::invalid_argument("batch must be >= 1");
+  const bool needs_terms = task == Task::kExpval || task == Task::kVjp;
+  if (needs_terms && call.n_terms < 1) throw std::invalid_argument("at least one Pauli string is required");
+  const std::vector<PauliTerm> terms =
+      needs_terms ? make_pauli_terms(call.paulis, call.n_terms, program.n_qubits) : std::vector<PauliTerm>();
+  const Plan plan = make_plan(program);
+  const Policy policy =
+      choose_policy(task, program.n_qubits, call.batch, static_cast<int>(plan.ops.size()), sizeof(T));
+
+  Job<T> job;
+  job.task = task;
+  job.program = program;
+  job.plan = plan.view();
+  job.terms = terms.data();
+  job.n_terms = needs_terms ? call.n_terms : 0;
+  job.batch = call.batch;
+  job.n_inputs = call.n_inputs;
+  job.inputs = call.inputs;
+  job.n_weights = call.n_weights;
+  job.weights = call.weights;
+  job.per_sample_weights = call.per_sample_weights ? 1 : 0;
+  job.grad_output = call.grad_output;
+  job.out = out;
+  job.grad_weights = grad_weights;
+  job.threads = policy.threads;
+  job.lanes = policy.lanes;
+  job.amplitude_parallel = policy.amplitude_parallel ? 1 : 0;
+  job.parallel_blocks = parallel_blocks;
+
+  const int status = dispatch(job);
+  if (status == kRunOutOfMemory) throw std::bad_alloc();
+  if (status != kRunOk) throw std::logic_error("hdqnn CPU kernels rejected lanes=" + std::to_string(job.lanes));
+}
+
+template void run<float>(Task, const Call<float>&, float*, float*);
+template void run<double>(Task, const Call<double>&, double*, double*);
+
+void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("number of threads must be >= 1, got " + std::to_string(n));
+  g_num_threads.store(n);
+}
+
+int num_threads() {
+  const int n = g_num_threads.load();
+  return n > 0 ? n : max_threads();
+}
+
+bool openmp_enabled() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  const unsigned hardware = std::thread::hardware_concurrency();
+  return hardware > 0 ? static_cast<int>(hardware) : 1;
+#endif
+}
+
+std::string isa() { return kVariants[current_variant().load()].name; }
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> names;
+  for (int i = 0; i < kNumVariants; ++i) {
+    if (kVariants[i].supported()) names.push_back(kVariants[i].name);
+  }
+  return names;
+}
+
+void set_isa(const std::string& name) {
+  const int i = find_variant(name);
+  if (i < 0) {
+    std::string known;
+    for (const std::string& s : available_isas()) known += (known.empty() ? "" : ", ") + s;
+    throw std::invalid_argument("instruction set '" + name + "' is not available; available: " + known);
+  }
+  current_variant().store(i);
+}
+
+}  // namespace cpu
+}  // namespace hdqnn

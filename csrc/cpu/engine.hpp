@@ -1,0 +1,61 @@
+// Public C++ interface of the CPU engine: one call runs a whole batch (validation, fusion, policy,
+// ISA dispatch). Used by the pybind11 module; contains no Python.
+#pragma once
+
+#include <stdint.h>
+
+#include <string>
+#include <vector>
+
+#include "engine_types.hpp"
+
+namespace hdqnn {
+namespace cpu {
+
+/// The arrays of one call, already checked for dtype, shape and contiguity by the caller.
+template <class T>
+struct Call {
+  ProgramView program;
+  Index batch = 0;
+  int n_inputs = 0;
+  const T* inputs = nullptr;      ///< [batch, n_inputs]
+  int n_weights = 0;
+  const T* weights = nullptr;     ///< [n_weights] or [batch, n_weights]
+  bool per_sample_weights = false;
+  int n_terms = 0;
+  const int8_t* paulis = nullptr; ///< [n_terms, n_qubits]
+  const T* grad_output = nullptr; ///< [batch, n_terms]
+};
+
+/// Runs ``task`` for every sample. out: statevector [batch, 2**n] interleaved complex,
+/// probabilities [batch, 2**n], expval [batch, n_terms], vjp grad_inputs [batch, n_inputs];
+/// grad_weights (vjp only) is shaped like the weights. Throws std::invalid_argument on a bad
+/// program or Pauli table and std::bad_alloc when the workspace cannot be allocated.
+template <class T>
+void run(Task task, const Call<T>& call, T* out, T* grad_weights);
+
+/// How a call is executed; chosen by choose_policy unless overridden by set_policy.
+struct Policy {
+  int threads;
+  int lanes;
+  bool amplitude_parallel;
+};
+
+Policy choose_policy(Task task, int n_qubits, Index batch, int n_ops, size_t real_size);
+
+/// Testing and tuning hook: lanes 0 = automatic; amplitude_parallel -1 = automatic, 0 / 1 forced.
+void set_policy(int lanes, int amplitude_parallel);
+
+void set_num_threads(int n);
+int num_threads();
+bool openmp_enabled();
+int max_threads();
+
+/// Instruction-set variant of the kernels in use ("avx512", "avx2", "base" or "native"), those this CPU and
+/// build support, and a manual override (HDQNN_CPU_ISA in the environment sets the initial one).
+std::string isa();
+std::vector<std::string> available_isas();
+void set_isa(const std::string& name);
+
+}  // namespace cpu
+}  // namespace hdqnn

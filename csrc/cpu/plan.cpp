@@ -1,0 +1,177 @@
+#include "plan.hpp"
+
+#include <stdexcept>
+
+#include "hdqnn/gates.hpp"
+
+namespace hdqnn {
+namespace cpu {
+namespace {
+
+constexpr int kMaxQubits = 30;
+constexpr int kSrcConst = 0;
+constexpr int kSrcInput = 1;
+constexpr int kSrcWeight = 2;
+
+std::string gate_where(int g, int code) { return "gate " + std::to_string(g) + " (code " + std::to_string(code) + ")"; }
+
+void validate_gate(const ProgramView& p, int g) {
+  const int32_t* row = p.gates + 4 * g;
+  const int code = row[0], w0 = row[1], w1 = row[2], slot = row[3];
+  const GateInfo info = gate_info(code);
+  if (info.n_wires == 0) {
+    throw std::invalid_argument("gate " + std::to_string(g) + ": unknown gate code " + std::to_string(code));
+  }
+  if (w0 < 0 || w0 >= p.n_qubits) {
+    throw std::invalid_argument(gate_where(g, code) + ": wire " + std::to_string(w0) + " out of range for " +
+                                std::to_string(p.n_qubits) + " qubit(s)");
+  }
+  if (info.n_wires == 2) {
+    if (w1 < 0 || w1 >= p.n_qubits || w1 == w0) {
+      throw std::invalid_argument(gate_where(g, code) + ": second wire " + std::to_string(w1) +
+                                  " must be in range and differ from " + std::to_string(w0));
+    }
+  } else if (w1 != -1) {
+    throw std::invalid_argument(gate_where(g, code) + ": single-qubit gate must have wire1 == -1");
+  }
+  if (info.n_angles == 0) {
+    if (slot != -1) throw std::invalid_argument(gate_where(g, code) + ": gate without angles must have slot -1");
+  } else if (slot < 0 || slot + info.n_angles > p.n_slots) {
+    throw std::invalid_argument(gate_where(g, code) + ": angle slot " + std::to_string(slot) + " out of range for " +
+                                std::to_string(p.n_slots) + " slot(s)");
+  }
+}
+
+void validate_slot(const ProgramView& p, int a, int n_inputs, int n_weights) {
+  const int src = p.angle_src[2 * a], idx = p.angle_src[2 * a + 1];
+  const std::string where = "angle slot " + std::to_string(a);
+  if (src == kSrcInput && (idx < 0 || idx >= n_inputs)) {
+    throw std::invalid_argument(where + " reads input column " + std::to_string(idx) + " but inputs have " +
+                                std::to_string(n_inputs) + " column(s)");
+  }
+  if (src == kSrcWeight && (idx < 0 || idx >= n_weights)) {
+    throw std::invalid_argument(where + " reads weight " + std::to_string(idx) + " but there are " +
+                                std::to_string(n_weights) + " weight(s)");
+  }
+  if (src != kSrcConst && src != kSrcInput && src != kSrcWeight) {
+    throw std::invalid_argument(where + ": unknown angle source " + std::to_string(src));
+  }
+}
+
+/// Shape of a product of gates: diagonal or real only when every factor is.
+int combine_shapes(int a, int b) { return a == b ? a : kShapeGeneral; }
+
+class PlanBuilder {
+ public:
+  explicit PlanBuilder(const ProgramView& program)
+      : p_(program), pending_(program.n_qubits), entangled_(program.n_qubits, false) {}
+
+  Plan build() {
+    std::vector<Op> initial, rest;
+    for (int g = 0; g < p_.n_gates; ++g) {
+      const int32_t* row = p_.gates + 4 * g;
+      if (gate_info(row[0]).n_wires == 1) {
+        pending_[row[1]].push_back(g);
+        continue;
+      }
+      flush(row[1], initial, rest);
+      flush(row[2], initial, rest);
+      entangled_[row[1]] = true;
+      entangled_[row[2]] = true;
+      // A block on the target just before a cx shares its pass (saves one sweep over the state
+      // per cx in ring / linear entanglers).
+      if (row[0] == kGateCx && !rest.empty() && rest.back().kind == OpKind::kFused1q && rest.back().wire0 == row[2]) {
+        rest.back().kind = OpKind::kFused1qCx;
+        rest.back().wire1 = row[1];
+        continue;
+      }
+      rest.push_back(two_qubit_op(g));
+    }
+    for (int w = 0; w < p_.n_qubits; ++w) flush(w, initial, rest);
+    plan_.n_initial = static_cast<int>(initial.size());
+    plan_.ops = initial;
+    plan_.ops.insert(plan_.ops.end(), rest.begin(), rest.end());
+    return plan_;
+  }
+
+ private:
+  bool slot_needs_grad(int slot, int n_angles) const {
+    for (int a = slot; a < slot + n_angles; ++a) {
+      if (p_.angle_src[2 * a] != kSrcConst) return true;
+    }
+    return false;
+  }
+
+  bool gate_needs_grad(int g) const {
+    const int32_t* row = p_.gates + 4 * g;
+    const int n_angles = gate_info(row[0]).n_angles;
+    return n_angles > 0 && slot_needs_grad(row[3], n_angles);
+  }
+
+  void flush(int wire, std::vector<Op>& initial, std::vector<Op>& rest) {
+    std::vector<int>& gates = pending_[wire];
+    if (gates.empty()) return;
+    Op op{OpKind::kFused1q, gate_info(p_.gates[4 * gates[0]]).shape, wire, -1,
+          static_cast<int>(plan_.gate_order.size()), 0, 0};
+    for (int g : gates) {
+      op.shape = combine_shapes(op.shape, gate_info(p_.gates[4 * g]).shape);
+      op.needs_grad |= gate_needs_grad(g) ? 1 : 0;
+      plan_.gate_order.push_back(g);
+    }
+    op.end = static_cast<int>(plan_.gate_order.size());
+    (entangled_[wire] ? rest : initial).push_back(op);
+    gates.clear();
+  }
+
+  Op two_qubit_op(int g) const {
+    const int32_t* row = p_.gates + 4 * g;
+    const int code = row[0];
+    Op op{OpKind::kControlled, gate_info(code).shape, row[1], row[2], g, g + 1, gate_needs_grad(g) ? 1 : 0};
+    switch (code) {
+      case kGateCx: op.kind = OpKind::kCx; break;
+      case kGateCz: op.kind = OpKind::kCz; break;
+      case kGateSwap: op.kind = OpKind::kSwap; break;
+      case kGateRzz: op.kind = OpKind::kRzz; break;
+      case kGateRxx: case kGateRyy: op.kind = OpKind::kPairRotation; break;
+      default: break;  // cy, crx, cry, crz, cp
+    }
+    return op;
+  }
+
+  const ProgramView& p_;
+  std::vector<std::vector<int>> pending_;
+  std::vector<bool> entangled_;
+  Plan plan_;
+};
+
+}  // namespace
+
+void validate_program(const ProgramView& program, int n_inputs, int n_weights) {
+  if (program.n_qubits < 1 || program.n_qubits > kMaxQubits) {
+    throw std::invalid_argument("n_qubits must be in [1, " + std::to_string(kMaxQubits) + "], got " +
+                                std::to_string(program.n_qubits));
+  }
+  for (int g = 0; g < program.n_gates; ++g) validate_gate(program, g);
+  for (int a = 0; a < program.n_slots; ++a) validate_slot(program, a, n_inputs, n_weights);
+}
+
+Plan make_plan(const ProgramView& program) { return PlanBuilder(program).build(); }
+
+std::vector<PauliTerm> make_pauli_terms(const int8_t* paulis, int n_terms, int n_qubits) {
+  std::vector<PauliTerm> terms;
+  terms.reserve(n_terms);
+  for (int k = 0; k < n_terms; ++k) {
+    const int8_t* row = paulis + static_cast<size_t>(k) * n_qubits;
+    for (int w = 0; w < n_qubits; ++w) {
+      if (row[w] < kPauliI || row[w] > kPauliZ) {
+        throw std::invalid_argument("paulis[" + std::to_string(k) + ", " + std::to_string(w) + "] = " +
+                                    std::to_string(row[w]) + ": codes are 0=I, 1=X, 2=Y, 3=Z");
+      }
+    }
+    terms.push_back(make_pauli_term(reinterpret_cast<const signed char*>(row), n_qubits));
+  }
+  return terms;
+}
+
+}  // namespace cpu
+}  // namespace hdqnn

@@ -1,0 +1,106 @@
+#include "pool.hpp"
+
+#include <pthread.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace hdqnn {
+namespace cpu {
+namespace {
+
+class WorkerPool {
+ public:
+  void run(int threads, Index n_blocks, BlockBody body, void* ctx) {
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (!busy.owns_lock() || threads <= 1) {  // another call owns the pool: run alone
+      for (Index b = 0; b < n_blocks; ++b) body(ctx, 0, b);
+      return;
+    }
+    ensure_workers(threads - 1);
+    uint64_t generation;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      generation = ++generation_;
+      job_ = Job{threads, n_blocks, body, ctx};
+      next_.store(0);
+      open_generation_.store(generation);
+    }
+    wake_.notify_all();
+    claim_blocks(job_, 0);
+    // late workers see the job closed and leave; wait only for those holding a block
+    open_generation_.store(0);
+    while (active_.load() != 0) std::this_thread::yield();
+  }
+
+  /// In a child process after fork() the workers do not exist: start over with a fresh pool.
+  static WorkerPool*& instance() {
+    static WorkerPool* pool = new WorkerPool();  // never destroyed: workers may outlive exit
+    return pool;
+  }
+
+ private:
+  struct Job {
+    int threads = 0;
+    Index n_blocks = 0;
+    BlockBody body = nullptr;
+    void* ctx = nullptr;
+  };
+
+  void claim_blocks(const Job& job, int worker) {
+    for (Index b = next_.fetch_add(1); b < job.n_blocks; b = next_.fetch_add(1)) job.body(job.ctx, worker, b);
+  }
+
+  void ensure_workers(int count) {
+    while (static_cast<int>(workers_.size()) < count) {
+      const int id = static_cast<int>(workers_.size()) + 1;
+      workers_.emplace_back([this, id] { worker_loop(id); });
+      workers_.back().detach();
+    }
+  }
+
+  void worker_loop(int id) {
+    uint64_t seen = 0;
+    for (;;) {
+      Job job;
+      uint64_t generation;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation = generation_;
+        job = job_;
+      }
+      if (id >= job.threads) continue;
+      active_.fetch_add(1);
+      if (open_generation_.load() == generation) claim_blocks(job, id);
+      active_.fetch_sub(1);
+    }
+  }
+
+  std::mutex busy_;   ///< held by the call using the pool
+  std::mutex mutex_;  ///< guards job_ and generation_
+  std::condition_variable wake_;
+  std::vector<std::thread> workers_;
+  Job job_;
+  uint64_t generation_ = 0;
+  std::atomic<uint64_t> open_generation_{0};
+  std::atomic<Index> next_{0};
+  std::atomic<int> active_{0};
+};
+
+void reset_after_fork() { WorkerPool::instance() = new WorkerPool(); }
+
+}  // namespace
+
+void parallel_blocks(int threads, Index n_blocks, BlockBody body, void* ctx) {
+  static const int registered = pthread_atfork(nullptr, nullptr, reset_after_fork);
+  (void)registered;
+  WorkerPool::instance()->run(threads, n_blocks, body, ctx);
+}
+
+}  // namespace cpu
+}  // namespace hdqnn

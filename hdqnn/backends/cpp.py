@@ -1,0 +1,81 @@
+"""The compiled C++/OpenMP engine (module ``hdqnn._core_cpu``, built by ``pip install .``).
+
+One call runs the whole program for the whole batch: samples are simulated in small interleaved
+blocks whose states stay in cache, in parallel across samples (or across amplitudes when one state
+is large), with the adjoint method for gradients. Importing this module raises ImportError when
+the extension was not built; the backend registry then falls back to the next engine.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core_cpu as _core
+from ..circuits import Program
+from .base import REAL_OF
+
+
+def openmp_enabled() -> bool:
+    """Whether the extension was compiled with OpenMP (otherwise it runs serially)."""
+    return bool(_core.openmp_enabled())
+
+
+def max_threads() -> int:
+    """OpenMP's thread limit for this process (1 without OpenMP)."""
+    return int(_core.max_threads())
+
+
+def isa() -> str:
+    """Instruction-set variant of the kernels in use: "avx512", "avx2", "base" or "native"."""
+    return str(_core.isa())
+
+
+def _real_dtype(inputs: np.ndarray, dtype) -> np.dtype:
+    """The float dtype matching complex ``dtype``; inputs must already have it."""
+    complex_dtype = np.dtype(dtype)
+    real = REAL_OF.get(complex_dtype)
+    if real is None:
+        raise TypeError(f"dtype must be complex64 or complex128, got {complex_dtype}")
+    if inputs.dtype != real:
+        raise TypeError(f"{complex_dtype} simulation needs {real} inputs, got {inputs.dtype}")
+    return real
+
+
+class CppBackend:
+    """Backend protocol (hdqnn.backends.base.Backend) on the compiled engine."""
+
+    name = "cpp"
+
+    def set_num_threads(self, n: int) -> None:
+        """Threads used across samples; calls below a work threshold stay on one thread."""
+        _core.set_num_threads(n)
+
+    def statevector(self, program: Program, inputs: np.ndarray, weights: np.ndarray, dtype) -> np.ndarray:
+        """[B, 2**n] complex ``dtype``."""
+        _real_dtype(inputs, dtype)
+        return _core.statevector(*_program_args(program), inputs, weights)
+
+    def probabilities(self, program: Program, inputs: np.ndarray, weights: np.ndarray, dtype) -> np.ndarray:
+        """[B, 2**n] real (float32 for complex64), |amplitude|**2."""
+        _real_dtype(inputs, dtype)
+        return _core.probabilities(*_program_args(program), inputs, weights)
+
+    def expval(
+        self, program: Program, inputs: np.ndarray, weights: np.ndarray, paulis: np.ndarray, dtype
+    ) -> np.ndarray:
+        """[B, K] real expectations of the Pauli strings ``paulis`` (int8 [K, n])."""
+        _real_dtype(inputs, dtype)
+        return _core.expval(*_program_args(program), inputs, weights, paulis)
+
+    def vjp(
+        self, program: Program, inputs: np.ndarray, weights: np.ndarray, paulis: np.ndarray,
+        grad_output: np.ndarray, dtype,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(grad_inputs [B, n_inputs], grad_weights shaped like ``weights``) of
+        sum(grad_output * expval), by the adjoint method."""
+        _real_dtype(inputs, dtype)
+        return _core.vjp(*_program_args(program), inputs, weights, paulis, grad_output)
+
+
+def _program_args(program: Program) -> tuple:
+    """The program arrays as the extension takes them (already int32 / float64 C-contiguous)."""
+    return program.gates, program.angle_src, program.angle_val, program.n_qubits

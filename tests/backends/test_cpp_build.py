@@ -1,0 +1,241 @@
+"""The compiled CPU engine's own contract: argument checks of the binding, thread and policy
+settings, and agreement of every execution path (lane widths, amplitude parallelism, instruction
+sets) with the NumPy reference. Cross-engine comparisons live in test_backends.py."""
+from __future__ import annotations
+
+import importlib
+import os
+
+import numpy as np
+import pytest
+
+from hdqnn import Circuit, Input, Weight
+from hdqnn.backends.numpy_ref import NumpyBackend
+from hdqnn.circuits import compile_observables
+from tests.circuit_factory import random_circuit, random_paulis
+
+LANES = (1, 2, 4, 8, 16)
+TOL = {np.float64: 1e-10, np.float32: 1e-5}
+
+
+@pytest.fixture(scope="module")
+def core():
+    """hdqnn._core_cpu; skipped when not built, unless HDQNN_REQUIRE_BACKENDS names cpp."""
+    try:
+        return importlib.import_module("hdqnn._core_cpu")
+    except ImportError as exc:
+        if "cpp" in os.environ.get("HDQNN_REQUIRE_BACKENDS", "").split(","):
+            pytest.fail(f"the C++ engine is required but does not import: {exc}")
+        pytest.skip(f"the C++ engine is not built: {exc}")
+
+
+@pytest.fixture
+def restore_settings(core):
+    """Put threads, policy and instruction set back after a test that changes them."""
+    threads, isa = core.get_num_threads(), core.isa()
+    yield
+    core.set_num_threads(threads)
+    core.set_policy(0, -1)
+    core.set_isa(isa)
+
+
+def _program_args(prog):
+    return prog.gates, prog.angle_src, prog.angle_val, prog.n_qubits
+
+
+def _small_case(dtype=np.float64, batch=3, per_sample=False):
+    circuit = Circuit(2).ry(Input(0), 0).rz(Weight(0), 1).cx(0, 1).crx(Weight(1), 1, 0)
+    prog = circuit.compile()
+    x = np.linspace(0.1, 0.9, batch * prog.n_inputs).reshape(batch, prog.n_inputs).astype(dtype)
+    w_shape = (batch, prog.n_weights) if per_sample else (prog.n_weights,)
+    w = np.linspace(-0.5, 0.5, int(np.prod(w_shape))).reshape(w_shape).astype(dtype)
+    paulis = compile_observables(["ZI", "XY"], 2)
+    return prog, x, w, paulis
+
+
+# ------------------------------------------------------------------------------ binding checks
+def test_rejects_wrong_dtypes(core):
+    prog, x, w, paulis = _small_case()
+    args = _program_args(prog)
+    with pytest.raises(TypeError, match="inputs must be float32"):
+        core.expval(*args, x.astype(np.int64), w, paulis)
+    with pytest.raises(TypeError, match="weights must have dtype float64"):
+        core.expval(*args, x, w.astype(np.float32), paulis)
+    with pytest.raises(TypeError, match="paulis must have dtype int8"):
+        core.expval(*args, x, w, paulis.astype(np.int32))
+    with pytest.raises(TypeError, match="gates must have dtype int32"):
+        core.expval(prog.gates.astype(np.int64), *args[1:], x, w, paulis)
+    with pytest.raises(TypeError, match="grad_output must have dtype float64"):
+        core.vjp(*args, x, w, paulis, np.ones((3, 2), dtype=np.float32))
+    with pytest.raises(TypeError, match="must be a numpy.ndarray"):
+        core.expval(*args, x.tolist(), w, paulis)
+
+
+def test_rejects_wrong_shapes(core):
+    prog, x, w, paulis = _small_case()
+    args = _program_args(prog)
+    with pytest.raises(ValueError, match="inputs must have 2 dimension"):
+        core.expval(*args, x[0], w, paulis)
+    with pytest.raises(ValueError, match="at least one sample"):
+        core.expval(*args, x[:0], w, paulis)
+    with pytest.raises(ValueError, match="weights has shape"):
+        core.expval(*args, x, np.zeros((4, prog.n_weights)), paulis)
+    with pytest.raises(ValueError, match="paulis has shape"):
+        core.expval(*args, x, w, np.zeros((1, 3), dtype=np.int8))
+    with pytest.raises(ValueError, match="grad_output has shape"):
+        core.vjp(*args, x, w, paulis, np.ones((3, 3)))
+    with pytest.raises(ValueError, match="n_qubits must be in"):
+        core.expval(prog.gates, prog.angle_src, prog.angle_val, 31, x, w, paulis)
+
+
+def test_rejects_non_contiguous_arrays(core):
+    prog, x, w, paulis = _small_case(batch=4)
+    args = _program_args(prog)
+    with pytest.raises(ValueError, match="inputs must be C-contiguous"):
+        core.expval(*args, np.asfortranarray(np.repeat(x, 2, axis=1)), w, paulis)
+    with pytest.raises(ValueError, match="weights must be C-contiguous"):
+        core.expval(*args, x, np.repeat(w, 2)[::2], paulis)
+
+
+def test_rejects_inconsistent_programs(core):
+    prog, x, w, paulis = _small_case()
+    bad_wire = prog.gates.copy()
+    bad_wire[0, 1] = 2
+    with pytest.raises(ValueError, match="wire 2 out of range"):
+        core.expval(bad_wire, prog.angle_src, prog.angle_val, 2, x, w, paulis)
+    bad_code = prog.gates.copy()
+    bad_code[1, 0] = 99
+    with pytest.raises(ValueError, match="unknown gate code 99"):
+        core.expval(bad_code, prog.angle_src, prog.angle_val, 2, x, w, paulis)
+    bad_slot = prog.gates.copy()
+    bad_slot[0, 3] = 50
+    with pytest.raises(ValueError, match="angle slot 50 out of range"):
+        core.expval(bad_slot, prog.angle_src, prog.angle_val, 2, x, w, paulis)
+    with pytest.raises(ValueError, match="reads input column 0 but inputs have 0"):
+        core.expval(*_program_args(prog), x[:, :0], w, paulis)
+    with pytest.raises(ValueError, match="reads weight 1 but there are 1"):
+        core.expval(*_program_args(prog), x, w[:1], paulis)
+    with pytest.raises(ValueError, match="codes are 0=I"):
+        core.expval(*_program_args(prog), x, w, np.full((1, 2), 5, dtype=np.int8))
+
+
+def test_output_dtypes_and_shapes(core):
+    for dtype, cdtype in ((np.float64, np.complex128), (np.float32, np.complex64)):
+        prog, x, w, paulis = _small_case(dtype, per_sample=True)
+        args = _program_args(prog)
+        psi = core.statevector(*args, x, w)
+        assert psi.dtype == cdtype and psi.shape == (3, 4) and psi.flags.c_contiguous
+        assert core.probabilities(*args, x, w).dtype == dtype
+        assert core.expval(*args, x, w, paulis).shape == (3, 2)
+        gi, gw = core.vjp(*args, x, w, paulis, np.ones((3, 2), dtype=dtype))
+        assert gi.shape == x.shape and gw.shape == w.shape and gi.dtype == gw.dtype == dtype
+
+
+def test_backend_checks_requested_precision(core):
+    from hdqnn.backends.cpp import CppBackend
+
+    prog, x, w, paulis = _small_case()
+    with pytest.raises(TypeError, match="complex64 simulation needs float32 inputs"):
+        CppBackend().expval(prog, x, w, paulis, np.complex64)
+    with pytest.raises(TypeError, match="dtype must be complex64 or complex128"):
+        CppBackend().expval(prog, x, w, paulis, np.float64)
+
+
+# --------------------------------------------------------------------------- threads, policy
+def test_thread_setting(core, restore_settings):
+    with pytest.raises(ValueError, match="number of threads must be >= 1"):
+        core.set_num_threads(0)
+    core.set_num_threads(3)
+    assert core.get_num_threads() == 3
+    assert isinstance(core.openmp_enabled(), bool) and core.max_threads() >= 1
+
+
+def test_policy_choices(core, restore_settings):
+    core.set_num_threads(2)
+    assert core.policy("expval", 2, 1, 3)["threads"] == 1  # tiny work stays serial
+    big = core.policy("vjp", 10, 256, 200)
+    assert big["threads"] == 2 and not big["amplitude_parallel"] and big["lanes"] > 1
+    assert core.policy("expval", 20, 1, 50)["amplitude_parallel"]
+    with pytest.raises(ValueError, match="lanes must be"):
+        core.set_policy(3, -1)
+
+
+def test_thread_counts_agree(core, restore_settings):
+    rng = np.random.default_rng(7)
+    prog = random_circuit(rng, 9, n_gates=60).compile()
+    x = rng.uniform(-1, 1, (40, prog.n_inputs))
+    w = rng.uniform(-1, 1, prog.n_weights)
+    paulis = compile_observables(random_paulis(rng, 9), 9)
+    g = rng.normal(size=(40, paulis.shape[0]))
+    results = []
+    for threads in (1, 2):
+        core.set_num_threads(threads)
+        results.append((core.expval(*_program_args(prog), x, w, paulis),
+                        *core.vjp(*_program_args(prog), x, w, paulis, g)))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------------- every execution path
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("amplitude_parallel", [0, 1])
+@pytest.mark.parametrize("lanes", LANES)
+def test_execution_paths_match_reference(core, restore_settings, lanes, amplitude_parallel, dtype):
+    rng = np.random.default_rng(lanes * 10 + amplitude_parallel)
+    core.set_num_threads(2)
+    core.set_policy(lanes, amplitude_parallel)
+    reference = NumpyBackend()
+    cdtype = np.complex128 if dtype == np.float64 else np.complex64
+    for n, batch, per_sample in ((1, 3, False), (4, 5, True), (6, 3, False)):
+        prog = random_circuit(rng, n).compile()
+        x = rng.uniform(-np.pi, np.pi, (batch, prog.n_inputs)).astype(dtype)
+        w_shape = (batch, prog.n_weights) if per_sample else (prog.n_weights,)
+        w = rng.uniform(-np.pi, np.pi, w_shape).astype(dtype)
+        paulis = compile_observables(random_paulis(rng, n, 4), n)
+        g = rng.normal(size=(batch, paulis.shape[0])).astype(dtype)
+        args = _program_args(prog)
+        tol = TOL[dtype]
+        np.testing.assert_allclose(core.statevector(*args, x, w),
+                                   reference.statevector(prog, x, w, cdtype), atol=tol, rtol=0)
+        np.testing.assert_allclose(core.expval(*args, x, w, paulis),
+                                   reference.expval(prog, x, w, paulis, cdtype), atol=tol, rtol=0)
+        for got, want in zip(core.vjp(*args, x, w, paulis, g), reference.vjp(prog, x, w, paulis, g, cdtype)):
+            np.testing.assert_allclose(got, want, atol=50 * tol, rtol=0)
+
+
+def test_instruction_sets_agree(core, restore_settings):
+    rng = np.random.default_rng(3)
+    prog = random_circuit(rng, 7).compile()
+    x = rng.uniform(-1, 1, (9, prog.n_inputs))
+    w = rng.uniform(-1, 1, prog.n_weights)
+    paulis = compile_observables(random_paulis(rng, 7), 7)
+    g = rng.normal(size=(9, paulis.shape[0]))
+    assert core.isa() in core.available_isas()
+    results = {}
+    for isa in core.available_isas():
+        core.set_isa(isa)
+        results[isa] = (core.expval(*_program_args(prog), x, w, paulis),
+                        *core.vjp(*_program_args(prog), x, w, paulis, g))
+    first = results[core.available_isas()[0]]
+    for isa, res in results.items():
+        for a, b in zip(res, first):
+            np.testing.assert_allclose(a, b, atol=1e-12, err_msg=isa)
+    with pytest.raises(ValueError, match="not available"):
+        core.set_isa("sse9")
+
+
+@pytest.mark.slow
+def test_twenty_qubits_analytic(core, restore_settings):
+    """H on every wire then rz(x) on wire 0: <X_0> = cos(x), <X_w> = 1, d<X_0>/dx = -sin(x)."""
+    n = 20
+    circuit = Circuit(n)
+    for wire in range(n):
+        circuit.h(wire)
+    circuit.rz(Input(0), 0)
+    prog = circuit.compile()
+    x = np.array([[0.3], [1.1]])
+    paulis = compile_observables([("X", 0), ("X", n - 1)], n)
+    ev = core.expval(*_program_args(prog), x, np.zeros(0), paulis)
+    np.testing.assert_allclose(ev, np.stack([np.cos(x[:, 0]), np.ones(2)], axis=1), atol=1e-10)
+    gi, _ = core.vjp(*_program_args(prog), x, np.zeros(0), paulis, np.array([[1.0, 0.0], [1.0, 0.0]]))
+    np.testing.assert_allclose(gi[:, 0], -np.sin(x[:, 0]), atol=1e-10)
