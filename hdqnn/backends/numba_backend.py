@@ -85,6 +85,11 @@ def _launch(kernel, call: _Call, *args) -> None:
         numba.set_num_threads(previous)
 
 
+#: numba's thread pool size, fixed when numba starts; read once because numba re-reads its config
+#: from the environment during later compilations and the live value can drift from the pool.
+_POOL_SIZE = max(1, numba.config.NUMBA_NUM_THREADS)
+
+
 class NumbaBackend:
     """Numba CPU engine: one parallel compiled call per batch, adjoint gradients."""
 
@@ -101,7 +106,7 @@ class NumbaBackend:
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"numba backend: number of threads must be a positive int, got {n!r}")
-        n = min(int(n), numba.config.NUMBA_NUM_THREADS)
+        n = min(int(n), _POOL_SIZE)
         numba.set_num_threads(n)
         self._n_threads = n
 
