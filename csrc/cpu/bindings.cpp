@@ -35,7 +35,7 @@ py::array checked(const py::object& obj, const char* name, const py::dtype& dtyp
     type_error(std::string(name) + " must be a numpy.ndarray, got " + std::string(py::str(py::type::of(obj))));
   }
   py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(dtype)) {
+  if (!a.dtype().equal(dtype)) {  // equivalence, not identity: unpickled dtypes are new objects
     type_error(std::string(name) + " must have dtype " + std::string(py::str(dtype)) + ", got " +
                std::string(py::str(a.dtype())));
   }
@@ -136,8 +136,8 @@ py::object with_real_type(const py::object& inputs, F&& f) {
     type_error("inputs must be a numpy.ndarray, got " + std::string(py::str(py::type::of(inputs))));
   }
   const py::dtype dt = py::reinterpret_borrow<py::array>(inputs).dtype();
-  if (dt.is(py::dtype::of<double>())) return f(double());
-  if (dt.is(py::dtype::of<float>())) return f(float());
+  if (dt.equal(py::dtype::of<double>())) return f(double());
+  if (dt.equal(py::dtype::of<float>())) return f(float());
   type_error("inputs must be float32 (complex64 simulation) or float64 (complex128), got " + std::string(py::str(dt)));
 }
 

@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -12,6 +13,9 @@
 namespace hdqnn {
 namespace cpu {
 namespace {
+
+/// How long an idle worker polls for the next job before it blocks.
+constexpr std::chrono::microseconds kSpin(200);
 
 class WorkerPool {
  public:
@@ -29,6 +33,7 @@ class WorkerPool {
       job_ = Job{threads, n_blocks, body, ctx};
       next_.store(0);
       open_generation_.store(generation);
+      published_.store(generation);
     }
     wake_.notify_all();
     claim_blocks(job_, 0);
@@ -66,6 +71,9 @@ class WorkerPool {
   void worker_loop(int id) {
     uint64_t seen = 0;
     for (;;) {
+      // Back-to-back calls (a training loop) find the worker awake: poll briefly before sleeping.
+      const auto spin_end = std::chrono::steady_clock::now() + kSpin;
+      while (published_.load() == seen && std::chrono::steady_clock::now() < spin_end) std::this_thread::yield();
       Job job;
       uint64_t generation;
       {
@@ -87,6 +95,7 @@ class WorkerPool {
   std::vector<std::thread> workers_;
   Job job_;
   uint64_t generation_ = 0;
+  std::atomic<uint64_t> published_{0};  ///< generation_, readable without the mutex
   std::atomic<uint64_t> open_generation_{0};
   std::atomic<Index> next_{0};
   std::atomic<int> active_{0};

@@ -155,7 +155,7 @@ def test_policy_choices(core, restore_settings):
     assert core.policy("expval", 2, 1, 3)["threads"] == 1  # tiny work stays serial
     big = core.policy("vjp", 10, 256, 200)
     assert big["threads"] == 2 and not big["amplitude_parallel"] and big["lanes"] > 1
-    assert core.policy("expval", 20, 1, 50)["amplitude_parallel"]
+    assert core.policy("expval", 20, 1, 50)["amplitude_parallel"] == core.openmp_enabled()
     with pytest.raises(ValueError, match="lanes must be"):
         core.set_policy(3, -1)
 
@@ -174,6 +174,42 @@ def test_thread_counts_agree(core, restore_settings):
                         *core.vjp(*_program_args(prog), x, w, paulis, g)))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_concurrent_calls_and_fork(core, restore_settings):
+    """Calls from several Python threads at once (the GIL is released) and from a forked child,
+    whose worker pool is rebuilt, all return the same expectations."""
+    import multiprocessing
+    import threading
+
+    rng = np.random.default_rng(11)
+    prog = random_circuit(rng, 8, n_gates=40).compile()
+    x = rng.uniform(-1, 1, (128, prog.n_inputs))
+    w = rng.uniform(-1, 1, prog.n_weights)
+    paulis = compile_observables(random_paulis(rng, 8), 8)
+    core.set_num_threads(2)
+    expected = core.expval(*_program_args(prog), x, w, paulis)
+    results = [None] * 4
+
+    def call(i):
+        results[i] = core.expval(*_program_args(prog), x, w, paulis)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(results))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+    if "fork" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(1) as pool:
+            np.testing.assert_array_equal(pool.apply(_expval_in_child, (prog, x, w, paulis)), expected)
+
+
+def _expval_in_child(prog, x, w, paulis):
+    core = importlib.import_module("hdqnn._core_cpu")
+    return core.expval(*_program_args(prog), x, w, paulis)
 
 
 # ---------------------------------------------------------------------- every execution path

@@ -30,11 +30,6 @@ HDQNN_HOST_DEVICE HDQNN_INLINE Complex<T> operator+(Complex<T> a, Complex<T> b) 
 }
 
 template <class T>
-HDQNN_HOST_DEVICE HDQNN_INLINE Complex<T> operator-(Complex<T> a, Complex<T> b) {
-  return make_complex(a.re - b.re, a.im - b.im);
-}
-
-template <class T>
 HDQNN_HOST_DEVICE HDQNN_INLINE Complex<T> operator*(Complex<T> a, Complex<T> b) {
   return make_complex(a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re);
 }

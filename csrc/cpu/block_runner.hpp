@@ -1,0 +1,758 @@
+// One block of samples through the whole fused program: forward pass, outputs, adjoint sweep
+// (included by kernels.cpp).
+#pragma once
+
+#include <stdint.h>
+
+#include <type_traits>
+
+#include "engine_types.hpp"
+#include "hdqnn/gates.hpp"
+#include "hdqnn/pauli.hpp"
+#include "lanes.hpp"
+#include "pair_kernels.hpp"
+#include "trig.hpp"
+
+HDQNN_NAMESPACE_BEGIN
+namespace kernels {
+namespace {  // included by kernels.cpp only, once per instruction set
+
+using cpu::Job;
+using cpu::Op;
+using cpu::OpKind;
+using cpu::Task;
+
+constexpr int kMaxQubits = 30;
+constexpr int kSrcConst = 0;
+constexpr int kSrcInput = 1;
+
+// -------------------------------------------------------------------------------- workspace
+
+template <class T>
+struct Buffers {
+  T* psi_re;
+  T* psi_im;
+  T* lam_re;
+  T* lam_im;
+  T* half_cos;  ///< [slots, S]
+  T* half_sin;  ///< [slots, S]
+  T* gtheta;    ///< [slots, S]: d loss / d angle
+  T* table;     ///< product-state tables
+  T* gk;        ///< [terms, S]: grad_output of the block
+  double* acc;  ///< [terms, 2, S]: expectation sums
+  double* half_angle;  ///< [slots, S]: theta / 2
+};
+
+// ----------------------------------------------------------------------------- block runner
+
+/// Runs the whole fused program for one block of S samples: forward pass, then expectations,
+/// probabilities, states, or the adjoint sweep.
+template <class T, int S, class Team>
+class BlockRunner {
+  using L = lane_t<T, S>;
+
+ public:
+  BlockRunner(const Job<T>& job, const Team& team, const Buffers<T>& buf, double* weight_partials)
+      : job_(job), team_(team), buf_(buf), weight_partials_(weight_partials) {
+    n_ = job.program.n_qubits;
+    dim_ = Index(1) << n_;
+  }
+
+  void run_block(Index block) {
+    block_ = block;
+    b0_ = block * S;
+    nvalid_ = static_cast<int>(min_index(S, job_.batch - b0_));
+    // in amplitude mode every thread must be done reading the previous block's state
+    team_.sync();
+    load_angles();
+    forward();
+    switch (job_.task) {
+      case Task::kStatevector:
+        write_states();
+        break;
+      case Task::kProbabilities:
+        write_probabilities();
+        break;
+      case Task::kExpval:
+        expectations();
+        break;
+      case Task::kVjp:
+        prepare_lambda();
+        backward();
+        scatter_gradients();
+        break;
+    }
+  }
+
+ private:
+  // ---------------------------------------------------------------- angles and matrices
+  /// Half-angle cosines and sines of every slot and lane: angles first (scalar gathers), then one
+  /// vectorised sincos over all of them.
+  void load_angles() {
+    const cpu::ProgramView& p = job_.program;
+    double* half = buf_.half_angle;
+    for (int a = 0; a < p.n_slots; ++a) {
+      const int src = p.angle_src[2 * a], idx = p.angle_src[2 * a + 1];
+      const double scale = 0.5 * p.angle_val[a];
+      for (int l = 0; l < S; ++l) {
+        double theta = 0.0;
+        if (l < nvalid_) {
+          const Index b = b0_ + l;
+          if (src == kSrcConst) {
+            theta = 1.0;
+          } else if (src == kSrcInput) {
+            theta = double(job_.inputs[b * job_.n_inputs + idx]);
+          } else {
+            const Index row = job_.per_sample_weights ? b * job_.n_weights : 0;
+            theta = double(job_.weights[row + idx]);
+          }
+        }
+        half[a * S + l] = scale * theta;
+      }
+    }
+    half_angle_sincos(half, Index(p.n_slots) * S, buf_.half_sin, buf_.half_cos);
+  }
+
+  /// Matrix of single-qubit gate ``code`` whose angles start at ``slot``, for all lanes.
+  void matrix_of(int code, int slot, Complex<L> m[4]) const {
+    L c[kMaxGateAngles], s[kMaxGateAngles];
+    load_gate_angles(code, slot, c, s);
+    single_qubit_matrix<L, T>(code, c, s, 1, m);
+  }
+
+  void derivative_of(int code, int slot, int which, Complex<L> m[4]) const {
+    L c[kMaxGateAngles], s[kMaxGateAngles];
+    load_gate_angles(code, slot, c, s);
+    single_qubit_matrix_derivative<L, T>(code, c, s, 1, which, m);
+  }
+
+  void load_gate_angles(int code, int slot, L (&c)[kMaxGateAngles], L (&s)[kMaxGateAngles]) const {
+    const int n_angles = gate_info(code).n_angles;
+    for (int k = 0; k < n_angles; ++k) {
+      c[k] = load_lanes<L>(buf_.half_cos + Index(slot + k) * S);
+      s[k] = load_lanes<L>(buf_.half_sin + Index(slot + k) * S);
+    }
+  }
+
+  const int32_t* gate_row(int g) const { return job_.program.gates + 4 * g; }
+
+  /// The 2x2 an op applies, for all lanes: the product of a fused block, or a controlled gate's
+  /// block.
+  void op_matrix(const Op& op, Complex<L> m[4]) const {
+    if (op.kind == OpKind::kControlled) {
+      const int32_t* row = gate_row(op.begin);
+      matrix_of(controlled_base(row[0]), row[3], m);
+      return;
+    }
+    const int32_t* row = gate_row(job_.plan.gate_order[op.begin]);
+    matrix_of(row[0], row[3], m);
+    for (int e = op.begin + 1; e < op.end; ++e) {
+      row = gate_row(job_.plan.gate_order[e]);
+      Complex<L> u[4], prod[4];
+      matrix_of(row[0], row[3], u);
+      mat2_mul(u, m, prod);
+      for (int k = 0; k < 4; ++k) m[k] = prod[k];
+    }
+  }
+
+  /// Calls f(pair) with the update of ``op`` (its inverse when ``dagger``), typed by shape.
+  template <class F>
+  void with_pair_op(const Op& op, bool dagger, F&& f) const {
+    Complex<L> m[4], md[4];
+    op_matrix(op, m);
+    if (dagger) {
+      mat2_dagger(m, md);
+      for (int k = 0; k < 4; ++k) m[k] = md[k];
+    }
+    if (op.shape == kShapeDiagonal) {
+      f(DiagPair<T, S>(m));
+    } else if (op.shape == kShapeReal) {
+      f(RealPair<T, S>(m));
+    } else {
+      f(GeneralPair<T, S>(m));
+    }
+  }
+
+  /// Calls f(bits, set, off_a, off_b) with the amplitude-pair geometry of a pair-type op.
+  template <class F>
+  void with_pair_geometry(const Op& op, F&& f) const {
+    if (op.kind == OpKind::kFused1q) {
+      const int bits[1] = {wire_bit(op.wire0, n_)};
+      f(bits, Mask(0), Index(0), (Index(1) << bits[0]) * S);
+      return;
+    }
+    const int b0 = wire_bit(op.wire0, n_), b1 = wire_bit(op.wire1, n_);
+    const int bits[2] = {b0 < b1 ? b0 : b1, b0 < b1 ? b1 : b0};
+    if (op.kind == OpKind::kSwap) {
+      f(bits, Mask(0), (Index(1) << b1) * S, (Index(1) << b0) * S);
+    } else {  // controlled: wire0 is the control, the pair runs along the target
+      f(bits, Mask(1) << b0, Index(0), (Index(1) << b1) * S);
+    }
+  }
+
+  /// Calls f(bits, off_t, off_c, tb, te) for a kFused1qCx op (wire0 = target, wire1 = control).
+  template <class F>
+  void with_cx_tail_geometry(const Op& op, F&& f) const {
+    const int bt = wire_bit(op.wire0, n_), bc = wire_bit(op.wire1, n_);
+    const int bits[2] = {bt < bc ? bt : bc, bt < bc ? bc : bt};
+    Index tb, te;
+    group_range<2>(tb, te);
+    f(bits, (Index(1) << bt) * S, (Index(1) << bc) * S, tb, te);
+  }
+
+  template <int NB>
+  void group_range(Index& tb, Index& te) const {
+    team_.range(dim_ >> NB, tb, te);
+  }
+
+  // ---------------------------------------------------------------------------- forward
+  void forward() {
+    prepare_product_state();
+    const cpu::PlanView& plan = job_.plan;
+    for (int i = plan.n_initial; i < plan.n_ops; ++i) {
+      forward_op(plan.ops[i]);
+      team_.sync();
+    }
+  }
+
+  /// The ops before any two-qubit gate act on |0...0>: build their product state directly
+  /// (amplitude = product of high-wire and low-wire tables), one pass instead of one per wire.
+  void prepare_product_state() {
+    T vr[kMaxQubits][2][S], vi[kMaxQubits][2][S];
+    for (int w = 0; w < n_; ++w) {
+      for (int l = 0; l < S; ++l) {
+        vr[w][0][l] = T(1);
+        vi[w][0][l] = T(0);
+        vr[w][1][l] = T(0);
+        vi[w][1][l] = T(0);
+      }
+    }
+    for (int i = 0; i < job_.plan.n_initial; ++i) {
+      const Op& op = job_.plan.ops[i];
+      Complex<L> m[4];
+      op_matrix(op, m);  // the wire's state is m |0> = column 0
+      store_lanes(vr[op.wire0][0], m[0].re);
+      store_lanes(vi[op.wire0][0], m[0].im);
+      store_lanes(vr[op.wire0][1], m[2].re);
+      store_lanes(vi[op.wire0][1], m[2].im);
+    }
+    const int n_high = n_ / 2, n_low = n_ - n_high;
+    const Index high_size = Index(1) << n_high, low_size = Index(1) << n_low;
+    T* hr = buf_.table;
+    T* hi = hr + high_size * S;
+    T* lr = hi + high_size * S;
+    T* li = lr + low_size * S;
+    build_table(vr, vi, 0, n_high, hr, hi);
+    build_table(vr, vi, n_high, n_, lr, li);
+    Index jb, je;
+    team_.range(dim_, jb, je);
+    T* pr = buf_.psi_re;
+    T* pi = buf_.psi_im;
+    for (Index j = jb; j < je; ++j) {
+      const Index h = (j >> n_low) * S, lo = (j & (low_size - 1)) * S, o = j * S;
+#pragma omp simd
+      for (int l = 0; l < S; ++l) {
+        const Complex<T> z = make_complex(hr[h + l], hi[h + l]) * make_complex(lr[lo + l], li[lo + l]);
+        pr[o + l] = z.re;
+        pi[o + l] = z.im;
+      }
+    }
+    team_.sync();
+  }
+
+  /// tr, ti [2**(last - first), S] <- tensor product of the wire states first..last-1 (the first
+  /// wire most significant), by doubling in place.
+  static void build_table(const T (&vr)[kMaxQubits][2][S], const T (&vi)[kMaxQubits][2][S], int first, int last,
+                          T* tr, T* ti) {
+    for (int l = 0; l < S; ++l) {
+      tr[l] = T(1);
+      ti[l] = T(0);
+    }
+    Index size = 1;
+    for (int w = first; w < last; ++w) {
+      for (Index i = size - 1; i >= 0; --i) {
+        for (int l = 0; l < S; ++l) {
+          const Complex<T> x = make_complex(tr[i * S + l], ti[i * S + l]);
+          const Complex<T> z0 = x * make_complex(vr[w][0][l], vi[w][0][l]);
+          const Complex<T> z1 = x * make_complex(vr[w][1][l], vi[w][1][l]);
+          tr[(2 * i) * S + l] = z0.re;
+          ti[(2 * i) * S + l] = z0.im;
+          tr[(2 * i + 1) * S + l] = z1.re;
+          ti[(2 * i + 1) * S + l] = z1.im;
+        }
+      }
+      size *= 2;
+    }
+  }
+
+  void forward_op(const Op& op) {
+    T* pr = buf_.psi_re;
+    T* pi = buf_.psi_im;
+    switch (op.kind) {
+      case OpKind::kRzz:
+        rzz_forward(op);
+        return;
+      case OpKind::kPairRotation:
+        pair_rotation_forward(op);
+        return;
+      case OpKind::kFused1qCx:
+        with_cx_tail_geometry(op, [&](const int (&bits)[2], Index off_t, Index off_c, Index tb, Index te) {
+          with_pair_op(op, false, [&](const auto& pair) {
+            cx_tail_apply<T, S>(pr, pi, bits, off_t, off_c, pair, tb, te);
+          });
+        });
+        return;
+      default:
+        break;
+    }
+    with_pair_geometry(op, [&](const auto& bits, Mask set, Index off_a, Index off_b) {
+      constexpr int NB = sizeof(bits) / sizeof(int);
+      Index tb, te;
+      group_range<NB>(tb, te);
+      if (op.kind == OpKind::kCx || op.kind == OpKind::kSwap) {
+        pair_apply<T, S>(pr, pi, bits, set, off_a, off_b, ExchangePair(), tb, te);
+      } else if (op.kind == OpKind::kCz) {
+        pair_apply<T, S>(pr, pi, bits, set, off_a, off_b, NegatePair(), tb, te);
+      } else {
+        with_pair_op(op, false, [&](const auto& pair) {
+          pair_apply<T, S>(pr, pi, bits, set, off_a, off_b, pair, tb, te);
+        });
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------ two-qubit rotations
+
+  /// Element offsets of the quad of (wire0, wire1), indexed 2 * bit(wire0) + bit(wire1).
+  void quad_geometry(const Op& op, int (&bits)[2], Index (&offs)[4]) const {
+    const int b0 = wire_bit(op.wire0, n_), b1 = wire_bit(op.wire1, n_);
+    bits[0] = b0 < b1 ? b0 : b1;
+    bits[1] = b0 < b1 ? b1 : b0;
+    offs[0] = 0;
+    offs[1] = (Index(1) << b1) * S;
+    offs[2] = (Index(1) << b0) * S;
+    offs[3] = offs[1] + offs[2];
+  }
+
+  /// rzz phases for all lanes (or their derivatives): e[0] on even parity (|00>, |11>), e[1] on
+  /// odd parity.
+  void rzz_phases(const Op& op, bool derivative, Complex<L> (&e)[2]) const {
+    const int slot = gate_row(op.begin)[3];
+    const L c = load_lanes<L>(buf_.half_cos + Index(slot) * S), s = load_lanes<L>(buf_.half_sin + Index(slot) * S);
+    Complex<L> m[16];
+    if (derivative) {
+      pauli_pair_rotation_derivative<L, T>(kGateRzz, c, s, m);
+    } else {
+      pauli_pair_rotation_matrix(kGateRzz, c, s, m);
+    }
+    e[0] = m[0];
+    e[1] = m[5];
+  }
+
+  /// rzz phases, conjugated for the inverse.
+  void rzz_lanes(const Op& op, bool inverse, Complex<L> (&e)[2]) const {
+    rzz_phases(op, false, e);
+    if (inverse) {
+      for (int k = 0; k < 2; ++k) e[k] = conj(e[k]);
+    }
+  }
+
+  void rzz_forward(const Op& op) {
+    int bits[2];
+    Index offs[4];
+    quad_geometry(op, bits, offs);
+    Complex<L> e[2];
+    rzz_lanes(op, false, e);
+    T* pr = buf_.psi_re;
+    T* pi = buf_.psi_im;
+    Index tb, te;
+    group_range<2>(tb, te);
+    for_each_group<S>(bits, Mask(0), tb, te, [&](Index o) {
+      for (int q = 0; q < 4; ++q) {
+        const Complex<L>& phase = (q == 1 || q == 2) ? e[1] : e[0];
+        store(pr, pi, o + offs[q], phase * load<L>(pr, pi, o + offs[q]));
+      }
+    });
+  }
+
+  void rzz_backward(const Op& op) {
+    int bits[2];
+    Index offs[4];
+    quad_geometry(op, bits, offs);
+    Complex<L> e[2];
+    rzz_lanes(op, true, e);
+    T* pr = buf_.psi_re;
+    T* pi = buf_.psi_im;
+    T* lr = buf_.lam_re;
+    T* li = buf_.lam_im;
+    T acc[4][S];  // R_even (re, im), R_odd (re, im)
+    Index tb, te;
+    group_range<2>(tb, te);
+    reduce_groups<T, S>(bits, Mask(0), tb, te, acc, [&](Index o, auto&& sum) {
+      for (int q = 0; q < 4; ++q) {
+        const int k = (q == 1 || q == 2) ? 1 : 0;
+        const auto p = e[k] * load<decltype(e[k].re)>(pr, pi, o + offs[q]);
+        const auto lam = load<decltype(e[k].re)>(lr, li, o + offs[q]);
+        add_cross(sum(2 * k), sum(2 * k + 1), lam, p);
+        store(pr, pi, o + offs[q], p);
+        store(lr, li, o + offs[q], e[k] * lam);
+      }
+    });
+    if (!op.needs_grad) return;
+    team_.reduce(&acc[0][0], 4 * S);
+    Complex<L> de[2];
+    rzz_phases(op, true, de);
+    const Complex<L> r_even = make_complex(load_lanes<L>(acc[0]), load_lanes<L>(acc[1]));
+    const Complex<L> r_odd = make_complex(load_lanes<L>(acc[2]), load_lanes<L>(acc[3]));
+    add_angle_gradient(gate_row(op.begin)[3], (de[0] * r_even + de[1] * r_odd).re);
+  }
+
+  /// 4x4 of rxx / ryy for all lanes (its inverse, or its derivative).
+  void pair_rotation_lanes(const Op& op, bool derivative, bool dagger, Complex<L> (&mat)[16]) const {
+    const int32_t* row = gate_row(op.begin);
+    const L c = load_lanes<L>(buf_.half_cos + Index(row[3]) * S);
+    const L s = load_lanes<L>(buf_.half_sin + Index(row[3]) * S);
+    if (derivative) {
+      pauli_pair_rotation_derivative<L, T>(row[0], c, s, mat);
+    } else {
+      pauli_pair_rotation_matrix(row[0], c, s, mat);
+    }
+    if (dagger) {
+      Complex<L> md[16];
+      mat4_dagger(mat, md);
+      for (int k = 0; k < 16; ++k) mat[k] = md[k];
+    }
+  }
+
+  void pair_rotation_forward(const Op& op) {
+    int bits[2];
+    Index offs[4];
+    quad_geometry(op, bits, offs);
+    Complex<L> mat[16];
+    pair_rotation_lanes(op, false, false, mat);
+    T* pr = buf_.psi_re;
+    T* pi = buf_.psi_im;
+    Index tb, te;
+    group_range<2>(tb, te);
+    for_each_group<S>(bits, Mask(0), tb, te, [&](Index o) {
+      Complex<L> a[4];
+      for (int q = 0; q < 4; ++q) a[q] = load<L>(pr, pi, o + offs[q]);
+      apply_4x4(mat, a);
+      for (int q = 0; q < 4; ++q) store(pr, pi, o + offs[q], a[q]);
+    });
+  }
+
+  void pair_rotation_backward(const Op& op) {
+    int bits[2];
+    Index offs[4];
+    quad_geometry(op, bits, offs);
+    Complex<L> inv[16], der[16];
+    pair_rotation_lanes(op, false, true, inv);
+    pair_rotation_lanes(op, true, false, der);
+    T* pr = buf_.psi_re;
+    T* pi = buf_.psi_im;
+    T* lr = buf_.lam_re;
+    T* li = buf_.lam_im;
+    T acc[2][S];  // <lambda| dU |psi_before>
+    Index tb, te;
+    group_range<2>(tb, te);
+    reduce_groups<T, S>(bits, Mask(0), tb, te, acc, [&](Index o, auto&& sum) {
+      using V = typename std::decay<decltype(sum(0))>::type;
+      Complex<V> p[4], lam[4], dp[4];
+      for (int q = 0; q < 4; ++q) p[q] = load<V>(pr, pi, o + offs[q]);
+      apply_4x4(inv, p);
+      for (int q = 0; q < 4; ++q) {
+        dp[q] = p[q];
+        lam[q] = load<V>(lr, li, o + offs[q]);
+      }
+      apply_4x4(der, dp);
+      for (int q = 0; q < 4; ++q) add_cross(sum(0), sum(1), lam[q], dp[q]);
+      apply_4x4(inv, lam);
+      for (int q = 0; q < 4; ++q) {
+        store(pr, pi, o + offs[q], p[q]);
+        store(lr, li, o + offs[q], lam[q]);
+      }
+    });
+    if (!op.needs_grad) return;
+    team_.reduce(&acc[0][0], 2 * S);
+    add_angle_gradient(gate_row(op.begin)[3], load_lanes<L>(acc[0]));
+  }
+
+  // ---------------------------------------------------------------------------- outputs
+  void write_states() {
+    Index jb, je;
+    team_.range(dim_, jb, je);
+    for (int l = 0; l < nvalid_; ++l) {
+      T* row = job_.out + 2 * (b0_ + l) * dim_;
+      for (Index j = jb; j < je; ++j) {
+        row[2 * j] = buf_.psi_re[j * S + l];
+        row[2 * j + 1] = buf_.psi_im[j * S + l];
+      }
+    }
+  }
+
+  void write_probabilities() {
+    Index jb, je;
+    team_.range(dim_, jb, je);
+    for (int l = 0; l < nvalid_; ++l) {
+      T* row = job_.out + (b0_ + l) * dim_;
+      for (Index j = jb; j < je; ++j) {
+        row[j] = norm2(load<T>(buf_.psi_re, buf_.psi_im, j * S + l));
+      }
+    }
+  }
+
+  /// <psi|P_k|psi> for every term: Z-only terms from probabilities, others from the overlap
+  /// sum_j conj(psi[j ^ flip]) sign(j) psi[j], times i^nY.
+  void expectations() {
+    const int K = job_.n_terms;
+    double* acc = buf_.acc;  // [K, 2, S]
+    for (Index i = 0; i < Index(K) * 2 * S; ++i) acc[i] = 0.0;
+    const T* pr = buf_.psi_re;
+    const T* pi = buf_.psi_im;
+    Index jb, je;
+    team_.range(dim_, jb, je);
+    for (Index j = jb; j < je; ++j) {
+      const Index o = j * S;
+      double prob[S];
+#pragma omp simd
+      for (int l = 0; l < S; ++l) prob[l] = double(norm2(load<T>(pr, pi, o + l)));
+      for (int k = 0; k < K; ++k) {
+        const PauliTerm& term = job_.terms[k];
+        const double sgn = parity(Mask(j) & term.sign) ? -1.0 : 1.0;
+        double* ar = acc + Index(2 * k) * S;
+        double* ai = ar + S;
+        if (term.flip == 0) {
+#pragma omp simd
+          for (int l = 0; l < S; ++l) ar[l] += sgn * prob[l];
+        } else {
+          const Index o2 = (j ^ Index(term.flip)) * S;
+#pragma omp simd
+          for (int l = 0; l < S; ++l) {
+            const Complex<T> z = conj_mul(load<T>(pr, pi, o2 + l), load<T>(pr, pi, o + l));
+            ar[l] += sgn * double(z.re);
+            ai[l] += sgn * double(z.im);
+          }
+        }
+      }
+    }
+    team_.reduce(acc, 2 * K * S);
+    if (!team_.leader()) return;
+    for (int l = 0; l < nvalid_; ++l) {
+      for (int k = 0; k < K; ++k) {
+        const double* ar = acc + Index(2 * k) * S;
+        const Complex<double> z = make_complex(ar[l], ar[S + l]);
+        job_.out[(b0_ + l) * K + k] = T(real_of_i_power(job_.terms[k].ny, z));
+      }
+    }
+  }
+
+  // --------------------------------------------------------------------------- backward
+  /// lambda = sum_k g_k P_k psi, with g the block's rows of grad_output.
+  void prepare_lambda() {
+    const int K = job_.n_terms;
+    T* gk = buf_.gk;
+    for (int k = 0; k < K; ++k) {
+      for (int l = 0; l < S; ++l) {
+        gk[k * S + l] = l < nvalid_ ? job_.grad_output[(b0_ + l) * K + k] : T(0);
+      }
+    }
+    const T* pr = buf_.psi_re;
+    const T* pi = buf_.psi_im;
+    T* lr = buf_.lam_re;
+    T* li = buf_.lam_im;
+    Index jb, je;
+    team_.range(dim_, jb, je);
+    for (Index j = jb; j < je; ++j) {
+      const Index o = j * S;
+      T fz[S];
+      for (int l = 0; l < S; ++l) fz[l] = T(0);
+      for (int k = 0; k < K; ++k) {
+        const PauliTerm& term = job_.terms[k];
+        if (term.flip != 0) continue;
+        const T sgn = parity(Mask(j) & term.sign) ? T(-1) : T(1);
+#pragma omp simd
+        for (int l = 0; l < S; ++l) fz[l] += sgn * gk[k * S + l];
+      }
+#pragma omp simd
+      for (int l = 0; l < S; ++l) store(lr, li, o + l, fz[l] * load<T>(pr, pi, o + l));
+      for (int k = 0; k < K; ++k) {
+        const PauliTerm& term = job_.terms[k];
+        if (term.flip == 0) continue;
+        const Index src = j ^ Index(term.flip);
+        const Complex<T> phase = pauli_phase<T>(term, src);
+#pragma omp simd
+        for (int l = 0; l < S; ++l) {
+          const Complex<T> add = gk[k * S + l] * (phase * load<T>(pr, pi, src * S + l));
+          store(lr, li, o + l, load<T>(lr, li, o + l) + add);
+        }
+      }
+    }
+    team_.sync();
+  }
+
+  void backward() {
+    for (Index i = 0; i < Index(job_.program.n_slots) * S; ++i) buf_.gtheta[i] = T(0);
+    const cpu::PlanView& plan = job_.plan;
+    for (int i = plan.n_ops - 1; i >= 0; --i) {
+      backward_op(plan.ops[i]);
+      team_.sync();
+    }
+  }
+
+  void backward_op(const Op& op) {
+    switch (op.kind) {
+      case OpKind::kRzz:
+        rzz_backward(op);
+        return;
+      case OpKind::kPairRotation:
+        pair_rotation_backward(op);
+        return;
+      default:
+        break;
+    }
+    T* pr = buf_.psi_re;
+    T* pi = buf_.psi_im;
+    T* lr = buf_.lam_re;
+    T* li = buf_.lam_im;
+    if (op.kind == OpKind::kFused1qCx) {
+      with_cx_tail_geometry(op, [&](const int (&bits)[2], Index off_t, Index off_c, Index tb, Index te) {
+        with_pair_op(op, true, [&](const auto& pair) {
+          using P = typename std::decay<decltype(pair)>::type;
+          if (!op.needs_grad) {
+            cx_tail_apply2<T, S>(pr, pi, lr, li, bits, off_t, off_c, pair, tb, te);
+            return;
+          }
+          T acc[P::kAcc][S];
+          cx_tail_adjoint<T, S>(pr, pi, lr, li, bits, off_t, off_c, pair, acc, tb, te);
+          reduce_and_differentiate<P>(op, acc);
+        });
+      });
+      return;
+    }
+    with_pair_geometry(op, [&](const auto& bits, Mask set, Index off_a, Index off_b) {
+      constexpr int NB = sizeof(bits) / sizeof(int);
+      Index tb, te;
+      group_range<NB>(tb, te);
+      // cx, cz and swap are their own inverses and have no angles
+      if (op.kind == OpKind::kCx || op.kind == OpKind::kSwap) {
+        pair_apply2<T, S>(pr, pi, lr, li, bits, set, off_a, off_b, ExchangePair(), tb, te);
+        return;
+      }
+      if (op.kind == OpKind::kCz) {
+        pair_apply2<T, S>(pr, pi, lr, li, bits, set, off_a, off_b, NegatePair(), tb, te);
+        return;
+      }
+      with_pair_op(op, true, [&](const auto& pair) {
+        using P = typename std::decay<decltype(pair)>::type;
+        if (!op.needs_grad) {
+          pair_apply2<T, S>(pr, pi, lr, li, bits, set, off_a, off_b, pair, tb, te);
+          return;
+        }
+        T acc[P::kAcc][S];
+        pair_adjoint<T, S>(pr, pi, lr, li, bits, set, off_a, off_b, pair, acc, tb, te);
+        reduce_and_differentiate<P>(op, acc);
+      });
+    });
+  }
+
+  template <class P>
+  void reduce_and_differentiate(const Op& op, T (&acc)[P::kAcc][S]) {
+    team_.reduce(&acc[0][0], P::kAcc * S);
+    Complex<L> r[4];
+    P::cross(acc, r);
+    block_gradients(op, r);
+  }
+
+  /// gtheta[slot] += 2 re, for all lanes (re is Re <lambda| dU |psi>).
+  void add_angle_gradient(int slot, const L& re) {
+    T* g = buf_.gtheta + Index(slot) * S;
+    store_lanes(g, load_lanes<L>(g) + (re + re));
+  }
+
+  /// Angle gradients of the gates of a fused block (or one controlled gate), all lanes at once,
+  /// from the cross matrix R_ab = sum conj(lambda_after_a) psi_before_b of the block
+  /// U = U_k ... U_1: d/dtheta_j = 2 Re tr(dU_j Q_j) with Q_1 = R^T U U_1^dag and
+  /// Q_{j+1} = U_j Q_j U_{j+1}^dag.
+  void block_gradients(const Op& op, const Complex<L> r[4]) {
+    Complex<L> q[4] = {r[0], r[2], r[1], r[3]};  // R^T
+    const bool controlled = op.kind == OpKind::kControlled;
+    const int count = controlled ? 1 : op.end - op.begin;
+    auto row_of = [&](int e) { return gate_row(controlled ? op.begin : job_.plan.gate_order[op.begin + e]); };
+    auto code_of = [&](const int32_t* row) { return controlled ? controlled_base(row[0]) : int(row[0]); };
+    Complex<L> cur[4], tmp[4], dag[4];
+    const int32_t* row = row_of(0);
+    matrix_of(code_of(row), row[3], cur);
+    if (!controlled) {
+      Complex<L> total[4];
+      op_matrix(op, total);
+      mat2_mul(q, total, tmp);
+      mat2_dagger(cur, dag);
+      mat2_mul(tmp, dag, q);
+    }
+    for (int e = 0; e < count; ++e) {
+      const int code = code_of(row);
+      const int slot = row[3];
+      const int n_angles = gate_info(code).n_angles;
+      for (int a = 0; a < n_angles; ++a) {
+        if (job_.program.angle_src[2 * (slot + a)] == kSrcConst) continue;
+        Complex<L> du[4];
+        derivative_of(code, slot, a, du);
+        add_angle_gradient(slot + a, mat2_trace_of_product(du, q).re);
+      }
+      if (e + 1 == count) break;
+      row = row_of(e + 1);
+      Complex<L> next[4], tmp2[4];
+      matrix_of(code_of(row), row[3], next);
+      mat2_mul(cur, q, tmp);
+      mat2_dagger(next, dag);
+      mat2_mul(tmp, dag, tmp2);
+      for (int k = 0; k < 4; ++k) {
+        q[k] = tmp2[k];
+        cur[k] = next[k];
+      }
+    }
+  }
+
+  /// Chain rule from angle gradients to inputs and weights (shared weights: per-block partials,
+  /// summed in block order after the parallel region so results do not depend on scheduling).
+  void scatter_gradients() {
+    if (!team_.leader()) return;
+    const cpu::ProgramView& p = job_.program;
+    const int D = job_.n_inputs, P = job_.n_weights;
+    for (int l = 0; l < nvalid_; ++l) {
+      const Index b = b0_ + l;
+      T* gi = job_.out + b * D;
+      for (int d = 0; d < D; ++d) gi[d] = T(0);
+      if (job_.per_sample_weights) {
+        for (int w = 0; w < P; ++w) job_.grad_weights[b * P + w] = T(0);
+      }
+      for (int a = 0; a < p.n_slots; ++a) {
+        const int src = p.angle_src[2 * a], idx = p.angle_src[2 * a + 1];
+        if (src == kSrcConst) continue;
+        const double g = p.angle_val[a] * double(buf_.gtheta[a * S + l]);
+        if (src == kSrcInput) {
+          gi[idx] += T(g);
+        } else if (job_.per_sample_weights) {
+          job_.grad_weights[b * P + idx] += T(g);
+        } else {
+          weight_partials_[block_ * P + idx] += g;
+        }
+      }
+    }
+  }
+
+  const Job<T>& job_;
+  Team team_;
+  Buffers<T> buf_;
+  double* weight_partials_;
+  int n_;
+  Index dim_;
+  Index block_ = 0;
+  Index b0_ = 0;
+  int nvalid_ = 0;
+};
+
+}  // namespace
+}  // namespace kernels
+HDQNN_NAMESPACE_END
