@@ -14,8 +14,8 @@ from ..circuits import Circuit, compile_observables
 from . import device as gpu
 from .arrays import check_memory, check_real_2d, prepare, wrap
 
-#: Bytes per amplitude of the widest state a single worker holds (complex128).
-_WORKER_STATES = 2  # psi and lambda in the adjoint sweep
+#: States of 2**n amplitudes one worker holds at once (psi and lambda in the adjoint sweep).
+_WORKER_STATES = 2
 
 
 def statevector(circuit: Circuit, inputs: Any = None, weights: Any = None, *, dtype: Any = None,
