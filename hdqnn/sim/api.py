@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from ..backends import get_backend
 from ..circuits import Circuit, compile_observables
