@@ -31,7 +31,7 @@ from ..sim import vjp as engine_vjp
 from .function import QuantumFunction
 from .gradients import SlotMap, shift_vjp, slot_map
 from .qtdnn import QtDNN, QtDNNConfig
-from .runner import CircuitRunner, SimulatorRunner, check_diagonal, observable_strings
+from .runner import CircuitRunner, SimulatorRunner, check_diagonal
 from .telemetry import LayerStats, compare_gradients
 
 GRAD_MODES = ("qtdnn", "adjoint", "parameter-shift")
@@ -95,7 +95,6 @@ class QuantumLayer(nn.Module):
         self.observables = compile_observables(observables, circuit.n_qubits)
         if shots is not None and runner is None:
             check_diagonal(self.observables)
-        self._observable_strings = observable_strings(self.observables)
         seeds = _subseeds(seed)
         self.weight = _make_weight(circuit.n_weights, weights_init, seeds[0])
         self.runner: CircuitRunner = runner if runner is not None else SimulatorRunner(backend, seeds[2])
@@ -218,7 +217,7 @@ class QuantumLayer(nn.Module):
         x_np, w_np = self._arrays(x, weight)
         g_np = grad_output.detach().to(device="cpu", dtype=x.dtype).contiguous().numpy()
         if self.grad_mode == "adjoint":
-            gi, gw = engine_vjp(self.circuit, x_np, w_np, g_np, self._observable_strings, backend=self.backend)
+            gi, gw = engine_vjp(self.circuit, x_np, w_np, g_np, self.observables, backend=self.backend)
             return gi, gw, x.shape[0]
         return shift_vjp(self._slots, self.runner, x_np, w_np, g_np, self.observables, self.shots,
                          need_inputs, need_weights and weight is not None)
@@ -271,7 +270,7 @@ class QuantumLayer(nn.Module):
         w64 = None if self.weight is None else self.weight.detach().to(device="cpu", dtype=torch.float64)
         g64 = g.to(device="cpu", dtype=torch.float64)
         x_np, w_np = self._arrays(x64, w64)
-        ei, ew = engine_vjp(self.circuit, x_np, w_np, g64.numpy(), self._observable_strings, backend=self.backend)
+        ei, ew = engine_vjp(self.circuit, x_np, w_np, g64.numpy(), self.observables, backend=self.backend)
         mi, mw, _ = self._mode_vjp(x64, w64, g64, True, w64 is not None)
         mi, mw = np.asarray(mi, dtype=np.float64), np.asarray(mw, dtype=np.float64)
         result = compare_gradients([mi, mw], [ei, ew])

@@ -72,19 +72,18 @@ class SimulatorRunner:
 
     def run(self, circuit: Circuit, inputs: np.ndarray, weights: np.ndarray, shots: int | None,
             observables: np.ndarray) -> np.ndarray:
-        strings = observable_strings(observables)
         if shots is None:
-            return expval(circuit, inputs, weights, strings, backend=self.backend)
+            return expval(circuit, inputs, weights, observables, backend=self.backend)
         check_diagonal(observables)
         rows = inputs.shape[0]
-        per_row = 3 * 8 * 2**circuit.n_qubits + shots * (circuit.n_qubits + 8 * (len(strings) + 2))
+        per_row = 3 * 8 * 2**circuit.n_qubits + shots * (circuit.n_qubits + 8 * (len(observables) + 2))
         chunk = max(1, SAMPLE_CHUNK_BYTES // per_row)
-        out = np.empty((rows, len(strings)), dtype=np.float64)
+        out = np.empty((rows, len(observables)), dtype=np.float64)
         for lo in range(0, rows, chunk):
             hi = min(rows, lo + chunk)
             w = weights[lo:hi] if weights.ndim == 2 else weights
             bits = sample(circuit, inputs[lo:hi], w, shots, seed=self.rng, backend=self.backend)
-            out[lo:hi] = expval_from_samples(bits, strings)
+            out[lo:hi] = expval_from_samples(bits, observables)
         return out
 
     def get_state(self) -> dict:

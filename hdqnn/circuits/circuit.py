@@ -241,6 +241,8 @@ class Circuit:
         return tuple(self._ops)
 
     def _max_index(self, kind: type) -> int:
+        if self._program is not None:  # frozen: the program holds both counts (hot path of every call)
+            return self._program.n_inputs if kind is Input else self._program.n_weights
         return max(
             (a.index + 1 for op in self._ops for a in op.angles if isinstance(a, kind)), default=0
         )

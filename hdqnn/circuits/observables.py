@@ -55,14 +55,33 @@ def _dense_term(letters: str, n_qubits: int) -> np.ndarray:
     return np.asarray(codes, dtype=np.int8)
 
 
+def _checked_table(table: np.ndarray, n_qubits: int) -> np.ndarray:
+    """A compiled table passed back in (a layer's, every call): validated, not re-parsed."""
+    if table.ndim != 2 or table.shape[0] < 1 or table.shape[1] != n_qubits:
+        raise ValueError(f"a compiled observable table must be [K >= 1, {n_qubits}], got shape {table.shape}")
+    if not np.issubdtype(table.dtype, np.integer):
+        raise TypeError(f"a compiled observable table must hold integer Pauli codes, got dtype {table.dtype}")
+    if table.min() < 0 or table.max() > 3:
+        raise ValueError("a compiled observable table holds codes 0-3 (I, X, Y, Z); got "
+                         f"values in [{table.min()}, {table.max()}]")
+    if table.dtype == np.int8 and not table.flags.writeable:
+        return table
+    table = table.astype(np.int8)
+    table.setflags(write=False)
+    return table
+
+
 def compile_observables(observables: Union[None, ObservableSpec, Iterable], n_qubits: int) -> np.ndarray:
     """Turn a user observable spec into the engine's int8 [K, n_qubits] table.
 
     Accepts ``None`` (Z on each wire), a dense string ``"XZIY"`` (wire 0 first), a sparse
-    ``("ZZ", (0, 3))`` pair, a dict ``{"ZZ": (0, 3), "X": 1}``, or a list mixing these.
+    ``("ZZ", (0, 3))`` pair, a dict ``{"ZZ": (0, 3), "X": 1}``, a list mixing these, or an
+    already compiled integer table [K, n_qubits] of codes 0-3 (checked, returned as int8).
     """
     if observables is None:
         return z_on_each_wire(n_qubits)
+    if isinstance(observables, np.ndarray):
+        return _checked_table(observables, n_qubits)
     if isinstance(observables, (str, tuple, dict)):
         observables = [observables]
     rows: list[np.ndarray] = []

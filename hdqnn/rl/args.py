@@ -99,7 +99,7 @@ class Args:
     """episodes per evaluation"""
     log_freq: int = 250
     """environment steps between loss and timing log lines"""
-    fidelity_freq: int = 50
+    fidelity_freq: int = 250
     """actor updates between measurements of the qtDNN gradient against the exact adjoint"""
     checkpoint_freq: int = 5_000
     """environment steps between checkpoints (one is always written at the end)"""

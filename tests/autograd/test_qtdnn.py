@@ -53,6 +53,44 @@ def test_outputs_live_in_the_expectation_range_and_fit_reduces_loss(loss):
     assert q.fits == 6 and q.last_fit_seconds > 0 and q.fit_seconds_total >= q.last_fit_seconds
 
 
+@pytest.mark.parametrize("activation", ["silu", "tanh", "gelu", "relu"])
+@pytest.mark.parametrize("loss", ["mse", "bce"])
+@pytest.mark.parametrize("layers", [2, 4])
+def test_fit_step_gradients_equal_autograd(activation, loss, layers):
+    """The fit's hand-written backward gives autograd's gradients of ``loss()`` (float64)."""
+    q = QtDNN(3, 4, hidden=7, layers=layers, activation=activation, loss=loss, dtype=torch.float64, seed=2)
+    q.offset = torch.randn(3, dtype=torch.float64)
+    x = torch.randn(9, 3, dtype=torch.float64)
+    y = torch.rand(9, 4, dtype=torch.float64) * 2 - 1
+    expected_loss = q.loss(x, y)
+    expected = torch.autograd.grad(expected_loss, list(q.net.parameters()))
+    before = [p.detach().clone() for p in q.net.parameters()]
+    q.optimizer.step = lambda: None  # keep the gradients and parameters to compare them
+    got_loss = q._fit_step(x, y)
+    assert got_loss == pytest.approx(float(expected_loss.detach()), rel=1e-12)
+    for param, grad, old in zip(q.net.parameters(), expected, before):
+        torch.testing.assert_close(param.grad, grad, rtol=1e-10, atol=1e-12)
+        assert torch.equal(param.detach(), old)
+
+
+def test_fit_steps_follow_adam_on_the_loss():
+    """A fit equals torch's Adam stepping on autograd gradients of ``loss()`` on the same batches."""
+    q = QtDNN(2, 3, hidden=8, n_fit_steps=5, buffer_size=0, dtype=torch.float64, seed=3)
+    reference = QtDNN(2, 3, hidden=8, n_fit_steps=5, buffer_size=0, dtype=torch.float64, seed=3)
+    adam = torch.optim.Adam(reference.net.parameters(), lr=reference.config.lr)
+    x = torch.randn(20, 2, dtype=torch.float64)
+    y = torch.tanh(torch.randn(20, 3, dtype=torch.float64))
+    q.fit(x, y)
+    reference.offset = x.mean(dim=0)
+    for _ in range(5):
+        bx, by = reference._tiny_batch(x, y)
+        adam.zero_grad()
+        reference.loss(bx, by).backward()
+        adam.step()
+    for got, want in zip(q.net.parameters(), reference.net.parameters()):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
 def test_buffer_is_a_fifo_of_recent_pairs():
     q = QtDNN(1, 1, n_fit_steps=1, buffer_size=5, seed=0)
     for start in (0, 3, 6):

@@ -98,6 +98,21 @@ def test_observables_parse_all_forms():
     table = compile_observables(["XZIY", ("ZZ", (0, 3)), {"X": 2, "YZ": [1, 0]}], 4)
     np.testing.assert_array_equal(table, [[1, 3, 0, 2], [3, 0, 0, 3], [0, 0, 1, 0], [3, 2, 0, 0]])
     np.testing.assert_array_equal(compile_observables(None, 2), [[3, 0], [0, 3]])
+    assert compile_observables(table, 4) is table  # a compiled table passes through unparsed
+    again = compile_observables(np.array([[1, 3]], dtype=np.int64), 2)
+    assert again.dtype == np.int8 and not again.flags.writeable
+    np.testing.assert_array_equal(again, [[1, 3]])
+
+
+@pytest.mark.parametrize(
+    "table, match",
+    [(np.zeros((2, 4), np.int8), r"\[K >= 1, 3\]"), (np.zeros((0, 3), np.int8), r"\[K >= 1, 3\]"),
+     (np.full((1, 3), 4, np.int8), "codes 0-3"), (np.full((1, 3), -1, np.int8), "codes 0-3"),
+     (np.zeros((1, 3), np.float64), "integer Pauli codes"), (np.zeros(3, np.int8), r"\[K >= 1, 3\]")],
+)
+def test_bad_compiled_observable_tables(table, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        compile_observables(table, 3)
 
 
 @pytest.mark.parametrize(
