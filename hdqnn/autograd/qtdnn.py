@@ -309,7 +309,7 @@ class QtDNN:
 
         The gradients are written by hand into each parameter's ``.grad``: for a 3-layer MLP on
         32 rows, recording and walking an autograd graph cost more than the arithmetic (a 16-step
-        fit: 7.2 ms with autograd, 4.7 ms by hand, both with the fused Adam). Checked against
+        fit: 7.2 ms with autograd, about 5.3 ms by hand, both with the fused Adam). Checked against
         autograd for every activation and loss in tests/autograd/test_qtdnn.py.
         """
         h = bx - self.offset
