@@ -51,9 +51,11 @@ ACTIVATION_BACKWARD = {
     "relu": lambda grad, pre, post: torch.ops.aten.threshold_backward(grad, post, 0),
 }
 LOSSES = ("mse", "bce")
-#: Adam's epsilon; torch's default.
+#: Adam's epsilon and betas; torch's defaults.
 ADAM_EPS = 1e-8
-_STATE_VERSION = 1
+ADAM_BETAS = (0.9, 0.999)
+#: 2: the surrogate's own flat Adam replaced torch.optim.Adam (its state has another layout).
+_STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -192,9 +194,7 @@ class QtDNN:
         self.net = _build_mlp(n_inputs, n_outputs, self.config, self.generator)
         self._linears = [m for m in self.net if isinstance(m, nn.Linear)]
         self._activation = self.net[1]  # layers >= 2: the same stateless module after every hidden layer
-        # fused: one kernel for all parameters; the per-tensor loop of the default Adam cost more
-        # than the fit's arithmetic at these sizes (measured 10.5 -> 7.2 ms per 16-step fit).
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr, eps=ADAM_EPS, fused=True)
+        self.optimizer = FlatAdam(list(self.net.parameters()), lr=lr)
         self.buffer = FitBuffer(buffer_size, n_inputs, n_outputs, dtype)
         self.offset = torch.zeros(n_inputs, dtype=dtype)  # c of ``center``; set by the first fit
         self.fits = 0
@@ -293,9 +293,9 @@ class QtDNN:
             self.offset = x.mean(dim=0)
         total = 0.0
         with _torch_threads(self.config.fit_threads):
-            for _ in range(self.config.n_fit_steps):
-                total += self._fit_step(*self._tiny_batch(x, y))
-        self.optimizer.zero_grad(set_to_none=True)  # free the last step's gradients
+            batches_x, batches_y = self._tiny_batches(x, y)
+            for bx, by in zip(batches_x, batches_y):
+                total += self._fit_step(bx, by)
         self.buffer.push(x, y)
         self.fits += 1
         self.last_fit_loss = total / max(1, self.config.n_fit_steps)
@@ -307,10 +307,12 @@ class QtDNN:
     def _fit_step(self, bx: torch.Tensor, by: torch.Tensor) -> float:
         """One Adam step on a tiny batch; returns its loss (the value :meth:`loss` gives).
 
-        The gradients are written by hand into each parameter's ``.grad``: for a 3-layer MLP on
-        32 rows, recording and walking an autograd graph cost more than the arithmetic (a 16-step
-        fit: 7.2 ms with autograd, about 5.3 ms by hand, both with the fused Adam). Checked against
-        autograd for every activation and loss in tests/autograd/test_qtdnn.py.
+        The gradients are written by hand into the optimizer's flat gradient buffer: for a 3-layer
+        MLP on 32 rows, recording and walking an autograd graph and torch.optim.Adam's per-call
+        bookkeeping cost more than the arithmetic (a 16-step fit at 10 qubits: 10 ms with autograd
+        and torch's Adam, 5.3 ms by hand with torch.optim.Adam(fused=True), 3.9 ms with
+        :class:`FlatAdam`). Checked
+        against autograd for every activation and loss in tests/autograd/test_qtdnn.py.
         """
         h = bx - self.offset
         layer_inputs, pre_activations = [h], []
@@ -323,10 +325,11 @@ class QtDNN:
                 layer_inputs.append(h)
         loss, grad_z = self._loss_and_grad(z, by)
         backward = ACTIVATION_BACKWARD[self.config.activation]
+        grads = self.optimizer.grads
         for i in range(last, -1, -1):
             linear = self._linears[i]
-            linear.weight.grad = grad_z.t().mm(layer_inputs[i])
-            linear.bias.grad = grad_z.sum(dim=0)
+            torch.mm(grad_z.t(), layer_inputs[i], out=grads[2 * i])
+            torch.sum(grad_z, dim=0, out=grads[2 * i + 1])
             if i > 0:
                 grad_z = backward(grad_z.mm(linear.weight), pre_activations[i - 1], layer_inputs[i])
         self.optimizer.step()
@@ -344,18 +347,27 @@ class QtDNN:
         loss = error.square().mean()
         return loss, (2.0 * scale) * error * (1.0 - predictions * predictions)
 
-    def _tiny_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``fit_batch`` rows drawn with replacement: a ``buffer_mix`` share from the buffer."""
-        size = self.config.fit_batch
+    def _tiny_batches(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every step's tiny batch, drawn at once: [n_fit_steps, fit_batch, F] and [..., K].
+
+        Rows are drawn with replacement, a ``buffer_mix`` share of each batch from the buffer
+        (which does not change during a fit).
+        """
+        steps, size = self.config.n_fit_steps, self.config.fit_batch
         n_buf = round(self.config.buffer_mix * size) if len(self.buffer) else 0
-        cur = torch.randint(0, x.shape[0], (size - n_buf,), generator=self.generator)
+        cur = torch.randint(0, x.shape[0], (steps, size - n_buf), generator=self.generator)
         if n_buf == 0:
             return x[cur], y[cur]
-        old = torch.randint(0, len(self.buffer), (n_buf,), generator=self.generator)
-        return (torch.cat([x[cur], self.buffer.features[old]]),
-                torch.cat([y[cur], self.buffer.targets[old]]))
+        old = torch.randint(0, len(self.buffer), (steps, n_buf), generator=self.generator)
+        return (torch.cat([x[cur], self.buffer.features[old]], dim=1),
+                torch.cat([y[cur], self.buffer.targets[old]], dim=1))
 
     # ------------------------------------------------------------------ checkpointing
+    def __setstate__(self, state: dict) -> None:
+        """After ``deepcopy`` / unpickling: tie the copied parameters to the copied flat buffer."""
+        self.__dict__.update(state)
+        self.optimizer.bind(list(self.net.parameters()))
+
     def state_dict(self) -> dict:
         """Everything needed to resume bit-identically (tensors and plain Python values only)."""
         return {
@@ -372,6 +384,9 @@ class QtDNN:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"qtDNN state version {state.get('version')!r} was written by another hdqnn "
+                             f"release; this one reads version {_STATE_VERSION} (re-fit or retrain)")
         shape = tuple(state["shape"])
         if shape != (self.n_inputs, self.n_outputs):
             raise ValueError(f"qtDNN state is for {shape[0]} -> {shape[1]}, this one is "
@@ -389,6 +404,70 @@ class QtDNN:
         self.last_fit_loss = counters["last_fit_loss"]
         self.last_fit_seconds = counters["last_fit_seconds"]
         self.fit_seconds_total = float(counters["fit_seconds_total"])
+
+
+class FlatAdam:
+    """Adam (torch.optim.Adam's single-tensor update, bit for bit) over parameters that are views
+    of one flat buffer, with their gradients in a second flat buffer (``grads``: views shaped like
+    the parameters, which the caller fills): a step is seven element-wise ops on the buffer.
+
+    The surrogate's fit takes thousands of tiny steps; torch.optim.Adam's per-call bookkeeping
+    (hooks, grouping tensors, per-parameter state) cost more than the fused arithmetic itself.
+    Construction rebinds each parameter's ``.data`` to its view of the flat buffer, so module
+    code and ``state_dict`` / ``load_state_dict`` (copies into the views) keep working. A copy
+    (``deepcopy``, pickling) gets separate storages for the parameters and the buffer: its owner
+    must call :meth:`bind` again (``QtDNN.__setstate__`` does).
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float] = ADAM_BETAS,
+                 eps: float = ADAM_EPS) -> None:
+        self.lr, self.betas, self.eps = lr, betas, eps
+        with torch.no_grad():
+            self.flat = torch.cat([p.detach().reshape(-1) for p in params])
+        self.bind(params)
+        self.flat_grad = torch.zeros_like(self.flat)
+        self.grads = self._views(self.flat_grad, params)
+        self.exp_avg = torch.zeros_like(self.flat)
+        self.exp_avg_sq = torch.zeros_like(self.flat)
+        self.steps = 0
+
+    def bind(self, params: list[torch.Tensor]) -> None:
+        """Make ``params`` views of the flat buffer (whose values win) and ``grads`` their gradients."""
+        if sum(p.numel() for p in params) != self.flat.numel():
+            raise ValueError(f"{sum(p.numel() for p in params)} parameter values do not match the "
+                             f"optimizer's {self.flat.numel()}")
+        for param, view in zip(params, self._views(self.flat, params)):
+            param.data = view
+        if hasattr(self, "flat_grad"):
+            self.grads = self._views(self.flat_grad, params)
+
+    @staticmethod
+    def _views(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+        sizes = [p.numel() for p in like]
+        return [chunk.view_as(p) for chunk, p in zip(torch.split(flat, sizes), like)]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update from the current ``grads``."""
+        self.steps += 1
+        beta1, beta2 = self.betas
+        self.exp_avg.lerp_(self.flat_grad, 1.0 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(self.flat_grad, self.flat_grad, value=1.0 - beta2)
+        bias_correction1 = 1.0 - beta1 ** self.steps
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** self.steps)
+        denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
+        self.flat.addcdiv_(self.exp_avg, denom, value=-self.lr / bias_correction1)
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["exp_avg"].shape != self.exp_avg.shape or state["exp_avg_sq"].shape != self.exp_avg_sq.shape:
+            raise ValueError(f"Adam state for {state['exp_avg'].numel()} parameters does not fit "
+                             f"this surrogate's {self.exp_avg.numel()}")
+        self.exp_avg.copy_(state["exp_avg"])
+        self.exp_avg_sq.copy_(state["exp_avg_sq"])
+        self.steps = int(state["steps"])
 
 
 @contextmanager
