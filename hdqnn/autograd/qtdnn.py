@@ -311,8 +311,8 @@ class QtDNN:
         MLP on 32 rows, recording and walking an autograd graph and torch.optim.Adam's per-call
         bookkeeping cost more than the arithmetic (a 16-step fit at 10 qubits: 10 ms with autograd
         and torch's Adam, 5.3 ms by hand with torch.optim.Adam(fused=True), 3.9 ms with
-        :class:`FlatAdam`). Checked
-        against autograd for every activation and loss in tests/autograd/test_qtdnn.py.
+        :class:`FlatAdam`). Checked against autograd for every activation and loss in
+        tests/autograd/test_qtdnn.py.
         """
         h = bx - self.offset
         layer_inputs, pre_activations = [h], []
