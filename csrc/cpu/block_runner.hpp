@@ -6,6 +6,7 @@
 
 #include <type_traits>
 
+#include "chunks.hpp"
 #include "engine_types.hpp"
 #include "hdqnn/gates.hpp"
 #include "hdqnn/pauli.hpp"
@@ -25,6 +26,11 @@ using cpu::Task;
 constexpr int kMaxQubits = 30;
 constexpr int kSrcConst = 0;
 constexpr int kSrcInput = 1;
+/// Z-only expectations read the low bits' signs off a Walsh-Hadamard transform of aligned groups of
+/// 2**kWalshBits probabilities: kWalshBits additions per amplitude instead of one per term.
+constexpr int kWalshBits = 5;
+/// Fewest Z-only terms for which the transform is cheaper than one update per term.
+constexpr int kWalshMinTerms = 6;
 
 // -------------------------------------------------------------------------------- workspace
 
@@ -37,8 +43,11 @@ struct Buffers {
   T* half_cos;  ///< [slots, S]
   T* half_sin;  ///< [slots, S]
   T* gtheta;    ///< [slots, S]: d loss / d angle
+  T* gchunk;    ///< [slots, S]: the share of gtheta from the chunks this thread ran (cache blocking)
   T* table;     ///< product-state tables
   T* gk;        ///< [terms, S]: grad_output of the block
+  T* chunk;     ///< cache blocking: [2 or 4, chunk_size], re and im of psi (and lambda) of one chunk
+  Index chunk_size;
   double* acc;  ///< [terms, 2, S]: expectation sums
   double* half_angle;  ///< [slots, S]: theta / 2
 };
@@ -50,13 +59,18 @@ struct Buffers {
 template <class T, int S, class Team>
 class BlockRunner {
   using L = lane_t<T, S>;
+  template <class, int, class>
+  friend class BlockRunner;  // a runner drives another one over the chunks of its state
 
  public:
   BlockRunner(const Job<T>& job, const Team& team, const Buffers<T>& buf, double* weight_partials)
-      : job_(job), team_(team), buf_(buf), weight_partials_(weight_partials) {
-    n_ = job.program.n_qubits;
-    dim_ = Index(1) << n_;
-  }
+      : BlockRunner(job, team, buf, weight_partials, job.program.n_qubits) {}
+
+  /// A runner whose state has ``n_qubits`` qubits: the whole register, or one cache-blocking chunk
+  /// (which shares the angles of the block's runner).
+  BlockRunner(const Job<T>& job, const Team& team, const Buffers<T>& buf, double* weight_partials, int n_qubits)
+      : job_(job), team_(team), buf_(buf), weight_partials_(weight_partials), n_(n_qubits),
+        dim_(Index(1) << n_qubits) {}
 
   void run_block(Index block) {
     block_ = block;
@@ -209,10 +223,66 @@ class BlockRunner {
   void forward() {
     prepare_product_state();
     const cpu::PlanView& plan = job_.plan;
-    for (int i = plan.n_initial; i < plan.n_ops; ++i) {
-      forward_op(plan.ops[i]);
+    if (plan.n_phases == 0) {
+      forward_ops(plan.n_initial, plan.n_ops);
+      return;
+    }
+    for (int p = 0; p < plan.n_phases; ++p) {
+      const cpu::Phase& phase = plan.phases[p];
+      if (phase.end <= plan.n_initial) continue;  // already in the product state
+      if (phase.chunk == 0) {
+        forward_ops(phase.begin, phase.end);
+      } else {
+        run_chunked<false>(phase);
+      }
+    }
+  }
+
+  /// Ops [begin, end) of the plan, one pass over the whole state each.
+  void forward_ops(int begin, int end) {
+    for (int i = begin; i < end; ++i) {
+      forward_op(job_.plan.ops[i]);
       team_.sync();
     }
+  }
+
+  // ------------------------------------------------------------------------- cache blocking
+  /// Runs a phase chunk by chunk (the team shares the chunks): each is copied into this thread's
+  /// cache-sized register, goes through every op of the phase (backward: in reverse, on psi and
+  /// lambda) and is copied back, so the phase costs one pass over memory instead of one per op.
+  template <bool kBackward>
+  void run_chunked(const cpu::Phase& phase) {
+    const cpu::PlanView& plan = job_.plan;
+    const ChunkMap map(phase.chunk, n_);
+    BlockRunner<T, S, SoloTeam> local(job_, SoloTeam(), chunk_buffers(), weight_partials_, plan.chunk_bits);
+    T* const state[4] = {buf_.psi_re, buf_.psi_im, buf_.lam_re, buf_.lam_im};
+    constexpr int kArrays = kBackward ? 4 : 2;
+    Index cb, ce;
+    team_.range(map.n_chunks, cb, ce);
+    for (Index c = cb; c < ce; ++c) {
+      const Index base = map.base(c);
+      for (int a = 0; a < kArrays; ++a) gather_chunk<T, S>(map, base, state[a], buf_.chunk + a * buf_.chunk_size);
+      if (kBackward) {
+        for (int i = phase.end - 1; i >= phase.begin; --i) local.backward_op(plan.local_ops[i]);
+      } else {
+        for (int i = phase.begin; i < phase.end; ++i) local.forward_op(plan.local_ops[i]);
+      }
+      for (int a = 0; a < kArrays; ++a) scatter_chunk<T, S>(map, base, buf_.chunk + a * buf_.chunk_size, state[a]);
+    }
+    team_.sync();
+  }
+
+  /// This runner's buffers with the chunk register as the state; angle gradients go to gchunk,
+  /// since each thread sees only its own chunks (summed over the team after the sweep).
+  Buffers<T> chunk_buffers() const {
+    Buffers<T> b = buf_;
+    const bool vjp = buf_.lam_re != nullptr;
+    b.psi_re = buf_.chunk;
+    b.psi_im = buf_.chunk + buf_.chunk_size;
+    b.lam_re = vjp ? buf_.chunk + 2 * buf_.chunk_size : nullptr;
+    b.lam_im = vjp ? buf_.chunk + 3 * buf_.chunk_size : nullptr;
+    b.gtheta = buf_.gchunk;
+    return b;
   }
 
   /// The ops before any two-qubit gate act on |0...0>: build their product state directly
@@ -502,38 +572,36 @@ class BlockRunner {
     }
   }
 
-  /// <psi|P_k|psi> for every term: Z-only terms from probabilities, others from the overlap
-  /// sum_j conj(psi[j ^ flip]) sign(j) psi[j], times i^nY.
+  /// <psi|P_k|psi> for every term: Z-only terms sum_j sign(j) |psi[j]|^2, others the overlap
+  /// sum_j conj(psi[j ^ flip]) sign(j) psi[j], times i^nY. Amplitudes are visited in aligned groups
+  /// of 2**c; a Z-only term's sign is that of the group's base times a low-bit sign read off the
+  /// Walsh-Hadamard transform of the group's probabilities.
   void expectations() {
     const int K = job_.n_terms;
     double* acc = buf_.acc;  // [K, 2, S]
     for (Index i = 0; i < Index(K) * 2 * S; ++i) acc[i] = 0.0;
-    const T* pr = buf_.psi_re;
-    const T* pi = buf_.psi_im;
-    Index jb, je;
-    team_.range(dim_, jb, je);
-    for (Index j = jb; j < je; ++j) {
-      const Index o = j * S;
-      double prob[S];
-#pragma omp simd
-      for (int l = 0; l < S; ++l) prob[l] = double(norm2(load<T>(pr, pi, o + l)));
+    int z_terms = 0;
+    for (int k = 0; k < K; ++k) z_terms += job_.terms[k].flip == 0 ? 1 : 0;
+    const int c = z_terms < kWalshMinTerms ? 0 : (n_ < kWalshBits ? n_ : kWalshBits);
+    const Index group = Index(1) << c;
+    const Mask low = Mask(group - 1);
+    double walsh[Index(1) << kWalshBits][S];  // W[s] = sum_u (-1)^popcount(u & s) p[base + u]
+    Index gb, ge;
+    team_.range(dim_ >> c, gb, ge);
+    for (Index h = gb; h < ge; ++h) {
+      const Index base = h << c;
+      group_walsh(base, c, walsh);
       for (int k = 0; k < K; ++k) {
         const PauliTerm& term = job_.terms[k];
-        const double sgn = parity(Mask(j) & term.sign) ? -1.0 : 1.0;
-        double* ar = acc + Index(2 * k) * S;
-        double* ai = ar + S;
-        if (term.flip == 0) {
-#pragma omp simd
-          for (int l = 0; l < S; ++l) ar[l] += sgn * prob[l];
-        } else {
-          const Index o2 = (j ^ Index(term.flip)) * S;
-#pragma omp simd
-          for (int l = 0; l < S; ++l) {
-            const Complex<T> z = conj_mul(load<T>(pr, pi, o2 + l), load<T>(pr, pi, o + l));
-            ar[l] += sgn * double(z.re);
-            ai[l] += sgn * double(z.im);
-          }
+        if (term.flip != 0) {
+          add_overlap(term, base, group, acc + Index(2 * k) * S);
+          continue;
         }
+        const double sgn = parity(Mask(base) & term.sign) ? -1.0 : 1.0;
+        const double* w = walsh[term.sign & low];
+        double* ar = acc + Index(2 * k) * S;
+#pragma omp simd
+        for (int l = 0; l < S; ++l) ar[l] += sgn * w[l];
       }
     }
     team_.reduce(acc, 2 * K * S);
@@ -543,6 +611,45 @@ class BlockRunner {
         const double* ar = acc + Index(2 * k) * S;
         const Complex<double> z = make_complex(ar[l], ar[S + l]);
         job_.out[(b0_ + l) * K + k] = T(real_of_i_power(job_.terms[k].ny, z));
+      }
+    }
+  }
+
+  /// walsh[0, 2**c) <- the Walsh-Hadamard transform of the probabilities of amplitudes
+  /// [base, base + 2**c), per lane.
+  void group_walsh(Index base, int c, double (&walsh)[Index(1) << kWalshBits][S]) const {
+    const Index group = Index(1) << c;
+    for (Index u = 0; u < group; ++u) {
+      const Index o = (base + u) * S;
+#pragma omp simd
+      for (int l = 0; l < S; ++l) walsh[u][l] = double(norm2(load<T>(buf_.psi_re, buf_.psi_im, o + l)));
+    }
+    for (Index half = 1; half < group; half <<= 1) {
+      for (Index u = 0; u < group; ++u) {
+        if (u & half) continue;
+#pragma omp simd
+        for (int l = 0; l < S; ++l) {
+          const double a = walsh[u][l], b = walsh[u + half][l];
+          walsh[u][l] = a + b;
+          walsh[u + half][l] = a - b;
+        }
+      }
+    }
+  }
+
+  /// acc[0, S) (re), acc[S, 2S) (im) += sum_j conj(psi[j ^ flip]) sign(j) psi[j] over amplitudes
+  /// [base, base + count).
+  void add_overlap(const PauliTerm& term, Index base, Index count, double* acc) const {
+    const T* pr = buf_.psi_re;
+    const T* pi = buf_.psi_im;
+    for (Index j = base; j < base + count; ++j) {
+      const double sgn = parity(Mask(j) & term.sign) ? -1.0 : 1.0;
+      const Index o = j * S, o2 = (j ^ Index(term.flip)) * S;
+#pragma omp simd
+      for (int l = 0; l < S; ++l) {
+        const Complex<T> z = conj_mul(load<T>(pr, pi, o2 + l), load<T>(pr, pi, o + l));
+        acc[l] += sgn * double(z.re);
+        acc[S + l] += sgn * double(z.im);
       }
     }
   }
@@ -592,10 +699,30 @@ class BlockRunner {
   }
 
   void backward() {
-    for (Index i = 0; i < Index(job_.program.n_slots) * S; ++i) buf_.gtheta[i] = T(0);
+    const Index n_grads = Index(job_.program.n_slots) * S;
+    for (Index i = 0; i < n_grads; ++i) buf_.gtheta[i] = T(0);
     const cpu::PlanView& plan = job_.plan;
-    for (int i = plan.n_ops - 1; i >= 0; --i) {
-      backward_op(plan.ops[i]);
+    if (plan.n_phases == 0) {
+      backward_ops(0, plan.n_ops);
+      return;
+    }
+    for (Index i = 0; i < n_grads; ++i) buf_.gchunk[i] = T(0);
+    for (int p = plan.n_phases - 1; p >= 0; --p) {
+      const cpu::Phase& phase = plan.phases[p];
+      if (phase.chunk == 0) {
+        backward_ops(phase.begin, phase.end);
+      } else {
+        run_chunked<true>(phase);
+      }
+    }
+    team_.reduce(buf_.gchunk, static_cast<int>(n_grads));
+    for (Index i = 0; i < n_grads; ++i) buf_.gtheta[i] += buf_.gchunk[i];
+  }
+
+  /// Ops [begin, end) of the plan in reverse, one pass over psi and lambda each.
+  void backward_ops(int begin, int end) {
+    for (int i = end - 1; i >= begin; --i) {
+      backward_op(job_.plan.ops[i]);
       team_.sync();
     }
   }

@@ -39,12 +39,16 @@ struct Policy {
   int threads;
   int lanes;
   bool amplitude_parallel;
+  int chunk_bits;  ///< cache blocking: qubits of a chunk, 0 for plain full passes (Phase)
+  int low_bits;    ///< lowest amplitude-index bits every chunk includes
 };
 
 Policy choose_policy(Task task, int n_qubits, Index batch, int n_ops, size_t real_size);
 
-/// Testing and tuning hook: lanes 0 = automatic; amplitude_parallel -1 = automatic, 0 / 1 forced.
-void set_policy(int lanes, int amplitude_parallel);
+/// Testing and tuning hook: lanes 0 = automatic; amplitude_parallel -1 = automatic, 0 / 1 forced;
+/// chunk_bits 0 = automatic, -1 = no cache blocking, k >= 2 = blocking with k-qubit chunks
+/// whenever the register has more than k qubits.
+void set_policy(int lanes, int amplitude_parallel, int chunk_bits);
 
 void set_num_threads(int n);
 int num_threads();

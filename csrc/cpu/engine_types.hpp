@@ -50,13 +50,29 @@ struct ProgramView {
   const double* angle_val;   ///< [n_slots]: constant, or scale of the input / weight
 };
 
+/// A run of consecutive ops executed together. chunk == 0: one full pass over the state per op.
+/// Otherwise every op of the phase acts only on the amplitude-index bits set in ``chunk``, so the
+/// state splits into independent chunks (all other bits fixed) that each go through the whole
+/// phase while they sit in cache: one memory pass for the phase instead of one per op.
+struct Phase {
+  int begin;   ///< first op (index into PlanView::ops)
+  int end;     ///< one past the last op
+  Mask chunk;  ///< amplitude-index bits spanned by a chunk (chunk_bits of them), or 0
+};
+
 /// The fused schedule; ops[0, n_initial) act on |0...0> before any two-qubit gate touches their
-/// wire, so the forward pass prepares them as one product state.
+/// wire, so the forward pass prepares them as one product state. With cache blocking
+/// (chunk_bits > 0) the phases cover every op in order, and local_ops[i] is ops[i] with its wires
+/// renumbered for the chunk_bits-qubit register of one chunk of its phase.
 struct PlanView {
   const Op* ops;
   int n_ops;
   int n_initial;
   const int* gate_order;
+  const Op* local_ops;   ///< [n_ops] when n_phases > 0
+  const Phase* phases;   ///< [n_phases]
+  int n_phases;          ///< 0: no cache blocking, every op is a full pass
+  int chunk_bits;        ///< qubits of one chunk (0 without blocking)
 };
 
 /// One block of a sample-parallel call: body(ctx, worker, block), worker in [0, threads).

@@ -16,6 +16,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 // Before any hdqnn header: selects the inline namespace of this instruction set (config.hpp).
 #ifndef HDQNN_ISA
@@ -34,6 +37,20 @@ namespace kernels {
 namespace {
 
 constexpr size_t kAlignment = 64;
+/// Workspaces from this size are placed on transparent huge pages: a 20-qubit block is tens of MiB,
+/// and with 4 KiB pages each call spends more time in page faults than in a gate pass, and the
+/// chunk copies of cache blocking touch a new page every few runs (TLB misses).
+constexpr size_t kHugePage = size_t(2) << 20;
+
+/// Aligned workspace of at least ``bytes``, or nullptr; release with free().
+void* allocate_workspace(size_t bytes) {
+  if (bytes < kHugePage) return aligned_alloc(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  void* memory = aligned_alloc(kHugePage, (bytes + kHugePage - 1) / kHugePage * kHugePage);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (memory != nullptr) madvise(memory, bytes, MADV_HUGEPAGE);  // a hint: failure only costs speed
+#endif
+  return memory;
+}
 
 HDQNN_INLINE int thread_id() {
 #ifdef _OPENMP
@@ -68,8 +85,11 @@ struct Layout {
   Index acc;      ///< doubles
   Index angles;   ///< doubles
   Index scratch;  ///< doubles per thread for team reductions
+  Index chunk;    ///< one array of a cache-blocking chunk (0 without blocking)
+  Index states;   ///< arrays per state set: re and im of psi, and of lambda for the adjoint
 
   explicit Layout(const Job<T>& job) {
+    states = job.task == Task::kVjp ? 4 : 2;
     const int n = job.program.n_qubits;
     state = align_up((Index(1) << n) * S, sizeof(T));
     slots = align_up(Index(job.program.n_slots > 0 ? job.program.n_slots : 1) * S, sizeof(T));
@@ -79,26 +99,29 @@ struct Layout {
     angles = align_up(Index(job.program.n_slots > 0 ? job.program.n_slots : 1) * S, sizeof(double));
     const Index widest = 8 * Index(S);
     scratch = align_up(acc > widest ? acc : widest, sizeof(double));
+    chunk = job.plan.n_phases > 0 ? align_up((Index(1) << job.plan.chunk_bits) * S, sizeof(T)) : 0;
   }
-  Index states_per_worker(Task task) const { return task == Task::kVjp ? 4 : 2; }
-  Index private_elems() const { return 3 * slots + table + gk; }
+  Index private_elems() const { return 4 * slots + table + gk + states * chunk; }
   Index private_doubles() const { return acc + angles; }
 };
 
-template <class T>
-Buffers<T> carve(T* states, T* priv, double* acc, Index acc_size, Index state, Index slots, Index table, bool vjp) {
+template <class T, int S>
+Buffers<T> carve(const Layout<T, S>& lay, T* states, T* priv, double* acc, bool vjp) {
   Buffers<T> b;
   b.psi_re = states;
-  b.psi_im = states + state;
-  b.lam_re = vjp ? states + 2 * state : nullptr;
-  b.lam_im = vjp ? states + 3 * state : nullptr;
+  b.psi_im = states + lay.state;
+  b.lam_re = vjp ? states + 2 * lay.state : nullptr;
+  b.lam_im = vjp ? states + 3 * lay.state : nullptr;
   b.half_cos = priv;
-  b.half_sin = priv + slots;
-  b.gtheta = priv + 2 * slots;
-  b.table = priv + 3 * slots;
-  b.gk = b.table + table;
+  b.half_sin = priv + lay.slots;
+  b.gtheta = priv + 2 * lay.slots;
+  b.gchunk = priv + 3 * lay.slots;
+  b.table = priv + 4 * lay.slots;
+  b.gk = b.table + lay.table;
+  b.chunk = b.gk + lay.gk;
+  b.chunk_size = lay.chunk;
   b.acc = acc;
-  b.half_angle = acc + acc_size;
+  b.half_angle = acc + lay.acc;
   return b;
 }
 
@@ -110,12 +133,12 @@ int run_lanes(const Job<T>& job) {
   const int threads = job.threads > 0 ? job.threads : 1;
   const Index n_blocks = (job.batch + S - 1) / S;
   const Index state_sets = job.amplitude_parallel ? 1 : threads;
-  const Index state_elems = state_sets * lay.states_per_worker(job.task) * lay.state;
+  const Index state_elems = state_sets * lay.states * lay.state;
   const Index priv_elems = Index(threads) * lay.private_elems();
   const Index double_elems = Index(threads) * (lay.private_doubles() + lay.scratch) +
                              (shared_weight_grads ? align_up(n_blocks * job.n_weights, sizeof(double)) : 0);
   const size_t bytes = size_t(state_elems + priv_elems) * sizeof(T) + size_t(double_elems) * sizeof(double);
-  void* memory = aligned_alloc(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  void* memory = allocate_workspace(bytes);
   if (memory == nullptr) return cpu::kRunOutOfMemory;
   T* states = static_cast<T*>(memory);
   T* priv = states + state_elems;
@@ -126,9 +149,9 @@ int run_lanes(const Job<T>& job) {
   if (shared_weight_grads) memset(weight_partials, 0, sizeof(double) * size_t(n_blocks * job.n_weights));
 
   auto buffers_of = [&](int tid, int state_set) {
-    const Index per_set = lay.states_per_worker(job.task) * lay.state;
-    return carve<T>(states + state_set * per_set, priv + tid * lay.private_elems(), accs + tid * lay.private_doubles(),
-                    lay.acc, lay.state, lay.slots, lay.table, vjp);
+    const Index per_set = lay.states * lay.state;
+    return carve(lay, states + state_set * per_set, priv + tid * lay.private_elems(),
+                 accs + tid * lay.private_doubles(), vjp);
   };
 
   if (job.amplitude_parallel) {

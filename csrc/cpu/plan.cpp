@@ -58,6 +58,73 @@ void validate_slot(const ProgramView& p, int a, int n_inputs, int n_weights) {
   }
 }
 
+/// Fewest ops worth a chunked phase: a lone op saves no memory pass and would pay for the copies.
+constexpr size_t kMinChunkedOps = 2;
+
+int popcount(Mask m) { return __builtin_popcountll(m); }
+
+/// Amplitude-index bits an op acts on.
+Mask op_bits(const Op& op, int n_qubits) {
+  Mask bits = Mask(1) << wire_bit(op.wire0, n_qubits);
+  if (op.wire1 >= 0) bits |= Mask(1) << wire_bit(op.wire1, n_qubits);
+  return bits;
+}
+
+/// ``bits`` plus the lowest bits it lacks, up to ``count`` bits: a chunk is processed in cache
+/// whatever its bits, and low bits lengthen the contiguous runs copied in and out.
+Mask pad_with_low_bits(Mask bits, int count, int n_qubits) {
+  for (int b = 0; b < n_qubits && popcount(bits) < count; ++b) bits |= Mask(1) << b;
+  return bits;
+}
+
+/// The wire that ``wire`` becomes in the chunk_bits-qubit register of a chunk: chunk's bits keep
+/// their order, so global bit b is local bit (number of chunk bits below b).
+int local_wire(int wire, Mask chunk, int n_qubits, int chunk_bits) {
+  const int bit = wire_bit(wire, n_qubits);
+  return chunk_bits - 1 - popcount(chunk & ((Mask(1) << bit) - 1));
+}
+
+Op localize(const Op& op, Mask chunk, int n_qubits, int chunk_bits) {
+  Op local = op;
+  local.wire0 = local_wire(op.wire0, chunk, n_qubits, chunk_bits);
+  if (op.wire1 >= 0) local.wire1 = local_wire(op.wire1, chunk, n_qubits, chunk_bits);
+  return local;
+}
+
+/// Appends ``pending`` to plan as phases, greedily: each phase takes, in order, every op that fits
+/// in chunk_bits bits together with the ones taken so far and shares no wire with an op left
+/// behind (only ops on disjoint wires commute past each other).
+void append_phases(std::vector<Op> pending, int n_qubits, int chunk_bits, int low_bits, Plan& plan) {
+  const size_t first_phase = plan.phases.size();
+  while (!pending.empty()) {
+    std::vector<Op> taken, skipped;
+    Mask bits = (Mask(1) << low_bits) - 1, passed_over = 0;
+    for (const Op& op : pending) {
+      const Mask b = op_bits(op, n_qubits);
+      if ((b & passed_over) == 0 && popcount(bits | b) <= chunk_bits) {
+        taken.push_back(op);
+        bits |= b;
+      } else {
+        skipped.push_back(op);
+        passed_over |= b;
+      }
+    }
+    const Mask chunk = taken.size() >= kMinChunkedOps ? pad_with_low_bits(bits, chunk_bits, n_qubits) : 0;
+    const int begin = static_cast<int>(plan.ops.size());
+    for (const Op& op : taken) {
+      plan.ops.push_back(op);
+      plan.local_ops.push_back(chunk != 0 ? localize(op, chunk, n_qubits, chunk_bits) : op);
+    }
+    const int end = static_cast<int>(plan.ops.size());
+    if (chunk == 0 && plan.phases.size() > first_phase && plan.phases.back().chunk == 0) {
+      plan.phases.back().end = end;  // consecutive full passes of this call form one phase
+    } else {
+      plan.phases.push_back(Phase{begin, end, chunk});
+    }
+    pending.swap(skipped);
+  }
+}
+
 /// Shape of a product of gates: diagonal or real only when every factor is.
 int combine_shapes(int a, int b) { return a == b ? a : kShapeGeneral; }
 
@@ -156,6 +223,18 @@ void validate_program(const ProgramView& program, int n_inputs, int n_weights) {
 }
 
 Plan make_plan(const ProgramView& program) { return PlanBuilder(program).build(); }
+
+void block_phases(Plan& plan, int n_qubits, int chunk_bits, int low_bits) {
+  const std::vector<Op> initial(plan.ops.begin(), plan.ops.begin() + plan.n_initial);
+  const std::vector<Op> rest(plan.ops.begin() + plan.n_initial, plan.ops.end());
+  plan.ops.clear();
+  plan.local_ops.clear();
+  plan.phases.clear();
+  // separately, so that the forward pass can still skip the product-state ops as a whole
+  append_phases(initial, n_qubits, chunk_bits, low_bits, plan);
+  append_phases(rest, n_qubits, chunk_bits, low_bits, plan);
+  plan.chunk_bits = chunk_bits;
+}
 
 std::vector<PauliTerm> make_pauli_terms(const int8_t* paulis, int n_terms, int n_qubits) {
   std::vector<PauliTerm> terms;

@@ -16,8 +16,14 @@ struct Plan {
   std::vector<Op> ops;
   std::vector<int> gate_order;
   int n_initial = 0;
+  std::vector<Op> local_ops;   ///< filled by block_phases
+  std::vector<Phase> phases;   ///< filled by block_phases
+  int chunk_bits = 0;
 
-  PlanView view() const { return PlanView{ops.data(), static_cast<int>(ops.size()), n_initial, gate_order.data()}; }
+  PlanView view() const {
+    return PlanView{ops.data(),       static_cast<int>(ops.size()), n_initial,  gate_order.data(),
+                    local_ops.data(), phases.data(), static_cast<int>(phases.size()), chunk_bits};
+  }
 };
 
 /// Checks every gate row and angle slot against the gate table and the input / weight widths;
@@ -30,6 +36,13 @@ void validate_program(const ProgramView& program, int n_inputs, int n_weights);
 /// that precede every two-qubit gate on their wire come first and form the initial product state;
 /// a block immediately followed by a cx on its wire as target is merged with that cx.
 Plan make_plan(const ProgramView& program);
+
+/// Cache blocking for registers larger than the cache: reorders plan.ops (an op moves earlier only
+/// past ops on other wires, and never out of or into the initial product-state ops) and groups them
+/// into phases whose ops together touch at most ``chunk_bits`` amplitude-index bits, the lowest
+/// ``low_bits`` bits always among them (contiguous runs for the copies and SIMD). A phase of one op
+/// stays a plain full pass. Requires 2 <= chunk_bits < n_qubits and low_bits <= chunk_bits - 2.
+void block_phases(Plan& plan, int n_qubits, int chunk_bits, int low_bits);
 
 /// Pauli masks of the int8 table [n_terms, n_qubits]; throws std::invalid_argument on a code
 /// outside 0..3.

@@ -260,6 +260,118 @@ def test_instruction_sets_agree(core, restore_settings):
         core.set_isa("sse9")
 
 
+@pytest.mark.parametrize("amplitude_parallel", [0, 1])
+@pytest.mark.parametrize("lanes", (1, 8))
+def test_many_z_terms_match_reference(core, restore_settings, lanes, amplitude_parallel):
+    """Enough Z-only terms for the Walsh-Hadamard path of the expectations, mixed with X / Y terms."""
+    rng = np.random.default_rng(40 + lanes + amplitude_parallel)
+    core.set_num_threads(2)
+    core.set_policy(lanes, amplitude_parallel)
+    reference = NumpyBackend()
+    for n in range(1, 9):
+        prog = random_circuit(rng, n).compile()
+        x = rng.uniform(-np.pi, np.pi, (5, prog.n_inputs))
+        w = rng.uniform(-np.pi, np.pi, prog.n_weights)
+        z_strings = ["".join(rng.choice(list("IZ"), size=n)) for _ in range(8)]
+        paulis = compile_observables([("Z", q) for q in range(n)] + z_strings + random_paulis(rng, n, 2), n)
+        g = rng.normal(size=(5, paulis.shape[0]))
+        np.testing.assert_allclose(core.expval(*_program_args(prog), x, w, paulis),
+                                   reference.expval(prog, x, w, paulis, np.complex128), atol=1e-10, rtol=0)
+        for got, want in zip(core.vjp(*_program_args(prog), x, w, paulis, g),
+                             reference.vjp(prog, x, w, paulis, g, np.complex128)):
+            np.testing.assert_allclose(got, want, atol=50e-10, rtol=0)
+
+
+# --------------------------------------------------------------------------- cache blocking
+def _outputs(core, prog, x, w, paulis, g):
+    """statevector, probabilities, expval, grad_inputs, grad_weights of one engine setting."""
+    args = _program_args(prog)
+    return (core.statevector(*args, x, w), core.probabilities(*args, x, w), core.expval(*args, x, w, paulis),
+            *core.vjp(*args, x, w, paulis, g))
+
+
+def _random_case(rng, n, batch, dtype, per_sample=False, n_gates=None):
+    prog = random_circuit(rng, n, n_gates=n_gates).compile()
+    x = rng.uniform(-np.pi, np.pi, (batch, prog.n_inputs)).astype(dtype)
+    w_shape = (batch, prog.n_weights) if per_sample else (prog.n_weights,)
+    w = rng.uniform(-np.pi, np.pi, w_shape).astype(dtype)
+    paulis = compile_observables(random_paulis(rng, n, 4), n)
+    g = rng.normal(size=(batch, paulis.shape[0])).astype(dtype)
+    return prog, x, w, paulis, g
+
+
+def test_chunk_bits_setting(core, restore_settings):
+    with pytest.raises(ValueError, match="chunk_bits must be"):
+        core.set_policy(0, -1, 1)
+    with pytest.raises(ValueError, match="chunk_bits must be"):
+        core.set_policy(0, -1, -2)
+    assert core.policy("expval", 10, 256, 100)["chunk_bits"] == 0  # fits in cache: plain passes
+    assert core.policy("expval", 20, 8, 80, False)["chunk_bits"] > 0
+    core.set_policy(0, -1, -1)
+    assert core.policy("expval", 20, 8, 80, False)["chunk_bits"] == 0
+    core.set_policy(0, -1, 3)
+    assert core.policy("expval", 6, 4, 10)["chunk_bits"] == 3
+    assert core.policy("expval", 3, 4, 10)["chunk_bits"] == 0  # one chunk would be the whole state
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("amplitude_parallel", [0, 1])
+@pytest.mark.parametrize("lanes", (1, 2, 8))
+def test_cache_blocking_matches_reference(core, restore_settings, lanes, amplitude_parallel, dtype):
+    """Chunks of 2 to 4 qubits force the blocked path (phases, reordering, chunk copies, per-chunk
+    gradient sums) on small random circuits with every gate."""
+    rng = np.random.default_rng(100 + lanes * 10 + amplitude_parallel)
+    core.set_num_threads(2)
+    reference = NumpyBackend()
+    cdtype = np.complex128 if dtype == np.float64 else np.complex64
+    tol = TOL[dtype]
+    for n in range(1, 9):
+        chunk_bits = 2 + n % 3
+        core.set_policy(lanes, amplitude_parallel, chunk_bits)
+        prog, x, w, paulis, g = _random_case(rng, n, 5, dtype, per_sample=n % 2 == 1)
+        want = (reference.statevector(prog, x, w, cdtype), reference.probabilities(prog, x, w, cdtype),
+                reference.expval(prog, x, w, paulis, cdtype), *reference.vjp(prog, x, w, paulis, g, cdtype))
+        got = _outputs(core, prog, x, w, paulis, g)
+        for what, a, b, scale in zip(("statevector", "probabilities", "expval", "grad_inputs", "grad_weights"),
+                                     got, want, (1, 1, 1, 50, 50)):
+            np.testing.assert_allclose(a, b, atol=scale * tol, rtol=0, err_msg=f"{what}, n={n}")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cache_blocking_matches_plain_passes(core, restore_settings, threads):
+    """14 qubits in 9-qubit chunks (the automatic chunk size's regime, a quarter of the cost of a
+    20-qubit run) against one full pass per op of the same engine."""
+    rng = np.random.default_rng(21)
+    core.set_num_threads(threads)
+    prog, x, w, paulis, g = _random_case(rng, 14, 3, np.float64, n_gates=80)
+    core.set_policy(0, -1, -1)
+    plain = _outputs(core, prog, x, w, paulis, g)
+    core.set_policy(0, -1, 9)
+    for a, b in zip(_outputs(core, prog, x, w, paulis, g), plain):
+        np.testing.assert_allclose(a, b, atol=1e-10, rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cache_blocking_twenty_qubits(core, restore_settings, dtype):
+    """The automatic blocking of a 20-qubit hardware-efficient ansatz against plain passes."""
+    from hdqnn import ansatz
+
+    n, batch = 20, 2
+    rng = np.random.default_rng(5)
+    prog = ansatz.hardware_efficient(n, 2).compile()
+    x = rng.uniform(-np.pi, np.pi, (batch, prog.n_inputs)).astype(dtype)
+    w = rng.uniform(-np.pi, np.pi, prog.n_weights).astype(dtype)
+    paulis = compile_observables(random_paulis(rng, n, 3) + [("Z", 0)], n)
+    g = rng.normal(size=(batch, paulis.shape[0])).astype(dtype)
+    assert core.policy("vjp", n, batch, 40, dtype == np.float64)["chunk_bits"] > 0
+    blocked = _outputs(core, prog, x, w, paulis, g)
+    core.set_policy(0, -1, -1)
+    plain = _outputs(core, prog, x, w, paulis, g)
+    for a, b, scale in zip(blocked, plain, (1, 1, 1, 50, 50)):
+        np.testing.assert_allclose(a, b, atol=scale * TOL[dtype], rtol=0)
+
+
 @pytest.mark.slow
 def test_twenty_qubits_analytic(core, restore_settings):
     """H on every wire then rz(x) on wire 0: <X_0> = cos(x), <X_w> = 1, d<X_0>/dx = -sin(x)."""
