@@ -272,11 +272,7 @@ class QtDNN:
     # ------------------------------------------------------------------ fitting
     def loss(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Fit loss of predictions at ``features`` against measured expectations ``targets``."""
-        logits = self._logits(features)
-        if self.config.loss == "bce":
-            marginals = ((1.0 - targets) * 0.5).clamp(0.0, 1.0)
-            return F.binary_cross_entropy_with_logits(logits, marginals)
-        return F.mse_loss(torch.tanh(logits), targets)
+        return self._loss_and_grad(self._logits(features), targets)[0]
 
     def fit(self, features: torch.Tensor, targets: torch.Tensor) -> float:
         """Re-fit on one minibatch: ``n_fit_steps`` Adam steps on tiny batches, then buffer it.
@@ -424,9 +420,8 @@ class FlatAdam:
         self.lr, self.betas, self.eps = lr, betas, eps
         with torch.no_grad():
             self.flat = torch.cat([p.detach().reshape(-1) for p in params])
-        self.bind(params)
         self.flat_grad = torch.zeros_like(self.flat)
-        self.grads = self._views(self.flat_grad, params)
+        self.bind(params)
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
         self.steps = 0
@@ -438,8 +433,7 @@ class FlatAdam:
                              f"optimizer's {self.flat.numel()}")
         for param, view in zip(params, self._views(self.flat, params)):
             param.data = view
-        if hasattr(self, "flat_grad"):
-            self.grads = self._views(self.flat_grad, params)
+        self.grads = self._views(self.flat_grad, params)
 
     @staticmethod
     def _views(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
