@@ -215,6 +215,7 @@ py::dict policy(const std::string& task, int n_qubits, Index batch, int n_ops, b
   d["lanes"] = p.lanes;
   d["amplitude_parallel"] = p.amplitude_parallel;
   d["chunk_bits"] = p.chunk_bits;
+  d["defer_phases"] = p.defer_phases;
   return d;
 }
 
@@ -248,11 +249,13 @@ PYBIND11_MODULE(_core_cpu, m) {
   m.def("available_isas", &hdqnn::cpu::available_isas, "Variants this build and CPU support, best first.");
   m.def("set_isa", &hdqnn::cpu::set_isa, py::arg("name"), "Use another available variant (testing, benchmarks).");
   m.def("set_policy", &hdqnn::cpu::set_policy, py::arg("lanes") = 0, py::arg("amplitude_parallel") = -1,
-        py::arg("chunk_bits") = 0,
+        py::arg("chunk_bits") = 0, py::arg("phase_deferral") = 1,
         "Testing hook: force the lane count (0 = automatic), amplitude parallelism (-1 = automatic) and "
-        "cache blocking (chunk_bits 0 = automatic, -1 = off, k >= 2 = k-qubit chunks when n > k).");
+        "cache blocking (chunk_bits 0 = automatic, -1 = off, k >= 2 = k-qubit chunks when n > k); "
+        "phase_deferral 0 turns off the deferral of diagonal phases in forward passes.");
   m.def("policy", &policy, py::arg("task"), py::arg("n_qubits"), py::arg("batch"), py::arg("n_ops"),
         py::arg("double_precision") = true,
-        "The execution policy (threads, lanes, amplitude_parallel, chunk_bits; 0 = no cache blocking) a "
+        "The execution policy (threads, lanes, amplitude_parallel, chunk_bits; 0 = no cache blocking, "
+        "defer_phases) a "
         "call of this size would use.");
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include <type_traits>
+#include <utility>
 
 #include "chunks.hpp"
 #include "engine_types.hpp"
@@ -238,12 +239,46 @@ class BlockRunner {
     }
   }
 
-  /// Ops [begin, end) of the plan, one pass over the whole state each.
+  /// Ops [begin, end) of the plan, one pass over the whole state each (two chained cx-tail ops
+  /// share one pass).
   void forward_ops(int begin, int end) {
+    const Op* ops = job_.plan.ops;
     for (int i = begin; i < end; ++i) {
-      forward_op(job_.plan.ops[i]);
+      if (i + 1 < end && chains(ops[i], ops[i + 1])) {
+        forward_cx_chain(ops[i], ops[i + 1]);
+        ++i;
+      } else {
+        forward_op(ops[i]);
+      }
       team_.sync();
     }
+  }
+
+  /// Whether ``second`` is a cx-tail op whose control is ``first``'s cx target (a ring or chain
+  /// entangler with its rotations): the two run in one pass over octets of three wires.
+  static bool chains(const Op& first, const Op& second) {
+    return first.kind == OpKind::kFused1qCx && second.kind == OpKind::kFused1qCx && second.wire1 == first.wire0 &&
+           second.wire0 != first.wire1 && first.phase_table < 0 && second.phase_table < 0;
+  }
+
+  void forward_cx_chain(const Op& first, const Op& second) {
+    const int ba = wire_bit(first.wire1, n_), bb = wire_bit(first.wire0, n_), bc = wire_bit(second.wire0, n_);
+    int bits[3] = {ba, bb, bc};
+    sort3(bits);
+    Index tb, te;
+    group_range<3>(tb, te);
+    with_pair_op(first, false, [&](const auto& op1) {
+      with_pair_op(second, false, [&](const auto& op2) {
+        cx_chain_apply<T, S>(buf_.psi_re, buf_.psi_im, bits, (Index(1) << ba) * S, (Index(1) << bb) * S,
+                             (Index(1) << bc) * S, op1, op2, tb, te);
+      });
+    });
+  }
+
+  static void sort3(int (&v)[3]) {
+    if (v[0] > v[1]) std::swap(v[0], v[1]);
+    if (v[1] > v[2]) std::swap(v[1], v[2]);
+    if (v[0] > v[1]) std::swap(v[0], v[1]);
   }
 
   // ------------------------------------------------------------------------- cache blocking
@@ -355,6 +390,12 @@ class BlockRunner {
     }
   }
 
+  /// The deferred-phase table ``t`` of the plan (defer_phases).
+  PhaseTable<T, S> phase_table(int t) const {
+    const T* re = job_.phase_tables + 2 * dim_ * Index(t);
+    return PhaseTable<T, S>{re, re + dim_};
+  }
+
   void forward_op(const Op& op) {
     T* pr = buf_.psi_re;
     T* pi = buf_.psi_im;
@@ -365,13 +406,36 @@ class BlockRunner {
       case OpKind::kPairRotation:
         pair_rotation_forward(op);
         return;
+      case OpKind::kPhaseTable: {
+        Index jb, je;
+        team_.range(dim_, jb, je);
+        phase_table_apply<T, S>(pr, pi, phase_table(op.phase_table), jb, je);
+        return;
+      }
       case OpKind::kFused1qCx:
         with_cx_tail_geometry(op, [&](const int (&bits)[2], Index off_t, Index off_c, Index tb, Index te) {
           with_pair_op(op, false, [&](const auto& pair) {
-            cx_tail_apply<T, S>(pr, pi, bits, off_t, off_c, pair, tb, te);
+            if (op.phase_table >= 0) {
+              cx_tail_apply<T, S>(pr, pi, bits, off_t, off_c, pair, tb, te, phase_table(op.phase_table));
+            } else {
+              cx_tail_apply<T, S>(pr, pi, bits, off_t, off_c, pair, tb, te);
+            }
           });
         });
         return;
+      case OpKind::kFused1q:
+        if (op.phase_table >= 0) {
+          with_pair_geometry(op, [&](const auto& bits, Mask set, Index off_a, Index off_b) {
+            constexpr int NB = sizeof(bits) / sizeof(int);
+            Index tb, te;
+            group_range<NB>(tb, te);
+            with_pair_op(op, false, [&](const auto& pair) {
+              pair_apply<T, S>(pr, pi, bits, set, off_a, off_b, pair, tb, te, phase_table(op.phase_table));
+            });
+          });
+          return;
+        }
+        break;
       default:
         break;
     }

@@ -12,6 +12,7 @@
 #include <omp.h>
 #endif
 
+#include "hdqnn/gates.hpp"
 #include "plan.hpp"
 #include "pool.hpp"
 
@@ -61,11 +62,15 @@ constexpr double kBlockingMinStateBytes = 32.0 * (1 << 20);
 constexpr double kMinRunBytes = 256.0;
 /// Fewest chunk bits a forced setting accepts: every op must fit in a chunk.
 constexpr int kMinChunkBits = 2;
+/// Smallest batch whose forward pass defers phases: the tables are built once per call (2**n
+/// products each), the saving is per sample.
+constexpr Index kMinDeferBatch = 8;
 
 std::atomic<int> g_num_threads{0};  // 0: not set, use max_threads()
 std::atomic<int> g_lanes_override{0};
 std::atomic<int> g_amplitude_override{-1};
 std::atomic<int> g_chunk_override{0};
+std::atomic<int> g_phase_deferral{1};
 
 struct IsaVariant {
   const char* name;
@@ -211,10 +216,12 @@ Policy choose_policy(Task task, int n_qubits, Index batch, int n_ops, size_t rea
   policy.amplitude_parallel = choice.amplitude_parallel;
   policy.chunk_bits = chunk_bits_for(task, n_qubits, choice.lanes, real_size, g_chunk_override.load());
   policy.low_bits = policy.chunk_bits > 0 ? chunk_low_bits(policy.chunk_bits, choice.lanes, real_size) : 0;
+  policy.defer_phases = g_phase_deferral.load() != 0 && task != Task::kVjp && policy.chunk_bits == 0 &&
+                        n_qubits <= kMaxDeferQubits && batch >= kMinDeferBatch;
   return policy;
 }
 
-void set_policy(int lanes, int amplitude_parallel, int chunk_bits) {
+void set_policy(int lanes, int amplitude_parallel, int chunk_bits, int phase_deferral) {
   if (lanes != 0 && lanes != 1 && lanes != 2 && lanes != 4 && lanes != 8 && lanes != 16) {
     throw std::invalid_argument("lanes must be 0 (automatic), 1, 2, 4, 8 or 16, got " + std::to_string(lanes));
   }
@@ -228,6 +235,73 @@ void set_policy(int lanes, int amplitude_parallel, int chunk_bits) {
   g_lanes_override.store(lanes);
   g_amplitude_override.store(amplitude_parallel);
   g_chunk_override.store(chunk_bits);
+  g_phase_deferral.store(phase_deferral != 0 ? 1 : 0);
+}
+
+/// Whether the output reads phases, not only magnitudes: states, and Pauli terms with X or Y.
+bool reads_phases(Task task, const std::vector<PauliTerm>& terms) {
+  if (task == Task::kStatevector) return true;
+  if (task != Task::kExpval) return false;
+  for (const PauliTerm& term : terms) {
+    if (term.flip != 0) return true;
+  }
+  return false;
+}
+
+/// The diagonal (d0, d1) of deferred gate ``g`` (its angle from a constant or a shared weight).
+void factor_diagonal(const ProgramView& p, const double* weights, int g, Complex<double>& d0, Complex<double>& d1) {
+  const int32_t* row = p.gates + 4 * g;
+  const int n_angles = gate_info(row[0]).n_angles;
+  double c[kMaxGateAngles] = {1.0, 1.0, 1.0}, s[kMaxGateAngles] = {0.0, 0.0, 0.0};
+  for (int k = 0; k < n_angles; ++k) {
+    const int a = row[3] + k;
+    const double theta = p.angle_src[2 * a] == 0 ? 1.0 : weights[p.angle_src[2 * a + 1]];
+    const double half = 0.5 * p.angle_val[a] * theta;
+    c[k] = cos(half);
+    s[k] = sin(half);
+  }
+  Complex<double> m[4];
+  single_qubit_matrix<double>(row[0], c, s, 1, m);
+  d0 = m[0];
+  d1 = m[3];
+}
+
+/// Every deferred-phase table of the plan, [n_tables, 2, 2**n]. Table entry j is the product over
+/// its factors of d[parity(mask & j)]: built as the product table over the factors' parity
+/// patterns (tensor product, 2**k entries) read at each index's pattern (one XOR per index).
+template <class T>
+std::vector<T> phase_tables(const Plan& plan, const ProgramView& p, const T* weights, int n_weights) {
+  const Index dim = Index(1) << p.n_qubits;
+  std::vector<T> tables(size_t(2 * dim) * plan.n_tables());
+  const std::vector<double> w(weights, weights + (plan.n_tables() > 0 ? n_weights : 0));
+  std::vector<Complex<double>> product;
+  std::vector<uint32_t> pattern(dim);
+  for (int t = 0; t < plan.n_tables(); ++t) {
+    const int first = plan.table_start[t], k = plan.table_start[t + 1] - first;
+    product.assign(size_t(1) << k, make_complex(1.0, 0.0));
+    uint32_t column[64] = {};  // column[b]: the factors whose mask holds index bit b
+    for (int i = 0; i < k; ++i) {
+      const PhaseFactor& f = plan.factors[first + i];
+      Complex<double> d0, d1;
+      factor_diagonal(p, w.data(), f.gate, d0, d1);
+      for (size_t q = 0; q < (size_t(1) << i); ++q) {
+        product[q | (size_t(1) << i)] = product[q] * d1;
+        product[q] = product[q] * d0;
+      }
+      for (int b = 0; b < p.n_qubits; ++b) {
+        if ((f.mask >> b) & 1) column[b] |= uint32_t(1) << i;
+      }
+    }
+    T* re = tables.data() + size_t(2 * dim) * t;
+    T* im = re + dim;
+    pattern[0] = 0;
+    for (Index j = 0; j < dim; ++j) {
+      if (j > 0) pattern[j] = pattern[j & (j - 1)] ^ column[__builtin_ctzll(j)];
+      re[j] = T(product[pattern[j]].re);
+      im[j] = T(product[pattern[j]].im);
+    }
+  }
+  return tables;
 }
 
 template <class T>
@@ -243,6 +317,8 @@ void run(Task task, const Call<T>& call, T* out, T* grad_weights) {
   const Policy policy =
       choose_policy(task, program.n_qubits, call.batch, static_cast<int>(plan.ops.size()), sizeof(T));
   if (policy.chunk_bits > 0) block_phases(plan, program.n_qubits, policy.chunk_bits, policy.low_bits);
+  if (policy.defer_phases) defer_phases(plan, program, !call.per_sample_weights, reads_phases(task, terms));
+  const std::vector<T> tables = phase_tables(plan, program, call.weights, call.n_weights);
 
   Job<T> job;
   job.task = task;
@@ -257,6 +333,7 @@ void run(Task task, const Call<T>& call, T* out, T* grad_weights) {
   job.weights = call.weights;
   job.per_sample_weights = call.per_sample_weights ? 1 : 0;
   job.grad_output = call.grad_output;
+  job.phase_tables = tables.data();
   job.out = out;
   job.grad_weights = grad_weights;
   job.threads = policy.threads;

@@ -41,14 +41,15 @@ struct Policy {
   bool amplitude_parallel;
   int chunk_bits;  ///< cache blocking: qubits of a chunk, 0 for plain full passes (Phase)
   int low_bits;    ///< lowest amplitude-index bits every chunk includes
+  bool defer_phases;  ///< forward passes defer diagonal phases (plan.hpp, defer_phases)
 };
 
 Policy choose_policy(Task task, int n_qubits, Index batch, int n_ops, size_t real_size);
 
 /// Testing and tuning hook: lanes 0 = automatic; amplitude_parallel -1 = automatic, 0 / 1 forced;
 /// chunk_bits 0 = automatic, -1 = no cache blocking, k >= 2 = blocking with k-qubit chunks
-/// whenever the register has more than k qubits.
-void set_policy(int lanes, int amplitude_parallel, int chunk_bits);
+/// whenever the register has more than k qubits; phase_deferral 0 turns defer_phases off.
+void set_policy(int lanes, int amplitude_parallel, int chunk_bits, int phase_deferral = 1);
 
 void set_num_threads(int n);
 int num_threads();

@@ -26,7 +26,8 @@ enum class OpKind : int {
   kCz,           ///< sign flip of |11>
   kSwap,         ///< exchange of |01> and |10>
   kRzz,          ///< diagonal phase by the parity of the two bits
-  kPairRotation  ///< rxx, ryy: general 4x4
+  kPairRotation, ///< rxx, ryy: general 4x4
+  kPhaseTable    ///< CPU forward only: the amplitudes times a deferred-phase table (see defer_phases)
 };
 
 struct Op {
@@ -38,6 +39,16 @@ struct Op {
   int begin;       ///< fused kinds: first entry in gate_order; otherwise the gate index
   int end;         ///< fused kinds: one past the last entry in gate_order; otherwise begin + 1
   int needs_grad;  ///< 1 when some angle of the op comes from an input or a weight
+  int phase_table = -1;  ///< CPU forward only: the deferred-phase table multiplied into the
+                         ///< amplitudes before the op (kPhaseTable: the table it applies), or -1
+};
+
+/// A deferred diagonal single-qubit gate (see defer_phases): amplitude j is multiplied by the
+/// gate's diagonal entry d[parity(mask & j)], mask being its wire's amplitude-index bit carried
+/// through the cx / swap gates it was moved past.
+struct PhaseFactor {
+  int gate;
+  Mask mask;
 };
 
 /// The compiled program of hdqnn.circuits.Program, as raw arrays.
@@ -73,6 +84,7 @@ struct PlanView {
   const Phase* phases;   ///< [n_phases]
   int n_phases;          ///< 0: no cache blocking, every op is a full pass
   int chunk_bits;        ///< qubits of one chunk (0 without blocking)
+  int n_tables;          ///< deferred-phase tables (Job::phase_tables)
 };
 
 /// One block of a sample-parallel call: body(ctx, worker, block), worker in [0, threads).
@@ -95,6 +107,7 @@ struct Job {
   const T* weights;        ///< [n_weights] or [batch, n_weights]
   int per_sample_weights;
   const T* grad_output;    ///< [batch, n_terms] (vjp)
+  const T* phase_tables;   ///< [plan.n_tables, 2, 2**n]: real parts, then imaginary parts
   T* out;                  ///< statevector: [batch, 2**n] interleaved complex; probabilities:
                            ///< [batch, 2**n]; expval: [batch, n_terms]; vjp: grad_inputs
   T* grad_weights;         ///< vjp: shaped like weights

@@ -114,13 +114,46 @@ struct NegatePair {
   }
 };
 
-/// Forward update of one state: op on every pair (o + off_a, o + off_b).
-template <class T, int S, int NB, class P>
+/// What a forward kernel does to an amplitude as it loads it: nothing, or (PhaseTable) multiply
+/// it by the deferred phases of its index, the same for every lane.
+struct NoPhase {
+  template <class V>
+  HDQNN_INLINE void operator()(Complex<V>&, Index) const {}
+};
+
+template <class T, int S>
+struct PhaseTable {
+  const T* re;  ///< [2**n]
+  const T* im;
+  /// a at element offset o (index o / S) times its phase.
+  template <class V>
+  HDQNN_INLINE void operator()(Complex<V>& a, Index o) const {
+    const Index j = o / S;
+    const T pr = re[j], pi = im[j];
+    a = make_complex(a.re * pr - a.im * pi, a.re * pi + a.im * pr);
+  }
+};
+
+/// A kPhaseTable pass: every amplitude in [jb, je) times its phase.
+template <class T, int S>
+void phase_table_apply(T* re, T* im, const PhaseTable<T, S>& phase, Index jb, Index je) {
+  using L = lane_t<T, S>;
+  for (Index j = jb; j < je; ++j) {
+    Complex<L> a = load<L>(re, im, j * S);
+    phase(a, j * S);
+    store(re, im, j * S, a);
+  }
+}
+
+/// Forward update of one state: op on every pair (o + off_a, o + off_b), after ``phase``.
+template <class T, int S, int NB, class P, class Phase = NoPhase>
 void pair_apply(T* re, T* im, const int (&bits)[NB], Mask set, Index off_a, Index off_b, const P& op, Index tb,
-                Index te) {
+                Index te, const Phase& phase = Phase()) {
   using L = lane_t<T, S>;
   for_each_group<S>(bits, set, tb, te, [&](Index o) {
     Complex<L> a0 = load<L>(re, im, o + off_a), a1 = load<L>(re, im, o + off_b);
+    phase(a0, o + off_a);
+    phase(a1, o + off_b);
     op.apply(a0, a1);
     store(re, im, o + off_a, a0);
     store(re, im, o + off_b, a1);
@@ -167,18 +200,56 @@ void pair_adjoint(T* pr, T* pi, T* lr, T* li, const int (&bits)[NB], Mask set, I
 // a11) of (control, target): U on both target pairs, then the cx swaps a10 and a11 (which is just a
 // swapped store). off_t / off_c: element offsets of the target / control bit.
 
-template <class T, int S, class P>
-void cx_tail_apply(T* re, T* im, const int (&bits)[2], Index off_t, Index off_c, const P& op, Index tb, Index te) {
+template <class T, int S, class P, class Phase = NoPhase>
+void cx_tail_apply(T* re, T* im, const int (&bits)[2], Index off_t, Index off_c, const P& op, Index tb, Index te,
+                   const Phase& phase = Phase()) {
   using L = lane_t<T, S>;
   for_each_group<S>(bits, Mask(0), tb, te, [&](Index o) {
     Complex<L> a0 = load<L>(re, im, o), a1 = load<L>(re, im, o + off_t);
     Complex<L> a2 = load<L>(re, im, o + off_c), a3 = load<L>(re, im, o + off_c + off_t);
+    phase(a0, o);
+    phase(a1, o + off_t);
+    phase(a2, o + off_c);
+    phase(a3, o + off_c + off_t);
     op.apply(a0, a1);
     op.apply(a2, a3);
     store(re, im, o, a0);
     store(re, im, o + off_t, a1);
     store(re, im, o + off_c, a3);
     store(re, im, o + off_c + off_t, a2);
+  });
+}
+
+/// Two cx-tail ops chained on a shared wire, in one pass over octets of wires (a, b, c): U1 on b
+/// then cx(a -> b), U2 on c then cx(b -> c). Half the loads and stores of two passes; the cx's
+/// are relabelled registers. off_a / off_b / off_c: element offsets of the three wires' bits.
+template <class T, int S, class P1, class P2>
+void cx_chain_apply(T* re, T* im, const int (&bits)[3], Index off_a, Index off_b, Index off_c, const P1& op1,
+                    const P2& op2, Index tb, Index te) {
+  using L = lane_t<T, S>;
+  for_each_group<S>(bits, Mask(0), tb, te, [&](Index o) {
+    const Index at[8] = {o,         o + off_c,         o + off_b,         o + off_b + off_c,
+                         o + off_a, o + off_a + off_c, o + off_a + off_b, o + off_a + off_b + off_c};
+    Complex<L> x[8];  // x[4 a + 2 b + c]
+    for (int k = 0; k < 8; ++k) x[k] = load<L>(re, im, at[k]);
+    op1.apply(x[0], x[2]);
+    op1.apply(x[1], x[3]);
+    op1.apply(x[4], x[6]);
+    op1.apply(x[5], x[7]);
+    // after cx(a -> b) the (a=1, b) amplitudes are x[4 + 2 (1 - b) + c]
+    op2.apply(x[0], x[1]);
+    op2.apply(x[2], x[3]);
+    op2.apply(x[6], x[7]);
+    op2.apply(x[4], x[5]);
+    // after cx(b -> c) the (b=1, c) amplitudes are the (b=1, 1 - c) ones
+    store(re, im, at[0], x[0]);
+    store(re, im, at[1], x[1]);
+    store(re, im, at[2], x[3]);
+    store(re, im, at[3], x[2]);
+    store(re, im, at[4], x[6]);
+    store(re, im, at[5], x[7]);
+    store(re, im, at[6], x[5]);
+    store(re, im, at[7], x[4]);
   });
 }
 

@@ -211,7 +211,123 @@ class PlanBuilder {
   Plan plan_;
 };
 
+/// Moves trailing diagonal gates out of fused blocks and forward through the schedule (see
+/// defer_phases in plan.hpp).
+class PhaseDeferral {
+ public:
+  PhaseDeferral(Plan& plan, const ProgramView& program, bool shared_weights)
+      : plan_(plan), p_(program), shared_weights_(shared_weights) {}
+
+  void run(bool keep_final) {
+    std::vector<Op> out(plan_.ops.begin(), plan_.ops.begin() + plan_.n_initial);
+    for (size_t i = plan_.n_initial; i < plan_.ops.size(); ++i) {
+      Op op = plan_.ops[i];
+      switch (op.kind) {
+        case OpKind::kCx:
+          through_cx(bit(op.wire0), bit(op.wire1));
+          out.push_back(op);
+          continue;
+        case OpKind::kSwap:
+          through_swap(bit(op.wire0), bit(op.wire1));
+          out.push_back(op);
+          continue;
+        case OpKind::kCz:
+        case OpKind::kRzz:
+          out.push_back(op);  // diagonal: commutes with every pending phase
+          continue;
+        default:
+          break;
+      }
+      const bool fused = op.kind == OpKind::kFused1q || op.kind == OpKind::kFused1qCx;
+      // a fused block acts on wire0 only (its cx's control commutes with diagonals)
+      const Mask touched = fused ? bit(op.wire0) : bit(op.wire0) | bit(op.wire1);
+      if (depends_on(touched)) {
+        if (fused) {
+          op.phase_table = flush();
+        } else {
+          out.push_back(table_op(flush()));
+        }
+      }
+      if (fused) peel(op);
+      out.push_back(op);
+    }
+    if (!pending_.empty() && keep_final) out.push_back(table_op(flush()));
+    plan_.ops = out;
+  }
+
+ private:
+  Mask bit(int wire) const { return Mask(1) << wire_bit(wire, p_.n_qubits); }
+
+  bool deferrable(int g) const {
+    const int32_t* row = p_.gates + 4 * g;
+    const GateInfo info = gate_info(row[0]);
+    if (info.n_wires != 1 || info.shape != kShapeDiagonal) return false;
+    for (int a = row[3]; a < row[3] + info.n_angles; ++a) {
+      const int src = p_.angle_src[2 * a];
+      if (src == kSrcInput || (src == kSrcWeight && !shared_weights_)) return false;  // differs per sample
+    }
+    return true;
+  }
+
+  bool depends_on(Mask bits) const {
+    for (const PhaseFactor& f : pending_) {
+      if (f.mask & bits) return true;
+    }
+    return false;
+  }
+
+  /// cx(c -> t) maps index bit t to t ^ c: a phase read off bit t now reads the parity of both.
+  void through_cx(Mask control, Mask target) {
+    for (PhaseFactor& f : pending_) {
+      if (f.mask & target) f.mask ^= control;
+    }
+  }
+
+  void through_swap(Mask a, Mask b) {
+    for (PhaseFactor& f : pending_) {
+      if (((f.mask & a) != 0) != ((f.mask & b) != 0)) f.mask ^= a | b;
+    }
+  }
+
+  /// Takes the block's trailing deferrable gates (keeping at least one gate in it) into pending.
+  void peel(Op& op) {
+    const Mask wire = bit(op.wire0);
+    while (op.end - op.begin > 1 && static_cast<int>(pending_.size()) < kMaxPhaseFactors &&
+           deferrable(plan_.gate_order[op.end - 1])) {
+      pending_.push_back(PhaseFactor{plan_.gate_order[--op.end], wire});
+    }
+    op.shape = gate_info(p_.gates[4 * plan_.gate_order[op.begin]]).shape;
+    for (int e = op.begin + 1; e < op.end; ++e) {
+      op.shape = combine_shapes(op.shape, gate_info(p_.gates[4 * plan_.gate_order[e]]).shape);
+    }
+    // the peeled phases sat between the block and its cx
+    if (op.kind == OpKind::kFused1qCx) through_cx(bit(op.wire1), wire);
+  }
+
+  int flush() {
+    plan_.factors.insert(plan_.factors.end(), pending_.begin(), pending_.end());
+    plan_.table_start.push_back(static_cast<int>(plan_.factors.size()));
+    pending_.clear();
+    return plan_.n_tables() - 1;
+  }
+
+  static Op table_op(int table) {
+    Op op{OpKind::kPhaseTable, kShapeDiagonal, 0, -1, 0, 0, 0};
+    op.phase_table = table;
+    return op;
+  }
+
+  Plan& plan_;
+  const ProgramView& p_;
+  const bool shared_weights_;
+  std::vector<PhaseFactor> pending_;
+};
+
 }  // namespace
+
+void defer_phases(Plan& plan, const ProgramView& program, bool shared_weights, bool keep_final) {
+  PhaseDeferral(plan, program, shared_weights).run(keep_final);
+}
 
 void validate_program(const ProgramView& program, int n_inputs, int n_weights) {
   if (program.n_qubits < 1 || program.n_qubits > kMaxQubits) {

@@ -19,10 +19,15 @@ struct Plan {
   std::vector<Op> local_ops;   ///< filled by block_phases
   std::vector<Phase> phases;   ///< filled by block_phases
   int chunk_bits = 0;
+  std::vector<PhaseFactor> factors;  ///< filled by defer_phases
+  std::vector<int> table_start{0};   ///< table t multiplies factors [table_start[t], table_start[t + 1])
+
+  int n_tables() const { return static_cast<int>(table_start.size()) - 1; }
 
   PlanView view() const {
-    return PlanView{ops.data(),       static_cast<int>(ops.size()), n_initial,  gate_order.data(),
-                    local_ops.data(), phases.data(), static_cast<int>(phases.size()), chunk_bits};
+    return PlanView{ops.data(),       static_cast<int>(ops.size()), n_initial,
+                    gate_order.data(), local_ops.data(),             phases.data(),
+                    static_cast<int>(phases.size()), chunk_bits,     n_tables()};
   }
 };
 
@@ -43,6 +48,21 @@ Plan make_plan(const ProgramView& program);
 /// ``low_bits`` bits always among them (contiguous runs for the copies and SIMD). A phase of one op
 /// stays a plain full pass. Requires 2 <= chunk_bits < n_qubits and low_bits <= chunk_bits - 2.
 void block_phases(Plan& plan, int n_qubits, int chunk_bits, int low_bits);
+
+/// Largest register whose forward pass defers phases: a table holds 2**n complex values.
+constexpr int kMaxDeferQubits = 14;
+/// Most gates one deferred-phase table multiplies (its build costs 2**factors + 2**n products).
+constexpr int kMaxPhaseFactors = 12;
+
+/// Phase deferral, for forward passes without cache blocking: trailing diagonal gates of fused
+/// blocks (rz, p, z, s, t, ... whose angles are the same for every sample: constants, or weights
+/// shared by the batch) leave their blocks, which often become real (ry) and cheaper, and move
+/// forward past cx / swap (which only relabel the parity they act on), cz, rzz and ops on other
+/// wires. Where an op would touch a wire they depend on, all pending phases are multiplied into the
+/// amplitudes in that op's own pass (a fused block) or in a kPhaseTable pass; at the end they are
+/// dropped when only magnitudes are read (``keep_final`` false), else applied. A table covers at
+/// most kMaxPhaseFactors gates. Requires n_qubits <= kMaxDeferQubits.
+void defer_phases(Plan& plan, const ProgramView& program, bool shared_weights, bool keep_final);
 
 /// Pauli masks of the int8 table [n_terms, n_qubits]; throws std::invalid_argument on a code
 /// outside 0..3.

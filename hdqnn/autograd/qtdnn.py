@@ -42,6 +42,8 @@ PAPER_FIT_STEPS = 32
 PAPER_FIT_BATCH = 32
 PAPER_LR = 1e-3
 ACTIVATIONS = {"silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU, "relu": nn.ReLU}
+#: The same activations as plain functions, for the fit's hand-written forward.
+ACTIVATION_FORWARD = {"silu": F.silu, "tanh": torch.tanh, "gelu": F.gelu, "relu": torch.relu}
 #: d activation / d pre-activation times an upstream gradient, (grad, pre, post) -> grad: the fit's
 #: hand-written backward (aten's own backward kernels, so the numbers match autograd's).
 ACTIVATION_BACKWARD = {
@@ -193,8 +195,8 @@ class QtDNN:
         self.generator = torch.Generator().manual_seed(int(seed))
         self.net = _build_mlp(n_inputs, n_outputs, self.config, self.generator)
         self._linears = [m for m in self.net if isinstance(m, nn.Linear)]
-        self._activation = self.net[1]  # layers >= 2: the same stateless module after every hidden layer
         self.optimizer = FlatAdam(list(self.net.parameters()), lr=lr)
+        self._bind_fit_layers()
         self.buffer = FitBuffer(buffer_size, n_inputs, n_outputs, dtype)
         self.offset = torch.zeros(n_inputs, dtype=dtype)  # c of ``center``; set by the first fit
         self.fits = 0
@@ -305,29 +307,30 @@ class QtDNN:
 
         The gradients are written by hand into the optimizer's flat gradient buffer: for a 3-layer
         MLP on 32 rows, recording and walking an autograd graph and torch.optim.Adam's per-call
-        bookkeeping cost more than the arithmetic (a 16-step fit at 10 qubits: 10 ms with autograd
-        and torch's Adam, 5.3 ms by hand with torch.optim.Adam(fused=True), 3.9 ms with
-        :class:`FlatAdam`). Checked against autograd for every activation and loss in
-        tests/autograd/test_qtdnn.py.
+        bookkeeping cost more than the arithmetic, so every torch op counts (a 16-step fit at 10
+        qubits: 10 ms with autograd and torch.optim.Adam, 3.7 ms by hand with a seven-op Adam,
+        ~2 ms with the fused Adam and the fewer ops here). Checked against autograd for every
+        activation and loss in tests/autograd/test_qtdnn.py.
         """
         h = bx - self.offset
         layer_inputs, pre_activations = [h], []
-        last = len(self._linears) - 1
-        for i, linear in enumerate(self._linears):
-            z = torch.addmm(linear.bias, h, linear.weight.t())
+        layers = self._fit_layers
+        last = len(layers) - 1
+        forward = ACTIVATION_FORWARD[self.config.activation]
+        for i, (weight, bias, weight_t) in enumerate(layers):
+            z = torch.addmm(bias, h, weight_t)
             if i < last:
                 pre_activations.append(z)
-                h = self._activation(z)
+                h = forward(z)
                 layer_inputs.append(h)
         loss, grad_z = self._loss_and_grad(z, by)
         backward = ACTIVATION_BACKWARD[self.config.activation]
         grads = self.optimizer.grads
         for i in range(last, -1, -1):
-            linear = self._linears[i]
             torch.mm(grad_z.t(), layer_inputs[i], out=grads[2 * i])
             torch.sum(grad_z, dim=0, out=grads[2 * i + 1])
             if i > 0:
-                grad_z = backward(grad_z.mm(linear.weight), pre_activations[i - 1], layer_inputs[i])
+                grad_z = backward(grad_z.mm(layers[i][0]), pre_activations[i - 1], layer_inputs[i])
         self.optimizer.step()
         return float(loss)
 
@@ -339,9 +342,15 @@ class QtDNN:
             loss = F.binary_cross_entropy_with_logits(logits, marginals)
             return loss, (torch.sigmoid(logits) - marginals) * scale
         predictions = torch.tanh(logits)
-        error = predictions - targets
-        loss = error.square().mean()
-        return loss, (2.0 * scale) * error * (1.0 - predictions * predictions)
+        error = (predictions - targets).view(-1)
+        loss = torch.dot(error, error) * scale
+        grad = torch.ops.aten.tanh_backward(error, predictions.view(-1)).mul_(2.0 * scale)
+        return loss, grad.view_as(logits)
+
+    def _bind_fit_layers(self) -> None:
+        """(weight, bias, weight.t()) of each linear layer: views of the flat parameter buffer,
+        taken once so the fit's steps spend no time in module attribute lookups."""
+        self._fit_layers = [(m.weight.detach(), m.bias.detach(), m.weight.detach().t()) for m in self._linears]
 
     def _tiny_batches(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every step's tiny batch, drawn at once: [n_fit_steps, fit_batch, F] and [..., K].
@@ -363,6 +372,7 @@ class QtDNN:
         """After ``deepcopy`` / unpickling: tie the copied parameters to the copied flat buffer."""
         self.__dict__.update(state)
         self.optimizer.bind(list(self.net.parameters()))
+        self._bind_fit_layers()
 
     def state_dict(self) -> dict:
         """Everything needed to resume bit-identically (tensors and plain Python values only)."""
@@ -403,12 +413,13 @@ class QtDNN:
 
 
 class FlatAdam:
-    """Adam (torch.optim.Adam's single-tensor update, bit for bit) over parameters that are views
-    of one flat buffer, with their gradients in a second flat buffer (``grads``: views shaped like
-    the parameters, which the caller fills): a step is seven element-wise ops on the buffer.
+    """Adam (torch's fused Adam kernel, the one ``torch.optim.Adam(fused=True)`` runs) over
+    parameters that are views of one flat buffer, with their gradients in a second flat buffer
+    (``grads``: views shaped like the parameters, which the caller fills): a step is one kernel
+    call on the buffer.
 
     The surrogate's fit takes thousands of tiny steps; torch.optim.Adam's per-call bookkeeping
-    (hooks, grouping tensors, per-parameter state) cost more than the fused arithmetic itself.
+    (hooks, grouping tensors, per-parameter state) costs more than the fused arithmetic itself.
     Construction rebinds each parameter's ``.data`` to its view of the flat buffer, so module
     code and ``state_dict`` / ``load_state_dict`` (copies into the views) keep working. A copy
     (``deepcopy``, pickling) gets separate storages for the parameters and the buffer: its owner
@@ -424,7 +435,12 @@ class FlatAdam:
         self.bind(params)
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
-        self.steps = 0
+        # the kernel reads the step count from a tensor (float32, as torch.optim keeps it)
+        self._step = torch.zeros((), dtype=torch.float32)
+
+    @property
+    def steps(self) -> int:
+        return int(self._step.item())
 
     def bind(self, params: list[torch.Tensor]) -> None:
         """Make ``params`` views of the flat buffer (whose values win) and ``grads`` their gradients."""
@@ -443,14 +459,11 @@ class FlatAdam:
     @torch.no_grad()
     def step(self) -> None:
         """One update from the current ``grads``."""
-        self.steps += 1
+        self._step.add_(1.0)
         beta1, beta2 = self.betas
-        self.exp_avg.lerp_(self.flat_grad, 1.0 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(self.flat_grad, self.flat_grad, value=1.0 - beta2)
-        bias_correction1 = 1.0 - beta1 ** self.steps
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** self.steps)
-        denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
-        self.flat.addcdiv_(self.exp_avg, denom, value=-self.lr / bias_correction1)
+        torch._fused_adam_([self.flat], [self.flat_grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step],
+                           lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps,
+                           amsgrad=False, maximize=False)
 
     def state_dict(self) -> dict:
         return {"steps": self.steps, "exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone()}
@@ -461,7 +474,7 @@ class FlatAdam:
                              f"this surrogate's {self.exp_avg.numel()}")
         self.exp_avg.copy_(state["exp_avg"])
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
-        self.steps = int(state["steps"])
+        self._step.fill_(int(state["steps"]))
 
 
 @contextmanager

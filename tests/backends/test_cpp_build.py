@@ -11,8 +11,8 @@ import pytest
 
 from hdqnn import Circuit, Input, Weight
 from hdqnn.backends.numpy_ref import NumpyBackend
-from hdqnn.circuits import compile_observables
-from tests.circuit_factory import random_circuit, random_paulis
+from hdqnn.circuits import GATES, ansatz, compile_observables
+from tests.circuit_factory import random_angle, random_circuit, random_paulis
 
 LANES = (1, 2, 4, 8, 16)
 TOL = {np.float64: 1e-10, np.float32: 1e-5}
@@ -387,3 +387,97 @@ def test_twenty_qubits_analytic(core, restore_settings):
     np.testing.assert_allclose(ev, np.stack([np.cos(x[:, 0]), np.ones(2)], axis=1), atol=1e-10)
     gi, _ = core.vjp(*_program_args(prog), x, np.zeros(0), paulis, np.array([[1.0, 0.0], [1.0, 0.0]]))
     np.testing.assert_allclose(gi[:, 0], -np.sin(x[:, 0]), atol=1e-10)
+
+
+# ------------------------------------------------------------------ phase deferral, cx chains
+DIAGONAL_GATES = ("rz", "p", "z", "s", "sdg", "t", "tdg")
+MIXING_GATES = ("ry", "rx", "h", "u", "sx")
+TWO_QUBIT_GATES = ("cx", "cx", "cx", "swap", "cz", "rzz", "crz", "cy", "rxx")
+
+
+def _phase_heavy_circuit(rng, n, n_layers=6, n_inputs=3, n_weights=5):
+    """Layers of random rotations that often end in diagonal gates, then random entanglers and ring
+    cx's: the patterns phase deferral and chained cx passes act on, with every angle source."""
+    c = Circuit(n)
+    for i in range(n_inputs):
+        c.ry(Input(i), i % n)
+    for j in range(n_weights):
+        c.rz(Weight(j), j % n)
+    for _ in range(n_layers):
+        for q in range(n):
+            for name in rng.choice(MIXING_GATES + DIAGONAL_GATES, size=int(rng.integers(1, 4))):
+                c.append(str(name), q, tuple(random_angle(rng, n_inputs, n_weights)
+                                             for _ in range(GATES[str(name)].n_angles)))
+        if n == 1:
+            continue
+        for name in rng.choice(TWO_QUBIT_GATES, size=int(rng.integers(0, 3))):
+            wires = tuple(int(w) for w in rng.choice(n, size=2, replace=False))
+            c.append(str(name), wires, tuple(random_angle(rng, n_inputs, n_weights)
+                                             for _ in range(GATES[str(name)].n_angles)))
+        for q in range(n - 1 if rng.integers(2) else n):
+            c.cx(q, (q + 1) % n)
+    return c
+
+
+def test_phase_deferral_policy(core, restore_settings):
+    assert core.policy("expval", 10, 256, 100)["defer_phases"]
+    assert not core.policy("vjp", 10, 256, 100)["defer_phases"]  # the adjoint needs every gate in place
+    assert not core.policy("expval", 10, 4, 100)["defer_phases"]  # too few samples to pay for the tables
+    assert not core.policy("expval", 16, 256, 100)["defer_phases"]  # tables of 2**16 entries
+    core.set_policy(0, -1, 0, 0)
+    assert not core.policy("expval", 10, 256, 100)["defer_phases"]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("amplitude_parallel", [0, 1])
+@pytest.mark.parametrize("lanes", (1, 2, 8, 16))
+def test_phase_deferral_matches_reference(core, restore_settings, lanes, amplitude_parallel, dtype):
+    """Deferred phases (peeled from fused blocks, moved through cx / swap / cz / rzz, applied in the
+    next pass over their wires, in a table pass, or dropped when only magnitudes are read) give the
+    reference's states, probabilities and expectations (Z-only and with X / Y terms), with shared
+    weights (deferred) and per-sample weights (weight angles stay in place)."""
+    rng = np.random.default_rng(300 + lanes * 10 + amplitude_parallel)
+    core.set_num_threads(2)
+    core.set_policy(lanes, amplitude_parallel)
+    reference = NumpyBackend()
+    cdtype = np.complex128 if dtype == np.float64 else np.complex64
+    tol = TOL[dtype]
+    for n in range(1, 9):
+        per_sample = n % 3 == 0
+        batch = 9 + n
+        assert core.policy("expval", n, batch, 50, dtype == np.float64)["defer_phases"]
+        prog = _phase_heavy_circuit(rng, n).compile()
+        x = rng.uniform(-np.pi, np.pi, (batch, prog.n_inputs)).astype(dtype)
+        w_shape = (batch, prog.n_weights) if per_sample else (prog.n_weights,)
+        w = rng.uniform(-np.pi, np.pi, w_shape).astype(dtype)
+        args = _program_args(prog)
+        z_only = compile_observables([("Z", q) for q in range(n)] + ["Z" * n], n)
+        mixed = compile_observables(random_paulis(rng, n, 4), n)
+        np.testing.assert_allclose(core.statevector(*args, x, w), reference.statevector(prog, x, w, cdtype),
+                                   atol=tol, rtol=0, err_msg=f"statevector, n={n}")
+        np.testing.assert_allclose(core.probabilities(*args, x, w), reference.probabilities(prog, x, w, cdtype),
+                                   atol=tol, rtol=0, err_msg=f"probabilities, n={n}")
+        for paulis in (z_only, mixed):
+            np.testing.assert_allclose(core.expval(*args, x, w, paulis),
+                                       reference.expval(prog, x, w, paulis, cdtype),
+                                       atol=tol, rtol=0, err_msg=f"expval, n={n}")
+
+
+def test_phase_deferral_on_the_rl_ansatz(core, restore_settings):
+    """The hDQNN ansatz (ry encoding, ry / rz layers, cx ring): every layer's rz's are deferred into
+    the next layer's first pass and the ring's cx-tail ops run in chained pairs; the same numbers
+    with deferral switched off, and the reference's."""
+    rng = np.random.default_rng(5)
+    prog = ansatz.hardware_efficient(10, 4).compile()
+    x = rng.uniform(-1, 1, (40, prog.n_inputs))
+    w = rng.uniform(-np.pi, np.pi, prog.n_weights)
+    paulis = compile_observables([("Z", q) for q in range(10)] + ["XXYYZZIIXY"], 10)
+    args = _program_args(prog)
+    deferred = core.statevector(*args, x, w), core.expval(*args, x, w, paulis)
+    core.set_policy(0, -1, 0, 0)
+    in_place = core.statevector(*args, x, w), core.expval(*args, x, w, paulis)
+    want = (NumpyBackend().statevector(prog, x, w, np.complex128),
+            NumpyBackend().expval(prog, x, w, paulis, np.complex128))
+    for a, b, c in zip(deferred, in_place, want):
+        np.testing.assert_allclose(a, c, atol=1e-10, rtol=0)
+        np.testing.assert_allclose(b, c, atol=1e-10, rtol=0)
