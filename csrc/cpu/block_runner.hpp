@@ -353,8 +353,21 @@ class BlockRunner {
     team_.range(dim_, jb, je);
     T* pr = buf_.psi_re;
     T* pi = buf_.psi_im;
+    // with an initial map, amplitude j reads product-state index i(j); going from j - 1 to j flips
+    // bits 0..ctz(j) of j, so i changes by the XOR of those columns, flip[ctz(j)]
+    const Mask* map = job_.plan.initial_map;
+    Mask flip[kMaxQubits] = {};
+    Index i = jb;
+    if (map != nullptr) {
+      i = 0;
+      for (int b = 0; b < n_; ++b) {
+        flip[b] = (b > 0 ? flip[b - 1] : 0) ^ map[b];
+        if ((jb >> b) & 1) i ^= Index(map[b]);
+      }
+    }
     for (Index j = jb; j < je; ++j) {
-      const Index h = (j >> n_low) * S, lo = (j & (low_size - 1)) * S, o = j * S;
+      if (j > jb) i = map != nullptr ? i ^ Index(flip[__builtin_ctzll(j)]) : j;
+      const Index h = (i >> n_low) * S, lo = (i & (low_size - 1)) * S, o = j * S;
 #pragma omp simd
       for (int l = 0; l < S; ++l) {
         const Complex<T> z = make_complex(hr[h + l], hi[h + l]) * make_complex(lr[lo + l], li[lo + l]);

@@ -317,7 +317,10 @@ void run(Task task, const Call<T>& call, T* out, T* grad_weights) {
   const Policy policy =
       choose_policy(task, program.n_qubits, call.batch, static_cast<int>(plan.ops.size()), sizeof(T));
   if (policy.chunk_bits > 0) block_phases(plan, program.n_qubits, policy.chunk_bits, policy.low_bits);
-  if (policy.defer_phases) defer_phases(plan, program, !call.per_sample_weights, reads_phases(task, terms));
+  if (policy.defer_phases) {
+    absorb_initial_permutation(plan, program.n_qubits);
+    defer_phases(plan, program, !call.per_sample_weights, reads_phases(task, terms));
+  }
   const std::vector<T> tables = phase_tables(plan, program, call.weights, call.n_weights);
 
   Job<T> job;

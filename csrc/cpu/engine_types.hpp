@@ -85,6 +85,9 @@ struct PlanView {
   int n_phases;          ///< 0: no cache blocking, every op is a full pass
   int chunk_bits;        ///< qubits of one chunk (0 without blocking)
   int n_tables;          ///< deferred-phase tables (Job::phase_tables)
+  const Mask* initial_map;  ///< [n_qubits] or null: the forward pass's first ops were cx / swap
+                            ///< gates on the product state, absorbed into it: amplitude j is the
+                            ///< product state's amplitude at index XOR{initial_map[b] : bit b of j}
 };
 
 /// One block of a sample-parallel call: body(ctx, worker, block), worker in [0, threads).

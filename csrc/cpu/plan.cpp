@@ -1,6 +1,7 @@
 #include "plan.hpp"
 
 #include <stdexcept>
+#include <utility>
 
 #include "hdqnn/gates.hpp"
 
@@ -327,6 +328,25 @@ class PhaseDeferral {
 
 void defer_phases(Plan& plan, const ProgramView& program, bool shared_weights, bool keep_final) {
   PhaseDeferral(plan, program, shared_weights).run(keep_final);
+}
+
+void absorb_initial_permutation(Plan& plan, int n_qubits) {
+  // column b: the product-state index that amplitude index 1 << b reads; a cx(c -> t) after the
+  // ops so far makes index bit c also flip bit t of the read index, a swap exchanges two columns
+  std::vector<Mask> column(n_qubits);
+  for (int b = 0; b < n_qubits; ++b) column[b] = Mask(1) << b;
+  auto end = plan.ops.begin() + plan.n_initial;
+  for (; end != plan.ops.end() && (end->kind == OpKind::kCx || end->kind == OpKind::kSwap); ++end) {
+    const int b0 = wire_bit(end->wire0, n_qubits), b1 = wire_bit(end->wire1, n_qubits);
+    if (end->kind == OpKind::kCx) {
+      column[b0] ^= column[b1];
+    } else {
+      std::swap(column[b0], column[b1]);
+    }
+  }
+  if (end == plan.ops.begin() + plan.n_initial) return;
+  plan.ops.erase(plan.ops.begin() + plan.n_initial, end);
+  plan.initial_map = column;
 }
 
 void validate_program(const ProgramView& program, int n_inputs, int n_weights) {

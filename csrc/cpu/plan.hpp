@@ -21,13 +21,15 @@ struct Plan {
   int chunk_bits = 0;
   std::vector<PhaseFactor> factors;  ///< filled by defer_phases
   std::vector<int> table_start{0};   ///< table t multiplies factors [table_start[t], table_start[t + 1])
+  std::vector<Mask> initial_map;     ///< filled by absorb_initial_permutation (PlanView::initial_map)
 
   int n_tables() const { return static_cast<int>(table_start.size()) - 1; }
 
   PlanView view() const {
     return PlanView{ops.data(),       static_cast<int>(ops.size()), n_initial,
                     gate_order.data(), local_ops.data(),             phases.data(),
-                    static_cast<int>(phases.size()), chunk_bits,     n_tables()};
+                    static_cast<int>(phases.size()), chunk_bits,     n_tables(),
+                    initial_map.empty() ? nullptr : initial_map.data()};
   }
 };
 
@@ -63,6 +65,11 @@ constexpr int kMaxPhaseFactors = 12;
 /// dropped when only magnitudes are read (``keep_final`` false), else applied. A table covers at
 /// most kMaxPhaseFactors gates. Requires n_qubits <= kMaxDeferQubits.
 void defer_phases(Plan& plan, const ProgramView& program, bool shared_weights, bool keep_final);
+
+/// For forward passes without cache blocking: the cx / swap ops right after the product-state ops
+/// only permute its amplitudes, so the product state is built permuted (PlanView::initial_map)
+/// and they leave the schedule (a ring entangler's first layer: one pass instead of n + 1).
+void absorb_initial_permutation(Plan& plan, int n_qubits);
 
 /// Pauli masks of the int8 table [n_terms, n_qubits]; throws std::invalid_argument on a code
 /// outside 0..3.

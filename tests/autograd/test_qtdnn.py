@@ -111,7 +111,21 @@ def test_vjp_matches_autograd_and_leaves_no_grads():
     xx = x.float().requires_grad_(True)
     (expected,) = torch.autograd.grad(q(xx), xx, g)
     torch.testing.assert_close(got, expected)
+    assert got.dtype == torch.float32
     assert all(p.grad is None for p in q.net.parameters())
+
+
+@pytest.mark.parametrize("activation", ["silu", "tanh", "gelu", "relu"])
+@pytest.mark.parametrize("loss", ["mse", "bce"])
+@pytest.mark.parametrize("layers", [2, 4])
+def test_hand_written_vjp_equals_autograd(activation, loss, layers):
+    """The hand-written VJP is autograd's through the network, its centering and its head (float64)."""
+    q = QtDNN(3, 4, hidden=7, layers=layers, activation=activation, loss=loss, dtype=torch.float64, seed=4)
+    q.offset = torch.randn(3, dtype=torch.float64)
+    x = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(9, 4, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(q(x), x, g)
+    torch.testing.assert_close(q.vjp(x, g), expected, rtol=1e-12, atol=1e-14)
 
 
 def test_fidelity_after_fitting_on_a_smooth_circuit():
