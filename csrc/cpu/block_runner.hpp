@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include <cmath>
 #include <type_traits>
 #include <utility>
 
@@ -25,6 +26,9 @@ using cpu::OpKind;
 using cpu::Task;
 
 constexpr int kMaxQubits = 30;
+/// Scaled rotations between two multiplications of the state by their factors (norm growth at
+/// most 2**(kMaxScaledOps / 2)).
+constexpr int kMaxScaledOps = 64;
 constexpr int kSrcConst = 0;
 constexpr int kSrcInput = 1;
 /// Z-only expectations read the low bits' signs off a Walsh-Hadamard transform of aligned groups of
@@ -188,6 +192,53 @@ class BlockRunner {
     }
   }
 
+  /// with_pair_op of the forward pass: a rotation (kShapeRotation, m = [[c, -s], [s, c]]) runs
+  /// scaled, its factor taken into scale_, when every lane has the same larger entry (|c| >= |s|
+  /// or |s| > |c|); else as a real matrix.
+  template <class F>
+  void with_forward_pair_op(const Op& op, F&& f) {
+    if (op.shape != cpu::kShapeRotation) {
+      with_pair_op(op, false, f);
+      return;
+    }
+    Complex<L> m[4];
+    op_matrix(op, m);
+    const L c = m[0].re, s = m[2].re;
+    T cs[S], ss[S];
+    store_lanes(cs, c);
+    store_lanes(ss, s);
+    int cosine_larger = 0;
+    for (int l = 0; l < S; ++l) cosine_larger += std::abs(cs[l]) >= std::abs(ss[l]) ? 1 : 0;
+    if (cosine_larger == S) {
+      scale_ = scale_ * c;
+      f(ScaledRotationPair<T, S, false>{s / c});
+    } else if (cosine_larger == 0) {
+      scale_ = scale_ * s;
+      f(ScaledRotationPair<T, S, true>{c / s});
+    } else {
+      f(RealPair<T, S>(m));
+      return;
+    }
+    ++scaled_ops_;
+  }
+
+  /// Multiplies the state by the rotations' dropped factors (per lane) and resets them. Each
+  /// scaled op grows the norm by at most sqrt(2): this runs every kMaxScaledOps of them (and at
+  /// the end), far from overflow even in float.
+  void apply_scale() {
+    Index jb, je;
+    team_.range(dim_, jb, je);
+    T* pr = buf_.psi_re;
+    T* pi = buf_.psi_im;
+    for (Index j = jb; j < je; ++j) {
+      store_lanes(pr + j * S, load_lanes<L>(pr + j * S) * scale_);
+      store_lanes(pi + j * S, load_lanes<L>(pi + j * S) * scale_);
+    }
+    team_.sync();
+    scale_ = scale_ * T(0) + T(1);
+    scaled_ops_ = 0;
+  }
+
   /// Calls f(bits, set, off_a, off_b) with the amplitude-pair geometry of a pair-type op.
   template <class F>
   void with_pair_geometry(const Op& op, F&& f) const {
@@ -225,7 +276,10 @@ class BlockRunner {
     prepare_product_state();
     const cpu::PlanView& plan = job_.plan;
     if (plan.n_phases == 0) {
+      scale_ = scale_ * T(0) + T(1);
+      scaled_ops_ = 0;
       forward_ops(plan.n_initial, plan.n_ops);
+      if (scaled_ops_ > 0) apply_scale();
       return;
     }
     for (int p = 0; p < plan.n_phases; ++p) {
@@ -251,6 +305,7 @@ class BlockRunner {
         forward_op(ops[i]);
       }
       team_.sync();
+      if (scaled_ops_ >= kMaxScaledOps) apply_scale();
     }
   }
 
@@ -267,8 +322,8 @@ class BlockRunner {
     sort3(bits);
     Index tb, te;
     group_range<3>(tb, te);
-    with_pair_op(first, false, [&](const auto& op1) {
-      with_pair_op(second, false, [&](const auto& op2) {
+    with_forward_pair_op(first, [&](const auto& op1) {
+      with_forward_pair_op(second, [&](const auto& op2) {
         cx_chain_apply<T, S>(buf_.psi_re, buf_.psi_im, bits, (Index(1) << ba) * S, (Index(1) << bb) * S,
                              (Index(1) << bc) * S, op1, op2, tb, te);
       });
@@ -427,7 +482,7 @@ class BlockRunner {
       }
       case OpKind::kFused1qCx:
         with_cx_tail_geometry(op, [&](const int (&bits)[2], Index off_t, Index off_c, Index tb, Index te) {
-          with_pair_op(op, false, [&](const auto& pair) {
+          with_forward_pair_op(op, [&](const auto& pair) {
             if (op.phase_table >= 0) {
               cx_tail_apply<T, S>(pr, pi, bits, off_t, off_c, pair, tb, te, phase_table(op.phase_table));
             } else {
@@ -442,7 +497,7 @@ class BlockRunner {
             constexpr int NB = sizeof(bits) / sizeof(int);
             Index tb, te;
             group_range<NB>(tb, te);
-            with_pair_op(op, false, [&](const auto& pair) {
+            with_forward_pair_op(op, [&](const auto& pair) {
               pair_apply<T, S>(pr, pi, bits, set, off_a, off_b, pair, tb, te, phase_table(op.phase_table));
             });
           });
@@ -461,7 +516,7 @@ class BlockRunner {
       } else if (op.kind == OpKind::kCz) {
         pair_apply<T, S>(pr, pi, bits, set, off_a, off_b, NegatePair(), tb, te);
       } else {
-        with_pair_op(op, false, [&](const auto& pair) {
+        with_forward_pair_op(op, [&](const auto& pair) {
           pair_apply<T, S>(pr, pi, bits, set, off_a, off_b, pair, tb, te);
         });
       }
@@ -955,6 +1010,8 @@ class BlockRunner {
   Index block_ = 0;
   Index b0_ = 0;
   int nvalid_ = 0;
+  L scale_{};           ///< per lane: the factors scaled rotations left out of the state so far
+  int scaled_ops_ = 0;  ///< scaled rotations since the state last took scale_
 };
 
 }  // namespace

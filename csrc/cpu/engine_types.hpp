@@ -15,6 +15,10 @@ namespace cpu {
 /// What one engine call produces.
 enum class Task : int { kStatevector, kProbabilities, kExpval, kVjp };
 
+/// Op::shape of a fused block of ry gates only (a plane rotation) in a CPU forward plan
+/// (defer_phases): run as a scaled rotation, two multiply-adds per amplitude instead of four.
+constexpr int kShapeRotation = 3;
+
 /// One step of the executed schedule (see plan.cpp for how gates are fused into it). The numbers
 /// and the field order of Op are mirrored by the CUDA engine (csrc/cuda/kernels/meta.cuh,
 /// hdqnn/backends/device_program.py): never renumber.

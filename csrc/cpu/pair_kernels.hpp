@@ -96,6 +96,29 @@ struct DiagPair {
   }
 };
 
+/// A plane rotation [[c, -s], [s, c]] without its factor: [[1, -k], [k, 1]] with k = s / c, or
+/// (kCotangent) [[k, -1], [1, k]] with k = c / s, the form with |k| <= 1. Two multiply-adds per
+/// amplitude instead of four; the caller keeps the dropped factor (c or s) and applies it later.
+template <class T, int S, bool kCotangent>
+struct ScaledRotationPair {
+  using L = lane_t<T, S>;
+  L k;
+
+  template <class V>
+  HDQNN_INLINE void apply(Complex<V>& a0, Complex<V>& a1) const {
+    Complex<V> b0, b1;
+    if constexpr (kCotangent) {
+      b0 = make_complex(k * a0.re - a1.re, k * a0.im - a1.im);
+      b1 = make_complex(a0.re + k * a1.re, a0.im + k * a1.im);
+    } else {
+      b0 = make_complex(a0.re - k * a1.re, a0.im - k * a1.im);
+      b1 = make_complex(a1.re + k * a0.re, a1.im + k * a0.im);
+    }
+    a0 = b0;
+    a1 = b1;
+  }
+};
+
 /// cx on the control=1 half, swap on (|01>, |10>): exchange the two amplitudes.
 struct ExchangePair {
   template <class V>

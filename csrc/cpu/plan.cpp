@@ -297,10 +297,14 @@ class PhaseDeferral {
            deferrable(plan_.gate_order[op.end - 1])) {
       pending_.push_back(PhaseFactor{plan_.gate_order[--op.end], wire});
     }
+    bool rotation = true;
     op.shape = gate_info(p_.gates[4 * plan_.gate_order[op.begin]]).shape;
-    for (int e = op.begin + 1; e < op.end; ++e) {
-      op.shape = combine_shapes(op.shape, gate_info(p_.gates[4 * plan_.gate_order[e]]).shape);
+    for (int e = op.begin; e < op.end; ++e) {
+      const int code = p_.gates[4 * plan_.gate_order[e]];
+      op.shape = combine_shapes(op.shape, gate_info(code).shape);
+      rotation = rotation && code == kGateRy;
     }
+    if (rotation) op.shape = kShapeRotation;
     // the peeled phases sat between the block and its cx
     if (op.kind == OpKind::kFused1qCx) through_cx(bit(op.wire1), wire);
   }

@@ -481,3 +481,49 @@ def test_phase_deferral_on_the_rl_ansatz(core, restore_settings):
     for a, b, c in zip(deferred, in_place, want):
         np.testing.assert_allclose(a, c, atol=1e-10, rtol=0)
         np.testing.assert_allclose(b, c, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("lanes", (1, 8))
+def test_scaled_rotations_in_deep_circuits(core, restore_settings, lanes, dtype):
+    """Hundreds of ry blocks run as scaled rotations (both forms: angles near 0 and near pi), the
+    state taking their factors every 64 of them; lanes with mixed forms fall back to the plain
+    rotation. States and expectations stay at the reference's precision."""
+    rng = np.random.default_rng(77 + lanes)
+    core.set_policy(lanes, -1)
+    n, layers, batch = 4, 60, 12
+    c = Circuit(n)
+    for q in range(n):
+        c.ry(Input(q), q)
+    for layer in range(layers):
+        for q in range(n):
+            c.ry(Weight(2 * (layer * n + q)), q).rz(Weight(2 * (layer * n + q) + 1), q)
+        for q in range(n):
+            c.cx(q, (q + 1) % n)
+    prog = c.compile()
+    w = rng.uniform(-np.pi, np.pi, prog.n_weights)
+    w[::4] = np.pi - rng.uniform(0, 0.1, w[::4].shape)  # |sin| > |cos|: the cotangent form
+    cdtype = np.complex128 if dtype == np.float64 else np.complex64
+    for x in (rng.uniform(-1, 1, (batch, n)),                   # shared angles: one form per block
+              np.repeat(rng.uniform(-1, 1, (1, n)), batch, 0)):
+        x, ww = x.astype(dtype), w.astype(dtype)
+        paulis = compile_observables([("Z", q) for q in range(n)] + ["XYZX"], n)
+        args = _program_args(prog)
+        np.testing.assert_allclose(core.statevector(*args, x, ww), NumpyBackend().statevector(prog, x, ww, cdtype),
+                                   atol=20 * TOL[dtype], rtol=0)
+        np.testing.assert_allclose(core.expval(*args, x, ww, paulis),
+                                   NumpyBackend().expval(prog, x, ww, paulis, cdtype), atol=20 * TOL[dtype], rtol=0)
+    # ry angles read from inputs differ per lane: half the lanes near pi, so a block's lanes
+    # disagree on the larger entry and run the plain rotation
+    c = Circuit(n)
+    for layer in range(layers):
+        for q in range(n):
+            c.ry(Input(q), q).rz(Weight(layer * n + q), q)
+        for q in range(n):
+            c.cx(q, (q + 1) % n)
+    prog = c.compile()
+    x = rng.uniform(-0.5, 0.5, (batch, n))
+    x[::2] += np.pi
+    x, w = x.astype(dtype), rng.uniform(-np.pi, np.pi, prog.n_weights).astype(dtype)
+    np.testing.assert_allclose(core.statevector(*_program_args(prog), x, w),
+                               NumpyBackend().statevector(prog, x, w, cdtype), atol=20 * TOL[dtype], rtol=0)
