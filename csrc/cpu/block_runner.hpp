@@ -309,24 +309,34 @@ class BlockRunner {
     }
   }
 
-  /// Whether ``second`` is a cx-tail op whose control is ``first``'s cx target (a ring or chain
-  /// entangler with its rotations): the two run in one pass over octets of three wires.
+  /// Whether ``second`` is a cx-tail op, or a plain cx, whose control is the target of
+  /// ``first``'s cx (a ring or chain entangler with its rotations): the two run in one pass over
+  /// octets of three wires.
   static bool chains(const Op& first, const Op& second) {
-    return first.kind == OpKind::kFused1qCx && second.kind == OpKind::kFused1qCx && second.wire1 == first.wire0 &&
-           second.wire0 != first.wire1 && first.phase_table < 0 && second.phase_table < 0;
+    const bool tail = second.kind == OpKind::kFused1qCx, cx = second.kind == OpKind::kCx;
+    const int control = tail ? second.wire1 : second.wire0, target = tail ? second.wire0 : second.wire1;
+    return first.kind == OpKind::kFused1qCx && (tail || cx) && control == first.wire0 && target != first.wire1 &&
+           first.phase_table < 0 && second.phase_table < 0;
   }
 
   void forward_cx_chain(const Op& first, const Op& second) {
-    const int ba = wire_bit(first.wire1, n_), bb = wire_bit(first.wire0, n_), bc = wire_bit(second.wire0, n_);
+    const bool tail = second.kind == OpKind::kFused1qCx;
+    const int ba = wire_bit(first.wire1, n_), bb = wire_bit(first.wire0, n_);
+    const int bc = wire_bit(tail ? second.wire0 : second.wire1, n_);
     int bits[3] = {ba, bb, bc};
     sort3(bits);
     Index tb, te;
     group_range<3>(tb, te);
+    auto run = [&](const auto& op1, const auto& op2) {
+      cx_chain_apply<T, S>(buf_.psi_re, buf_.psi_im, bits, (Index(1) << ba) * S, (Index(1) << bb) * S,
+                           (Index(1) << bc) * S, op1, op2, tb, te);
+    };
     with_forward_pair_op(first, [&](const auto& op1) {
-      with_forward_pair_op(second, [&](const auto& op2) {
-        cx_chain_apply<T, S>(buf_.psi_re, buf_.psi_im, bits, (Index(1) << ba) * S, (Index(1) << bb) * S,
-                             (Index(1) << bc) * S, op1, op2, tb, te);
-      });
+      if (tail) {
+        with_forward_pair_op(second, [&](const auto& op2) { run(op1, op2); });
+      } else {
+        run(op1, IdentityPair());
+      }
     });
   }
 
