@@ -248,6 +248,9 @@ bool reads_phases(Task task, const std::vector<PauliTerm>& terms) {
   return false;
 }
 
+/// Angle source code of a constant angle (hdqnn.circuits.Program: 0 constant, 1 input, 2 weight).
+constexpr int kAngleFromConstant = 0;
+
 /// The diagonal (d0, d1) of deferred gate ``g`` (its angle from a constant or a shared weight).
 void factor_diagonal(const ProgramView& p, const double* weights, int g, Complex<double>& d0, Complex<double>& d1) {
   const int32_t* row = p.gates + 4 * g;
@@ -255,7 +258,7 @@ void factor_diagonal(const ProgramView& p, const double* weights, int g, Complex
   double c[kMaxGateAngles] = {1.0, 1.0, 1.0}, s[kMaxGateAngles] = {0.0, 0.0, 0.0};
   for (int k = 0; k < n_angles; ++k) {
     const int a = row[3] + k;
-    const double theta = p.angle_src[2 * a] == 0 ? 1.0 : weights[p.angle_src[2 * a + 1]];
+    const double theta = p.angle_src[2 * a] == kAngleFromConstant ? 1.0 : weights[p.angle_src[2 * a + 1]];
     const double half = 0.5 * p.angle_val[a] * theta;
     c[k] = cos(half);
     s[k] = sin(half);
@@ -271,9 +274,10 @@ void factor_diagonal(const ProgramView& p, const double* weights, int g, Complex
 /// patterns (tensor product, 2**k entries) read at each index's pattern (one XOR per index).
 template <class T>
 std::vector<T> phase_tables(const Plan& plan, const ProgramView& p, const T* weights, int n_weights) {
+  if (plan.n_tables() == 0) return std::vector<T>();
   const Index dim = Index(1) << p.n_qubits;
   std::vector<T> tables(size_t(2 * dim) * plan.n_tables());
-  const std::vector<double> w(weights, weights + (plan.n_tables() > 0 ? n_weights : 0));
+  const std::vector<double> w(weights, weights + n_weights);
   std::vector<Complex<double>> product;
   std::vector<uint32_t> pattern(dim);
   for (int t = 0; t < plan.n_tables(); ++t) {

@@ -53,14 +53,19 @@ def test_outputs_live_in_the_expectation_range_and_fit_reduces_loss(loss):
     assert q.fits == 6 and q.last_fit_seconds > 0 and q.fit_seconds_total >= q.last_fit_seconds
 
 
+def _float64_case(activation, loss, layers, seed):
+    """A small float64 surrogate with a random centre, and 9 random feature rows."""
+    q = QtDNN(3, 4, hidden=7, layers=layers, activation=activation, loss=loss, dtype=torch.float64, seed=seed)
+    q.offset = torch.randn(3, dtype=torch.float64)
+    return q, torch.randn(9, 3, dtype=torch.float64)
+
+
 @pytest.mark.parametrize("activation", ["silu", "tanh", "gelu", "relu"])
 @pytest.mark.parametrize("loss", ["mse", "bce"])
 @pytest.mark.parametrize("layers", [2, 4])
 def test_fit_step_gradients_equal_autograd(activation, loss, layers):
     """The fit's hand-written backward gives autograd's gradients of ``loss()`` (float64)."""
-    q = QtDNN(3, 4, hidden=7, layers=layers, activation=activation, loss=loss, dtype=torch.float64, seed=2)
-    q.offset = torch.randn(3, dtype=torch.float64)
-    x = torch.randn(9, 3, dtype=torch.float64)
+    q, x = _float64_case(activation, loss, layers, seed=2)
     y = torch.rand(9, 4, dtype=torch.float64) * 2 - 1
     expected_loss = q.loss(x, y)
     expected = torch.autograd.grad(expected_loss, list(q.net.parameters()))
@@ -120,9 +125,8 @@ def test_vjp_matches_autograd_and_leaves_no_grads():
 @pytest.mark.parametrize("layers", [2, 4])
 def test_hand_written_vjp_equals_autograd(activation, loss, layers):
     """The hand-written VJP is autograd's through the network, its centering and its head (float64)."""
-    q = QtDNN(3, 4, hidden=7, layers=layers, activation=activation, loss=loss, dtype=torch.float64, seed=4)
-    q.offset = torch.randn(3, dtype=torch.float64)
-    x = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
+    q, x = _float64_case(activation, loss, layers, seed=4)
+    x.requires_grad_(True)
     g = torch.randn(9, 4, dtype=torch.float64)
     (expected,) = torch.autograd.grad(q(x), x, g)
     torch.testing.assert_close(q.vjp(x, g), expected, rtol=1e-12, atol=1e-14)

@@ -484,13 +484,15 @@ def test_phase_deferral_on_the_rl_ansatz(core, restore_settings):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("amplitude_parallel", [0, 1])
 @pytest.mark.parametrize("lanes", (1, 8))
-def test_scaled_rotations_in_deep_circuits(core, restore_settings, lanes, dtype):
+def test_scaled_rotations_in_deep_circuits(core, restore_settings, lanes, amplitude_parallel, dtype):
     """Hundreds of ry blocks run as scaled rotations (both forms: angles near 0 and near pi), the
     state taking their factors every 64 of them; lanes with mixed forms fall back to the plain
     rotation. States and expectations stay at the reference's precision."""
     rng = np.random.default_rng(77 + lanes)
-    core.set_policy(lanes, -1)
+    core.set_num_threads(2)
+    core.set_policy(lanes, amplitude_parallel)
     n, layers, batch = 4, 60, 12
     c = Circuit(n)
     for q in range(n):
