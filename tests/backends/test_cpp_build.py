@@ -403,17 +403,18 @@ def _phase_heavy_circuit(rng, n, n_layers=6, n_inputs=3, n_weights=5):
         c.ry(Input(i), i % n)
     for j in range(n_weights):
         c.rz(Weight(j), j % n)
+    def add(name, wires):
+        name = str(name)
+        c.append(name, wires, tuple(random_angle(rng, n_inputs, n_weights) for _ in range(GATES[name].n_angles)))
+
     for _ in range(n_layers):
         for q in range(n):
             for name in rng.choice(MIXING_GATES + DIAGONAL_GATES, size=int(rng.integers(1, 4))):
-                c.append(str(name), q, tuple(random_angle(rng, n_inputs, n_weights)
-                                             for _ in range(GATES[str(name)].n_angles)))
+                add(name, q)
         if n == 1:
             continue
         for name in rng.choice(TWO_QUBIT_GATES, size=int(rng.integers(0, 3))):
-            wires = tuple(int(w) for w in rng.choice(n, size=2, replace=False))
-            c.append(str(name), wires, tuple(random_angle(rng, n_inputs, n_weights)
-                                             for _ in range(GATES[str(name)].n_angles)))
+            add(name, tuple(int(w) for w in rng.choice(n, size=2, replace=False)))
         for q in range(n - 1 if rng.integers(2) else n):
             c.cx(q, (q + 1) % n)
     return c
