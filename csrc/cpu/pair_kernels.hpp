@@ -250,8 +250,9 @@ void cx_tail_apply(T* re, T* im, const int (&bits)[2], Index off_t, Index off_c,
 }
 
 /// Two cx-tail ops chained on a shared wire, in one pass over octets of wires (a, b, c): U1 on b
-/// then cx(a -> b), U2 on c (IdentityPair: none) then cx(b -> c). Half the loads and stores of two passes; the cx's
-/// are relabelled registers. off_a / off_b / off_c: element offsets of the three wires' bits.
+/// then cx(a -> b), U2 on c (IdentityPair: none) then cx(b -> c). Half the loads and stores of
+/// two passes; the cx's are relabelled registers. off_a / off_b / off_c: element offsets of the
+/// three wires' bits.
 template <class T, int S, class P1, class P2>
 void cx_chain_apply(T* re, T* im, const int (&bits)[3], Index off_a, Index off_b, Index off_c, const P1& op1,
                     const P2& op2, Index tb, Index te) {
