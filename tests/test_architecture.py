@@ -1,4 +1,4 @@
-"""DESIGN.md's import table, enforced: each layer imports only what it may."""
+"""ARCHITECTURE.md's import table, enforced: each layer imports only what it may."""
 from __future__ import annotations
 
 import ast
