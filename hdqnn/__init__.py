@@ -2,7 +2,7 @@
 from .backends import backend_status, get_backend, set_num_threads
 from .circuits import Circuit, Input, Weight, ansatz
 from .sim import counts, expval, expval_from_samples, marginals, probabilities, sample, statevector, vjp
-from . import hardware, qasm
+from . import hardware, noise, qasm
 
 __version__ = "0.1.0"
 
@@ -14,7 +14,7 @@ __all__ = [
 #: Public names of hdqnn.autograd, imported on first use so that `import hdqnn` does not load torch.
 _AUTOGRAD_EXPORTS = ("QuantumLayer", "QtDNN", "QtDNNConfig", "CircuitRunner", "parameter_shift_vjp")
 __all__ += list(_AUTOGRAD_EXPORTS)
-__all__ += ["qasm", "hardware"]
+__all__ += ["qasm", "hardware", "noise"]
 
 
 def __getattr__(name: str):
