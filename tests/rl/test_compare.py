@@ -6,15 +6,17 @@ import json
 import numpy as np
 import pytest
 
+from hdqnn.cli import main
 from hdqnn.rl.compare import bootstrap_ci, compare, compare_runs, format_table, iqm, learning_curves
 
 SCIPY_STATS = pytest.importorskip("scipy.stats", reason="scipy gives the reference trimmed mean")
 
 
-def _write_run(folder, algo, seed, evals, summary=True, tag=""):
+def _write_run(folder, algo, seed, evals, summary=True, tag="", **args):
     """A run folder as ``train`` leaves it: run.json, metrics.jsonl and summary.json."""
     folder.mkdir(parents=True)
-    (folder / "run.json").write_text(json.dumps({"algo": algo, "env_id": "Pendulum-v1", "seed": seed, "tag": tag}))
+    (folder / "run.json").write_text(json.dumps({"algo": algo, "env_id": "Pendulum-v1", "seed": seed, "tag": tag,
+                                                 **args}))
     lines = [{"step": step, "wall_time": 0.0, "eval/mean_return": float(np.mean(r)), "eval/returns": r}
              for step, r in evals]
     lines.insert(1, {"step": 5, "wall_time": 0.0, "charts/SPS": 10.0})
@@ -77,3 +79,59 @@ def test_compare_errors_name_the_folder(tmp_path):
         compare_runs([tmp_path / "missing"])
     with pytest.raises(ValueError, match="no runs"):
         compare_runs([tmp_path])
+
+
+def test_runs_of_different_budgets_or_repeated_seeds_are_not_pooled(tmp_path):
+    """The finding: five runs of seed 1, 300 to 13,000 steps, were one row "seeds 5/5, steps 300"."""
+    for name, steps in (("a", 300), ("b", 1_000), ("c", 13_000), ("d", 13_000), ("e", 13_000)):
+        _write_run(tmp_path / name, "hdqnn-td3", 1 if name != "e" else 2, [(steps, [-float(steps)])],
+                   total_timesteps=steps, out_dir=name, threads=1)
+    rows = compare_runs([tmp_path])
+    assert [(r["steps"], r["seeds"], r["runs"]) for r in rows] == [
+        (300, 1, [str(tmp_path / "a")]), (1_000, 1, [str(tmp_path / "b")]),
+        (13_000, 2, [str(tmp_path / "c"), str(tmp_path / "e")])]
+    assert rows[2]["repeats"] == [str(tmp_path / "d")]
+    assert rows[2]["final_mean"] == pytest.approx(-13_000.0)
+    text = format_table(rows)
+    assert "warning: hdqnn-td3 on Pendulum-v1: the runs' last evaluations are at different steps" in text
+    assert f"300 steps: {tmp_path / 'a'}; 1,000 steps: {tmp_path / 'b'}; 13,000 steps: {tmp_path / 'c'}" in text
+    assert f"{tmp_path / 'c'}, {tmp_path / 'd'} repeat seed 1" in text and f"only {tmp_path / 'c'} is counted" in text
+    curves = learning_curves([tmp_path])["Pendulum-v1"]
+    assert sorted(curves) == ["hdqnn-td3 @ 1,000 steps", "hdqnn-td3 @ 13,000 steps", "hdqnn-td3 @ 300 steps"]
+    assert curves["hdqnn-td3 @ 13,000 steps"]["n"] == 2
+
+
+def test_runs_of_different_configurations_get_their_own_rows(tmp_path):
+    for name, seed, qubits, grad in (("a", 1, 4, "qtdnn"), ("b", 2, 4, "qtdnn"), ("c", 1, 8, "adjoint")):
+        _write_run(tmp_path / name, "hdqnn-td3", seed, [(10, [-float(qubits)])], qubits=qubits, grad=grad)
+    rows = compare_runs([tmp_path])
+    assert [(r["label"], r["seeds"], r["final_mean"]) for r in rows] == [
+        ("hdqnn-td3 (grad=adjoint, qubits=8)", 1, -8.0), ("hdqnn-td3 (grad=qtdnn, qubits=4)", 2, -4.0)]
+    assert rows[0]["warnings"] == rows[1]["warnings"] == [
+        f"hdqnn-td3 on Pendulum-v1: the runs differ in grad, qubits, so each configuration has its own row: "
+        f"hdqnn-td3 (grad=qtdnn, qubits=4): {tmp_path / 'a'}, {tmp_path / 'b'}; "
+        f"hdqnn-td3 (grad=adjoint, qubits=8): {tmp_path / 'c'}"]
+    assert format_table(rows).count("warning: ") == 1
+
+
+def test_compare_plot_goes_to_the_current_folder_or_out(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "runs" / "a"
+    _write_run(run, "td3", 1, [(10, [-1.0]), (20, [-0.5])])
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", str(run)]) == 0
+    assert (tmp_path / "compare.png").stat().st_size > 0 and not (run / "compare.png").exists()
+    assert main(["compare", str(run), "--out", "plots"]) == 0
+    assert (tmp_path / "plots" / "compare.png").stat().st_size > 0
+    assert "curves: plots/compare.png" in capsys.readouterr().out
+
+
+def test_damaged_log_lines_are_skipped_with_a_warning(tmp_path):
+    """A log garbled in the middle (e.g. NUL bytes) no longer stops the whole comparison."""
+    _write_run(tmp_path / "a", "td3", 1, [(10, [-3.0]), (20, [-1.0])])
+    metrics = tmp_path / "a" / "metrics.jsonl"
+    lines = metrics.read_bytes().split(b"\n")
+    metrics.write_bytes(b"\n".join([lines[0], b"\0" * 9 + lines[1], *lines[2:]]))
+    (row,) = compare_runs([tmp_path])
+    assert row["final_mean"] == pytest.approx(-1.0)
+    assert row["warnings"] == [
+        f"{metrics}: 1 damaged lines skipped (line 2); resuming an unfinished run repairs its log"]
