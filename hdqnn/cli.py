@@ -6,74 +6,26 @@ one CPU core); every field of :class:`hdqnn.rl.Args` is a flag (``--help`` lists
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import shlex
+import signal
 import sys
-import typing
 from typing import Any, Sequence
 
-#: Short flag names for the most used arguments (the long field names work too).
-ALIASES = {"total_timesteps": ["--steps"], "env_id": ["--env"], "out_dir": ["--out"]}
 EXIT_USAGE = 2
-
-
-def _flag_kwargs(f: dataclasses.Field, hint: Any, help_text: str, suppress_defaults: bool) -> dict[str, Any]:
-    """argparse settings for one Args field (``suppress_defaults``: absent flags stay out of the
-    namespace, which then holds exactly what was given)."""
-    default = f.default
-    kwargs: dict[str, Any] = {"default": argparse.SUPPRESS if suppress_defaults else default, "help": help_text,
-                              "dest": f.name}
-    if hint is bool:
-        kwargs["action"] = argparse.BooleanOptionalAction
-        kwargs["help"] += f" (default: {default})"
-    elif typing.get_origin(hint) is tuple:
-        kwargs.update(type=int, nargs="+", metavar="N", help=help_text + f" (default: {' '.join(map(str, default))})")
-    else:
-        kwargs.update(type=hint, metavar=hint.__name__.upper(), help=help_text + f" (default: {default!r})")
-    return kwargs
-
-
+#: 128 + SIGINT, the shell's status of a command stopped by Ctrl-C.
+EXIT_INTERRUPTED = 130
 TRAIN_HELP = "train an agent (default: a quick hDQNN-TD3 run on Pendulum-v1)"
-TRAIN_DESCRIPTION = (
-    "Train TD3, hDQNN-TD3 or an ablation on a Gymnasium environment. With no flags: a short real "
-    "hDQNN-TD3 run on Pendulum-v1. Writes metrics.jsonl, TensorBoard files (tb/), learning_curve.png, "
-    "checkpoint.pt and summary.json in the run folder.")
-
-
-def _add_train_arguments(p: argparse.ArgumentParser, suppress_defaults: bool) -> argparse.ArgumentParser:
-    """One flag per field of :class:`hdqnn.rl.Args`, plus --preset and --resume."""
-    from .rl.args import CHOICES, PRESETS, Args, field_docs
-
-    p.add_argument("--preset", choices=sorted(PRESETS), default=argparse.SUPPRESS,
-                   help="named argument set applied before the other flags ('paper': the paper's TD3 "
-                        "settings, 10 qubits x 10 layers on Humanoid-v4)")
-    p.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the run in DIR from its checkpoint (its arguments are kept; --steps may "
-                        "extend it)")
-    docs = field_docs(Args)
-    hints = typing.get_type_hints(Args)
-    for f in dataclasses.fields(Args):
-        names = ALIASES.get(f.name, []) + [f"--{f.name.replace('_', '-')}"]
-        kwargs = _flag_kwargs(f, hints[f.name], docs.get(f.name, ""), suppress_defaults)
-        if f.name in CHOICES:
-            kwargs.update(choices=CHOICES[f.name], metavar="{" + ",".join(CHOICES[f.name]) + "}")
-        p.add_argument(*names, **kwargs)
-    return p
-
-
-def train_parser() -> argparse.ArgumentParser:
-    """``hdqnn train``'s arguments as a parser of its own, with the real defaults (the sweep checks
-    trial options with it)."""
-    parser = argparse.ArgumentParser(prog="hdqnn train", description=TRAIN_DESCRIPTION)
-    return _add_train_arguments(parser, suppress_defaults=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .rl.args import TRAIN_DESCRIPTION, add_train_arguments
+
     parser = argparse.ArgumentParser(prog="hdqnn", description="hdqnn: hybrid deep quantum neural networks.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # defaults suppressed: cmd_train must know which flags were given (a preset or a resumed run's
     # arguments apply where no flag was)
-    _add_train_arguments(subparsers.add_parser("train", help=TRAIN_HELP, description=TRAIN_DESCRIPTION),
-                         suppress_defaults=True)
+    add_train_arguments(subparsers.add_parser("train", help=TRAIN_HELP, description=TRAIN_DESCRIPTION),
+                        suppress_defaults=True)
 
     p = subparsers.add_parser("eval", help="evaluate a run's latest checkpoint with the deterministic policy")
     p.add_argument("run_dir", metavar="DIR")
@@ -83,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = subparsers.add_parser("compare", help="compare runs over seeds: table and curves with 95%% CIs")
     p.add_argument("run_dirs", metavar="DIR", nargs="+", help="run folders, or folders that contain runs")
     p.add_argument("--plot", metavar="PNG", default=None,
-                   help="curve plot path (default: compare.png in the first DIR)")
+                   help="curve plot path (default: compare.png in the --out folder)")
+    p.add_argument("--out", metavar="DIR", default=".", help="folder for compare.png (default: the current folder)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the table's rows as JSON")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")
     p.add_argument("--timings", action="store_true",
@@ -99,22 +52,67 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------------------------ commands
 def cmd_train(ns: argparse.Namespace) -> int:
-    from .rl.args import PRESETS, Args
-    from .rl.train import train
+    """Train (or resume) one run; prints the run folder first and last, and how to resume it."""
+    from .rl.args import PRESETS, TYPED_FLAGS, Args
+    from .rl.checkpoint import checkpoint_path
+    from .rl.train import (RESUMABLE_OVERRIDES, ResumeConflict, RunAlreadyComplete, TrainingInterrupted, fresh_args,
+                           train)
 
-    given = {k: v for k, v in vars(ns).items() if k not in ("command", "resume", "preset")}
+    typed = getattr(ns, TYPED_FLAGS, None) or {}
+    given = {k: v for k, v in vars(ns).items() if k not in ("command", "command_line", "resume", "preset", TYPED_FLAGS)}
     for name in ("hidden_sizes", "pre_hidden", "post_hidden"):
         if name in given:
             given[name] = tuple(given[name])
+    preset = getattr(ns, "preset", None)
     if ns.resume is not None:
-        if getattr(ns, "preset", None) is not None:
-            raise ValueError("--preset cannot be combined with --resume (a resumed run keeps its arguments)")
-        summary = train(resume=ns.resume, **given)
+        # a preset repeated on resume is compared with the run's arguments; it changes no step count
+        repeated = {k: v for k, v in PRESETS[preset or "quick"].items() if k not in RESUMABLE_OVERRIDES}
+        run_dir, kwargs = ns.resume, {"resume": ns.resume, "command": ns.command_line, **repeated, **given}
     else:
-        values = {**PRESETS[getattr(ns, "preset", "quick")], **given}
-        summary = train(Args(**values))
+        args = fresh_args(Args(**{**PRESETS[preset or "quick"], **given}))
+        if "env_id" in given and given["env_id"] != args.env_id:
+            print(f"{typed.get('env_id', '--env')} {given['env_id']} -> {args.env_id}")
+        run_dir, kwargs = args.out_dir, {"args": args}
+    print(f"run folder: {run_dir}" + (" (resuming)" if ns.resume is not None else ""))
+    try:
+        summary = train(**kwargs)
+    except ResumeConflict as exc:
+        raise ValueError(_conflict_message(exc, typed, preset)) from None
+    except RunAlreadyComplete as exc:
+        print(exc)
+        return 0
+    except TrainingInterrupted as exc:
+        print(f"\nstopped by {signal.Signals(exc.signum).name} at step {exc.step}; checkpoint saved in {run_dir}\n"
+              f"continue with: hdqnn train --resume {shlex.quote(str(run_dir))}", file=sys.stderr)
+        return 128 + exc.signum
+    except KeyboardInterrupt:  # a second signal abandoned the step before its checkpoint
+        resume = (f"continue from its last checkpoint with: hdqnn train --resume {shlex.quote(str(run_dir))}"
+                  if checkpoint_path(run_dir).exists() else "no checkpoint was written")
+        print(f"\ninterrupted; run folder {run_dir}: {resume}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     _print_summary(summary)
+    print(f"run folder: {run_dir}")
     return 0
+
+
+def _conflict_message(exc, typed: dict[str, str], preset: str | None) -> str:
+    """``ResumeConflict`` in the flags as typed: ``--env Hopper-v4 (the run has Pendulum-v1)``."""
+    from .rl.args import PRESETS, flag_names
+
+    def flag(name: str) -> str:
+        if name in typed:
+            return typed[name]
+        if preset and name in PRESETS[preset]:
+            return f"--preset {preset} sets {flag_names(name)[-1]}"
+        return flag_names(name)[0]
+
+    def show(value: Any) -> str:
+        return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+    listed = ", ".join(f"{flag(name)} {show(given)} (the run has {show(run)})"
+                       for name, (run, given) in exc.conflicts.items())
+    return (f"--resume keeps the run's arguments, and these differ: {listed}; drop them to continue the "
+            "run (only --steps may extend it), or start a new run in another --out folder")
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -123,7 +121,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
     print(f"{summary['label']} on {summary['env_id']} (seed {summary['seed']}): {summary['total_timesteps']} steps, "
           f"final eval return {fmt(summary['final_eval'])}, best {fmt(summary['best_eval'])}, "
-          f"{summary['sps']:.1f} steps/s ({fmt(summary['sps_learning'])} while learning), "
+          f"{summary['sps']:.1f} SPS ({fmt(summary['sps_learning'])} while learning), "
           f"{summary['wall_seconds']:.0f} s")
     if summary["circuit_executions"]:
         cosine = summary["grad_cosine_mean"]
@@ -147,7 +145,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
 
     from .rl.compare import compare
 
-    plot = ns.plot or str(Path(ns.run_dirs[0]) / "compare.png")
+    plot = ns.plot or str(Path(ns.out) / "compare.png")
     table, _ = compare(ns.run_dirs, plot=plot, json_path=ns.json, markdown=ns.markdown, timings=ns.timings)
     print(table)
     print(f"curves: {plot}")
@@ -178,8 +176,10 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "compare": cmd_compare, "info"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hdqnn`` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     ns = parser.parse_args(argv)
+    ns.command_line = shlex.join(["hdqnn", *argv])
     if ns.command == "sweep":  # reports its own errors (issue 7's hdqnn/sweep)
         return ns.func(ns)
     try:
@@ -188,9 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hdqnn {ns.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("\ninterrupted; a run continues from its last checkpoint with: hdqnn train --resume DIR",
-              file=sys.stderr)
-        return 130
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -3,13 +3,19 @@
 The defaults are the quick demo that ``hdqnn train`` runs with no flags: a real hDQNN-TD3 training on
 Pendulum-v1 with a small PQC that finishes in a few minutes on one CPU core. ``PRESETS["paper"]``
 holds the paper's settings (TD3 defaults of Fujimoto et al., 10 qubits x 10 layers, Humanoid-v4).
+
+``hdqnn train``'s flags are defined here too (``add_train_arguments``), one per field, so that the
+command (``hdqnn/cli.py``) and the sweep (``hdqnn/sweep``, which must not import the command nor
+torch) read them from one place.
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import inspect
 import textwrap
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,6 +188,25 @@ def validate(args: Args) -> None:
         raise ValueError("grad='adjoint' is exact and cannot be used with shots; use qtdnn or parameter-shift")
 
 
+def resolve_env_id(env_id: str) -> str:
+    """The registered id ``gym.make(env_id)`` makes: an unversioned id names the latest version
+    (``HalfCheetah`` -> ``HalfCheetah-v5``), so a run is labelled with what it really ran.
+    ValueError for an unknown id; ``module:id`` (registered on import) is left to ``gym.make``.
+    Cheap (makes no environment), and here, torch-free, for the sweep's checks too."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import find_highest_version, get_env_id, parse_env_id
+
+    if ":" in env_id:
+        return env_id
+    try:
+        namespace, name, version = parse_env_id(env_id)
+        if version is None and (latest := find_highest_version(namespace, name)) is not None:
+            env_id = get_env_id(namespace, name, latest)
+        return gym.spec(env_id).id
+    except gym.error.Error as exc:
+        raise ValueError(f"unknown Gymnasium environment id {env_id!r}: {exc}") from None
+
+
 def field_docs(cls: type = Args) -> dict[str, str]:
     """Field name -> its docstring (the string literal under it), for ``--help``."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
@@ -194,4 +219,86 @@ def field_docs(cls: type = Args) -> dict[str, str]:
     return docs
 
 
-__all__ = ["Args", "ALGOS", "CHOICES", "HYBRID_ALGOS", "GRAD_MODES", "QTDNN_PRESETS", "PRESETS", "validate", "field_docs"]
+# ------------------------------------------------------------------------ hdqnn train's flags
+#: Short flag names for the most used arguments (the long field names work too).
+ALIASES = {"total_timesteps": ["--steps"], "env_id": ["--env"], "out_dir": ["--out"]}
+#: Namespace attribute where the parser records each given field's flag as it was typed.
+TYPED_FLAGS = "typed_flags"
+TRAIN_DESCRIPTION = (
+    "Train TD3, hDQNN-TD3 or an ablation on a Gymnasium environment. With no flags: a short real "
+    "hDQNN-TD3 run on Pendulum-v1. Writes metrics.jsonl, TensorBoard files (tb/), learning_curve.png, "
+    "checkpoint.pt and summary.json in the run folder.")
+
+
+def _record_flag(namespace: argparse.Namespace, dest: str, option_string: str | None) -> None:
+    if option_string is not None:
+        typed = getattr(namespace, TYPED_FLAGS, None) or {}
+        typed[dest] = option_string
+        setattr(namespace, TYPED_FLAGS, typed)
+
+
+class _StoreTyped(argparse.Action):
+    """``store``, remembering the flag's spelling (an error about a value names the flag typed)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        _record_flag(namespace, self.dest, option_string)
+
+
+class _BooleanTyped(argparse.BooleanOptionalAction):
+    """``--x/--no-x``, remembering which was typed."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        _record_flag(namespace, self.dest, option_string)
+
+
+def _flag_kwargs(f: dataclasses.Field, hint: Any, help_text: str, suppress_defaults: bool) -> dict[str, Any]:
+    """argparse settings for one Args field (``suppress_defaults``: absent flags stay out of the
+    namespace, which then holds exactly what was given)."""
+    default = f.default
+    kwargs: dict[str, Any] = {"default": argparse.SUPPRESS if suppress_defaults else default, "help": help_text,
+                              "dest": f.name, "action": _StoreTyped}
+    if hint is bool:
+        kwargs["action"] = _BooleanTyped
+        kwargs["help"] += f" (default: {default})"
+    elif typing.get_origin(hint) is tuple:
+        kwargs.update(type=int, nargs="+", metavar="N", help=help_text + f" (default: {' '.join(map(str, default))})")
+    else:
+        kwargs.update(type=hint, metavar=hint.__name__.upper(), help=help_text + f" (default: {default!r})")
+    return kwargs
+
+
+def add_train_arguments(p: argparse.ArgumentParser, suppress_defaults: bool) -> argparse.ArgumentParser:
+    """One flag per field of :class:`Args`, plus --preset and --resume."""
+    p.add_argument("--preset", choices=sorted(PRESETS), default=argparse.SUPPRESS,
+                   help="named argument set applied before the other flags ('paper': the paper's TD3 "
+                        "settings, 10 qubits x 10 layers on Humanoid-v4)")
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run in DIR from its checkpoint (its arguments are kept; flags that "
+                        "repeat them are accepted, --steps may extend it)")
+    docs = field_docs(Args)
+    hints = typing.get_type_hints(Args)
+    for f in dataclasses.fields(Args):
+        kwargs = _flag_kwargs(f, hints[f.name], docs.get(f.name, ""), suppress_defaults)
+        if f.name in CHOICES:
+            kwargs.update(choices=CHOICES[f.name], metavar="{" + ",".join(CHOICES[f.name]) + "}")
+        p.add_argument(*flag_names(f.name), **kwargs)
+    return p
+
+
+def flag_names(name: str) -> list[str]:
+    """The flags that set field ``name``, the short alias first (``env_id`` -> ``--env``, ``--env-id``)."""
+    return ALIASES.get(name, []) + [f"--{name.replace('_', '-')}"]
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """``hdqnn train``'s arguments as a parser of its own, with the real defaults (the sweep checks
+    trial options with it)."""
+    parser = argparse.ArgumentParser(prog="hdqnn train", description=TRAIN_DESCRIPTION)
+    return add_train_arguments(parser, suppress_defaults=False)
+
+
+__all__ = ["Args", "ALGOS", "CHOICES", "HYBRID_ALGOS", "GRAD_MODES", "QTDNN_PRESETS", "PRESETS", "validate",
+           "field_docs", "resolve_env_id", "ALIASES", "TYPED_FLAGS", "TRAIN_DESCRIPTION", "add_train_arguments",
+           "flag_names", "train_parser"]

@@ -17,7 +17,7 @@ from typing import Any
 from .config import DEFAULT_MAX_RETRIES, SweepConfigError, load_yaml, parse_config
 from .executors import RAY_MISSING
 from .runner import RUNNERS, plan, run_sweep
-from .train_cli import TrainCommand, gymnasium_check_env
+from .train_cli import TrainCommand, gymnasium_env_id
 
 EXIT_FAILED_TRIALS = 1
 EXIT_USAGE = 2
@@ -25,11 +25,11 @@ EXIT_INTERRUPTED = 130
 
 
 def load_train_command() -> TrainCommand:
-    """``hdqnn train`` as the sweep sees it: its own parser (from ``hdqnn.cli``) and presets."""
-    from .. import cli
-    from ..rl.args import PRESETS
+    """``hdqnn train`` as the sweep sees it: its own parser and presets (from ``hdqnn.rl.args``, not
+    the ``hdqnn`` command, which imports this module)."""
+    from ..rl.args import PRESETS, train_parser
 
-    return TrainCommand(cli.train_parser(), check_env=gymnasium_check_env, presets=PRESETS,
+    return TrainCommand(train_parser(), resolve_env=gymnasium_env_id, presets=PRESETS,
                         check_run=check_train_args)
 
 

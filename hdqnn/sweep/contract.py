@@ -22,6 +22,9 @@ SUMMARY_FILE = "summary.json"
 STEP_KEY = "step"
 RETURN_KEY = "charts/episodic_return"
 EVAL_KEY = "eval/mean_return"
+#: train's exit statuses after SIGINT/SIGTERM (128 + the signal): it stopped after a step and
+#: saved a checkpoint, so a retry resumes, as after a kill.
+STOPPED_BY_SIGNAL = {130: "SIGINT", 143: "SIGTERM"}
 #: Bytes read from the end of ``metrics.jsonl`` for a progress line.
 PROGRESS_TAIL_BYTES = 65_536
 

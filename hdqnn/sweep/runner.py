@@ -113,9 +113,11 @@ def decide(result: AttemptResult, attempts: int, max_retries: int) -> tuple[str,
         return "finished", ""
     if result.error is not None:
         return "failed", result.error
-    killed = result.crashed or (result.returncode is not None and result.returncode < 0)
+    stopped = contract.STOPPED_BY_SIGNAL.get(result.returncode)
+    killed = result.crashed or stopped or (result.returncode is not None and result.returncode < 0)
     if killed:
-        why = result.crashed or f"killed by {_signal_name(-result.returncode)}"
+        why = result.crashed or (f"stopped by {stopped}" if stopped
+                                 else f"killed by {_signal_name(-result.returncode)}")
         if attempts <= max_retries:
             return "retry", why
         return "failed", f"{why} ({attempts} attempts; max_retries={max_retries})"

@@ -3,7 +3,7 @@
 A sweep option named ``env``, ``env-id`` or ``env_id`` is whichever train flag has that spelling,
 and its value goes through that flag's parser (type, choices), so a sweep file is checked exactly
 as the command line would be, before any trial starts, and two spellings of one value (``1e-3``
-and ``0.001``) name the same trial.
+and ``0.001``; ``Pendulum`` and ``Pendulum-v1``, the version train would pick) name the same trial.
 """
 from __future__ import annotations
 
@@ -40,20 +40,21 @@ class TrainCommand:
     """Builds, checks and resolves ``hdqnn train`` arguments from its parser.
 
     parser: train's argparse parser; command: the argv prefix that runs train (None: the worker's
-    ``python -m hdqnn train``); check_env: a function raising ValueError for an unusable env id
-    (e.g. not registered), called once per env value; presets: train's named argument sets
+    ``python -m hdqnn train``); resolve_env: a function returning the env id train runs for a given
+    one (``Pendulum`` -> ``Pendulum-v1``) or raising ValueError for an unusable one, called once per
+    env value; presets: train's named argument sets
     (``--preset NAME`` applies one under the explicit flags); check_run: a function raising
     ValueError for a set of options train would refuse (ranges, combinations), called per trial.
     """
 
     def __init__(self, parser: argparse.ArgumentParser, command: list[str] | None = None,
-                 check_env: Callable[[str], None] | None = None,
+                 resolve_env: Callable[[str], str] | None = None,
                  presets: Mapping[str, Mapping[str, Any]] | None = None,
                  check_run: Callable[[dict[str, Any]], None] | None = None):
         self.parser = parser
         self.parser.error = _raise  # a bad value must raise here, not exit the sweep
         self.command = command
-        self.check_env = check_env
+        self.resolve_env = resolve_env
         self.presets = presets or {}
         self.check_run = check_run
         self._by_name: dict[str, argparse.Action] = {}
@@ -108,8 +109,8 @@ class TrainCommand:
         except _ParseError as exc:
             raise ValueError(str(exc)) from None
         parsed_value = _plain(getattr(parsed, action.dest))
-        if action.dest == ENV and self.check_env is not None:
-            self.check_env(parsed_value)
+        if action.dest == ENV and self.resolve_env is not None:
+            parsed_value = self.resolve_env(parsed_value)
         return action.dest, parsed_value
 
     def fresh_args(self, options: dict[str, Any], run_dir: str) -> list[str]:
@@ -123,14 +124,12 @@ class TrainCommand:
         return self.tokens(RESUME, run_dir)
 
 
-def gymnasium_check_env(env_id: str) -> None:
-    """ValueError unless Gymnasium has ``env_id`` registered (cheap: makes no environment)."""
-    import gymnasium
+def gymnasium_env_id(env_id: str) -> str:
+    """The versioned id train runs for ``env_id`` (ValueError unless Gymnasium has it registered):
+    ``Pendulum`` and ``Pendulum-v1`` are one trial. Cheap: makes no environment."""
+    from ..rl.args import resolve_env_id
 
-    try:
-        gymnasium.spec(env_id)
-    except gymnasium.error.Error as exc:
-        raise ValueError(f"unknown Gymnasium environment id {env_id!r}: {exc}") from None
+    return resolve_env_id(env_id)
 
 
-__all__ = ["TrainCommand", "gymnasium_check_env", "ALGO", "ENV", "SEED", "STEPS", "TAG", "THREADS", "PROGRESS"]
+__all__ = ["TrainCommand", "gymnasium_env_id", "ALGO", "ENV", "SEED", "STEPS", "TAG", "THREADS", "PROGRESS"]

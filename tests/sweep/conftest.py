@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hdqnn.sweep import TrainCommand, parse_config
-from hdqnn.sweep.train_cli import gymnasium_check_env
+from hdqnn.sweep.train_cli import gymnasium_env_id
 from tests.sweep.fake_train import build_parser
 
 FAKE_TRAIN = Path(__file__).with_name("fake_train.py")
@@ -16,7 +16,7 @@ FAKE_TRAIN = Path(__file__).with_name("fake_train.py")
 @pytest.fixture
 def fake_train() -> TrainCommand:
     """The sweep's view of the fake train: same flag spellings, same run-folder contract."""
-    return TrainCommand(build_parser(), command=[sys.executable, str(FAKE_TRAIN)], check_env=gymnasium_check_env)
+    return TrainCommand(build_parser(), command=[sys.executable, str(FAKE_TRAIN)], resolve_env=gymnasium_env_id)
 
 
 @pytest.fixture

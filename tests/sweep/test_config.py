@@ -45,6 +45,13 @@ def test_malformed_config_names_the_field(fake_train, raw, field, words):
     assert f"field {field!r}" in message and words in message, message
 
 
+def test_an_unversioned_env_is_the_trial_train_would_run(fake_train):
+    """train runs ``Pendulum`` as Pendulum-v1: the sweep names (and hashes) it so, once."""
+    short, full = (plan(_parse(fake_train, {**BASE, "base": {"env": env, "steps": 60}}), fake_train)[0]
+                   for env in ("Pendulum", "Pendulum-v1"))
+    assert short.name == full.name and short.options["env_id"] == "Pendulum-v1"
+
+
 def test_grid_expands_every_combination_seed_major(fake_train):
     config = _parse(fake_train, {**BASE, "grid": {"algo": ["td3", "hdqnn-td3"], "seed": [0, 1, 2]},
                                  "trials": [{"qubits": 4}, {"qubits": 6}]})

@@ -11,6 +11,7 @@ import pytest
 
 from hdqnn.rl import checkpoint as rl_checkpoint
 from hdqnn.rl import metrics as rl_metrics
+from hdqnn.rl.train import STOP_SIGNALS
 from hdqnn.sweep import contract
 from hdqnn.sweep.cli import add_sweep_subparser, config_from_args, load_train_command, run_sweep_from_args
 from tests.sweep.helpers import finals, run_quietly, run_with_a_kill
@@ -41,6 +42,7 @@ def test_contract_matches_train():
     assert contract.CHECKPOINT_FILE == rl_checkpoint.CHECKPOINT_FILE
     assert (contract.RUN_FILE, contract.METRICS_FILE, contract.SUMMARY_FILE) == (
         rl_metrics.RUN_FILE, rl_metrics.METRICS_FILE, rl_metrics.SUMMARY_FILE)
+    assert contract.STOPPED_BY_SIGNAL == {128 + s: s.name for s in STOP_SIGNALS}
 
 
 def test_fallback_runs_the_tiny_sweep(uninterrupted):

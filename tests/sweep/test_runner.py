@@ -99,6 +99,7 @@ def test_killed_trial_resumes_to_the_uninterrupted_result(tiny, fake_train):
     (AttemptResult("t", 1, -9, False), 1, "retry"),
     (AttemptResult("t", 3, -9, False), 3, "failed"),
     (AttemptResult("t", 1, None, False, crashed="WorkerCrashedError"), 1, "retry"),
+    (AttemptResult("t", 1, 143, False), 1, "retry"),  # train saved a checkpoint on SIGTERM
     (AttemptResult("t", 1, 1, False, log_tail="Traceback\nValueError: bad env\n"), 1, "failed"),
     (AttemptResult("t", 1, 0, False), 1, "failed"),
     (AttemptResult("t", 1, None, False, error="locked"), 1, "failed"),
