@@ -6,6 +6,7 @@ docstring for how that maps onto hdqnn's, Qiskit's and Braket's bitstrings.
 from .exporter import CLBIT_REGISTER, QUBIT_REGISTER, dumps, format_float, param_name
 from .importer import QasmProgram, loads, parse
 from .lexer import QasmError
+from .limits import Limits
 
-__all__ = ["dumps", "loads", "parse", "QasmProgram", "QasmError", "format_float", "param_name",
-           "QUBIT_REGISTER", "CLBIT_REGISTER"]
+__all__ = ["dumps", "loads", "parse", "QasmProgram", "QasmError", "Limits", "format_float",
+           "param_name", "QUBIT_REGISTER", "CLBIT_REGISTER"]

@@ -7,6 +7,10 @@ physical qubits ``$k``; ``input float``/``angle`` parameters; gate calls with an
 ``barrier``; ``gphase`` (ignored: a global phase); ``measure`` in both spellings, after the
 measured qubit's last gate. Anything else raises :class:`QasmError` with its line and column.
 
+Reading is bounded: :class:`~hdqnn.qasm.limits.Limits` caps the text, the expansion of nested
+``gate`` definitions, numbers, nesting depths, classical bits and parameter indices, so a hostile
+program ends in a QasmError after bounded time and memory.
+
 An angle must be a constant or ``c * parameter`` (hdqnn's Input/Weight with a scale). Parameter
 ``in_<i>`` becomes Input(i), ``w_<j>`` Weight(j) (the names ``dumps`` writes); any other name
 becomes the next free Input index, in declaration order.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Union
@@ -23,11 +28,10 @@ import numpy as np
 
 from ..circuits import GATES, MAX_QUBITS, Circuit, Input, Weight, gate_matrix
 from .exporter import INPUT_PREFIX, WEIGHT_PREFIX
-from .lexer import QasmError, Token, tokenize
+from .lexer import QasmError, Token, iter_tokens
 from .library import ALIAS_ARITY, ALIASES, CONSTANTS, FUNCTIONS, INCLUDES, PRELUDE
+from .limits import Limits
 
-#: Nested gate definitions deeper than this are refused (a runaway definition, not a circuit).
-MAX_GATE_DEPTH = 64
 #: Parameter values at which a user gate named like a native gate is compared with it.
 PROBE_ANGLES = ((0.3711, -1.2093, 0.8127), (2.0571, 0.4419, -2.7303))
 #: |tr(A^dagger B)| / dim above this: the same unitary up to a global phase.
@@ -37,11 +41,11 @@ _UNSUPPORTED = ("reset", "if", "for", "while", "def", "defcal", "cal", "let", "c
                 "end", "float", "int", "uint", "angle", "bool", "complex", "duration", "stretch",
                 "array", "defcalgrammar", "pragma")
 _MODIFIERS = ("ctrl", "negctrl", "inv", "pow")
-_PARAM_NAME = re.compile(rf"({re.escape(INPUT_PREFIX)}|{re.escape(WEIGHT_PREFIX)})(\d+)$")
+_PARAM_NAME = re.compile(rf"({re.escape(INPUT_PREFIX)}|{re.escape(WEIGHT_PREFIX)})([0-9]+)$")
 
 
 # --------------------------------------------------------------------------- angle values
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Linear:
     """An angle value ``const + sum(coef * parameter)``; parameters are ('input'|'weight', index)."""
 
@@ -50,12 +54,6 @@ class Linear:
 
     def scaled(self, f: float) -> "Linear":
         return Linear(self.const * f, tuple((k, c * f) for k, c in self.coef))
-
-    def plus(self, other: "Linear") -> "Linear":
-        terms = dict(self.coef)
-        for k, c in other.coef:
-            terms[k] = terms.get(k, 0.0) + c
-        return Linear(self.const + other.const, tuple(sorted(terms.items())))
 
     @property
     def is_const(self) -> bool:
@@ -74,16 +72,20 @@ def _to_angle(value: Linear, tok: Token) -> Union[float, Input, Weight]:
 
 
 # --------------------------------------------------------------------------- syntax trees
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Expr:
-    kind: str  # "num" | "id" | "neg" | "bin" | "call"
+    """An angle expression. Sums and products are flat (``args`` are the terms / factors; a
+    subtracted term is wrapped in "neg", a factor after the first in "mul" or "div" holding its
+    operator token), so a long sum or product costs no recursion."""
+
+    kind: str  # "num" | "id" | "neg" | "sum" | "product" | "mul" | "div" | "pow" | "call"
     tok: Token
     value: float = 0.0
     name: str = ""
     args: tuple["Expr", ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     """A gate call inside a ``gate`` body: qubit arguments are formal names."""
 
@@ -125,6 +127,9 @@ class _State:
     n_clbits: int = 0
     physical: int = 0
     parameters: dict[str, Union[Input, Weight]] = field(default_factory=dict)
+    #: parameters inverted (Input/Weight -> name) and the lowest Input index that may be free.
+    owners: dict[Union[Input, Weight], str] = field(default_factory=dict)
+    next_input: int = 0
     gates: dict[str, GateDef] = field(default_factory=dict)
     ops: list[tuple[str, tuple[int, ...], tuple]] = field(default_factory=list)
     measured: dict[int, Token] = field(default_factory=dict)
@@ -132,19 +137,24 @@ class _State:
 
 
 class _Parser:
-    def __init__(self, text: str, library: dict[str, GateDef] | None) -> None:
-        self.toks = tokenize(text)
-        self.pos = 0
+    def __init__(self, text: str, library: dict[str, GateDef] | None, limits: Limits) -> None:
+        self.tokens = iter_tokens(text, limits.max_number_chars)
+        self.lookahead: deque[Token] = deque()
         self.library = library if library is not None else {}
+        self.limits = limits
+        #: work units spent so far, against ``limits.max_expansion``
+        self.expansion = 0
         self.s = _State()
 
     # ----------------------------------------------------------------- token helpers
     def peek(self, offset: int = 0) -> Token:
-        return self.toks[min(self.pos + offset, len(self.toks) - 1)]
+        while len(self.lookahead) <= offset:
+            self.lookahead.append(next(self.tokens))
+        return self.lookahead[offset]
 
     def next(self) -> Token:
         tok = self.peek()
-        self.pos += 1
+        self.lookahead.popleft()
         return tok
 
     def at(self, text: str, offset: int = 0) -> bool:
@@ -175,7 +185,11 @@ class _Parser:
         return self.expect_kind("id", what)
 
     def integer(self) -> int:
-        return int(self.expect_kind("int", "an integer").text)
+        tok = self.expect_kind("int", "an integer")
+        try:
+            return int(tok.text)
+        except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+            raise _error(tok, f"integer of {len(tok.text)} digits is too long") from None
 
     # ----------------------------------------------------------------- program
     def program(self) -> _State:
@@ -240,6 +254,10 @@ class _Parser:
             registers[name_tok.text] = (self.s.n_qubits, size)
             self.s.n_qubits += size
         else:
+            if self.s.n_clbits + size > self.limits.max_bits:
+                total = self.s.n_clbits + size
+                raise _error(name_tok, f"{total} classical bits exceed the limit of {self.limits.max_bits} "
+                                       "(Limits.max_bits)")
             registers[name_tok.text] = (self.s.n_clbits, size)
             self.s.n_clbits += size
 
@@ -296,14 +314,26 @@ class _Parser:
             raise _error(name, f"parameter {name.text!r} is already declared")
         m = _PARAM_NAME.match(name.text)
         if m:
-            ref = (Input if m.group(1) == INPUT_PREFIX else Weight)(int(m.group(2)))
+            index = self._parameter_index(name, m.group(2))
+            ref = (Input if m.group(1) == INPUT_PREFIX else Weight)(index)
         else:
-            used = {r.index for r in params.values() if isinstance(r, Input)}
-            ref = Input(next(i for i in range(len(used) + 1) if i not in used))
-        clash = next((k for k, r in params.items() if r == ref), None)
+            # indices are never freed, so the lowest free one only moves up
+            while Input(self.s.next_input) in self.s.owners:
+                self.s.next_input += 1
+            ref = Input(self._parameter_index(name, str(self.s.next_input)))
+        clash = self.s.owners.get(ref)
         if clash is not None:
             raise _error(name, f"parameter {name.text!r} would be {ref}, already given to {clash!r}")
         params[name.text] = ref
+        self.s.owners[ref] = name.text
+
+    def _parameter_index(self, name: Token, digits: str) -> int:
+        limit = self.limits.max_parameter_index
+        # compare lengths first: int() of an unbounded digit string is quadratic (or refused)
+        if len(digits.lstrip("0")) <= len(str(limit)) and int(digits) <= limit:
+            return int(digits)
+        raise _error(name, f"parameter {name.text!r} needs an index above the limit of {limit} "
+                           "(Limits.max_parameter_index)")
 
     # ----------------------------------------------------------------- gate definitions
     def gate_def(self) -> None:
@@ -319,8 +349,9 @@ class _Parser:
             raise _error(self.peek(), f"gate {name.text!r} needs at least one qubit argument")
         self.expect("{")
         body = []
+        formal = frozenset(qubits)  # a set: a definition may have thousands of qubit arguments
         while not self.at("}"):
-            call = self._body_statement(qubits)
+            call = self._body_statement(formal)
             if call is not None:
                 body.append(call)
         self.expect("}")
@@ -331,16 +362,16 @@ class _Parser:
         self.s.gates[name.text] = gate
 
     def _name_list(self, end: str) -> tuple[str, ...]:
-        names = []
+        names: dict[str, None] = {}  # ordered, with constant-time lookup
         while not self.at(end):
             tok = self.identifier("a name")
             if tok.text in names:
                 raise _error(tok, f"{tok.text!r} appears twice")
-            names.append(tok.text)
+            names[tok.text] = None
             self.separator(end)
         return tuple(names)
 
-    def _body_statement(self, qubits: tuple[str, ...]) -> Call | None:
+    def _body_statement(self, qubits: frozenset[str]) -> Call | None:
         tok = self.peek()
         if tok.kind == "eof":
             raise _error(tok, "gate definition is missing its closing '}'")
@@ -384,71 +415,100 @@ class _Parser:
         return name.text
 
     # ----------------------------------------------------------------- expressions
+    # Only parentheses, function calls and powers make the parser (and the evaluator) recurse;
+    # each level is checked against Limits.max_expression_depth before it is entered.
     def _call_params(self) -> tuple[Expr, ...]:
         if not self.at("("):
             return ()
         self.next()
         params = []
         while not self.at(")"):
-            params.append(self.expr())
+            params.append(self.expr(0))
             self.separator(")")
         self.expect(")")
         return tuple(params)
 
-    def expr(self) -> Expr:
-        left = self.term()
+    def _deeper(self, tok: Token, depth: int) -> int:
+        limit = self.limits.max_expression_depth
+        if depth >= limit:
+            raise _error(tok, f"angle expression nested deeper than {limit} levels "
+                              "(Limits.max_expression_depth)")
+        return depth + 1
+
+    def expr(self, depth: int) -> Expr:
+        first = self.term(depth)
+        terms = [first]
         while self.at("+") or self.at("-"):
             op = self.next()
-            left = Expr("bin", op, name=op.text, args=(left, self.term()))
-        return left
+            term = self.term(depth)
+            terms.append(term if op.text == "+" else Expr("neg", op, args=(term,)))
+        return first if len(terms) == 1 else Expr("sum", first.tok, args=tuple(terms))
 
-    def term(self) -> Expr:
-        left = self.unary()
+    def term(self, depth: int) -> Expr:
+        first = self.unary(depth)
+        factors = [first]
         while self.at("*") or self.at("/"):
             op = self.next()
-            left = Expr("bin", op, name=op.text, args=(left, self.unary()))
-        return left
+            factors.append(Expr("mul" if op.text == "*" else "div", op, args=(self.unary(depth),)))
+        return first if len(factors) == 1 else Expr("product", first.tok, args=tuple(factors))
 
-    def unary(self) -> Expr:
-        if self.at("-"):
+    def unary(self, depth: int) -> Expr:
+        minus: Token | None = None  # a '-' of the run of signs while they negate (odd count)
+        while self.at("-") or self.at("+"):
             tok = self.next()
-            return Expr("neg", tok, args=(self.unary(),))
-        if self.at("+"):
-            self.next()
-            return self.unary()
-        return self.power()
+            if tok.text == "-":
+                minus = None if minus is not None else tok
+        operand = self.power(depth)
+        return operand if minus is None else Expr("neg", minus, args=(operand,))
 
-    def power(self) -> Expr:
-        base = self.primary()
+    def power(self, depth: int) -> Expr:
+        base = self.primary(depth)
         if self.at("^") or self.at("**"):
             op = self.next()
-            return Expr("bin", op, name="^", args=(base, self.unary()))
+            return Expr("pow", op, args=(base, self.unary(self._deeper(op, depth))))
         return base
 
-    def primary(self) -> Expr:
+    def primary(self, depth: int) -> Expr:
         tok = self.next()
         if tok.kind in ("int", "float"):
-            return Expr("num", tok, value=float(tok.text))
+            value = float(tok.text)
+            if not math.isfinite(value):
+                raise _error(tok, f"number {tok.text} is out of the float64 range")
+            return Expr("num", tok, value=value)
         if tok.kind == "op" and tok.text == "(":
-            inner = self.expr()
+            inner = self.expr(self._deeper(tok, depth))
             self.expect(")")
             return inner
         if tok.kind == "id":
             if self.at("("):
-                self.next()
-                arg = self.expr()
+                arg = self.expr(self._deeper(self.next(), depth))
                 self.expect(")")
                 return Expr("call", tok, name=tok.text, args=(arg,))
             return Expr("id", tok, name=tok.text)
         raise _error(tok, f"expected an angle expression, found {_describe(tok)}")
 
+    def _angles(self, params: tuple[Expr, ...], env: dict[str, Linear]) -> list[Linear]:
+        """The values of a call's angle expressions; each must be finite."""
+        values = []
+        for p in params:
+            value = self.evaluate(p, env)
+            if not (math.isfinite(value.const) and all(math.isfinite(c) for _, c in value.coef)):
+                raise _error(p.tok, "angle is not finite (it overflows a float64)")
+            values.append(value)
+        return values
+
     def evaluate(self, e: Expr, env: dict[str, Linear]) -> Linear:
+        self._spend(e.tok)
         if e.kind == "num":
             return Linear(e.value)
         if e.kind == "id":
             return self._lookup(e, env)
         if e.kind == "neg":
             return self.evaluate(e.args[0], env).scaled(-1.0)
+        if e.kind == "sum":
+            return self._sum(e, env)
+        if e.kind == "product":
+            return self._product(e, env)
         if e.kind == "call":
             fn = FUNCTIONS.get(e.name)
             if fn is None:
@@ -456,21 +516,47 @@ class _Parser:
             arg = self._constant(self.evaluate(e.args[0], env), e.tok, f"{e.name}()")
             return Linear(_checked(fn, arg, e.tok, e.name))
         left, right = (self.evaluate(a, env) for a in e.args)
-        if e.name == "+":
-            return left.plus(right)
-        if e.name == "-":
-            return left.plus(right.scaled(-1.0))
-        if e.name == "*":
-            if left.is_const:
-                return right.scaled(left.const)
-            return left.scaled(self._constant(right, e.tok, "a product of parameters"))
-        if e.name == "/":
-            denominator = self._constant(right, e.tok, "division by a parameter")
-            if denominator == 0.0:
-                raise _error(e.tok, "division by zero")
-            return left.scaled(1.0 / denominator)
         base = self._constant(left, e.tok, "a power of a parameter")
         return Linear(_checked(math.pow, base, e.tok, "power", self._constant(right, e.tok, "a power")))
+
+    def _sum(self, e: Expr, env: dict[str, Linear]) -> Linear:
+        const, terms = 0.0, {}
+        for term in e.args:
+            value = self.evaluate(term, env)
+            const += value.const
+            for k, c in value.coef:
+                terms[k] = terms.get(k, 0.0) + c
+        return Linear(const, tuple(sorted(terms.items())))
+
+    def _product(self, e: Expr, env: dict[str, Linear]) -> Linear:
+        product = self.evaluate(e.args[0], env)
+        # constant factors after a parameter, applied once at the end: scaling a many-parameter
+        # value by each factor in turn would cost (parameters x factors)
+        scale = 1.0
+        for factor in e.args[1:]:
+            value = self.evaluate(factor.args[0], env)
+            if factor.kind == "div":
+                denominator = self._constant(value, factor.tok, "division by a parameter")
+                if denominator == 0.0:
+                    raise _error(factor.tok, "division by zero")
+                multiplier = 1.0 / denominator
+            elif product.is_const:
+                product = value.scaled(product.const)
+                continue
+            else:
+                multiplier = self._constant(value, factor.tok, "a product of parameters")
+            if product.is_const:
+                product = product.scaled(multiplier)
+            else:
+                scale *= multiplier
+        return product if scale == 1.0 else product.scaled(scale)
+
+    def _spend(self, tok: Token) -> None:
+        """Count one unit of work (a gate application, a measured qubit or an expression node)."""
+        self.expansion += 1
+        if self.expansion > self.limits.max_expansion:
+            raise _error(tok, f"the program expands to more than {self.limits.max_expansion} gate "
+                              "applications, measurements and angle evaluations (Limits.max_expansion)")
 
     def _lookup(self, e: Expr, env: dict[str, Linear]) -> Linear:
         if e.name in env:
@@ -497,7 +583,7 @@ class _Parser:
             groups.append(self._qarg())
             self.separator(";")
         self.expect(";")
-        values = [self.evaluate(p, {}) for p in params]
+        values = self._angles(params, {})
         width = {len(g) for g, _ in groups if len(g) > 1}
         if len(width) > 1:
             raise _error(name, f"registers of different sizes {sorted(width)} in one broadcast call")
@@ -509,7 +595,7 @@ class _Parser:
                                       "mid-circuit measurement is not supported")
             self._apply(name, values, wires, self.s.ops, 0)
 
-    def _qarg(self) -> tuple[list[int], Token]:
+    def _qarg(self) -> tuple[range, Token]:
         tok = self.next()
         if tok.kind == "hwqubit":
             if self.s.qregs:
@@ -518,29 +604,32 @@ class _Parser:
             if index >= MAX_QUBITS:
                 raise _error(tok, f"qubit {tok.text} exceeds hdqnn's limit of {MAX_QUBITS} qubits")
             self.s.physical = max(self.s.physical, index + 1)
-            return [index], tok
+            return range(index, index + 1), tok
         if tok.kind != "id":
             raise _error(tok, f"expected a qubit, found {_describe(tok)}")
         return self._register_bits(tok, self.s.qregs, "qubit"), tok
 
-    def _register_bits(self, tok: Token, registers: dict, kind: str) -> list[int]:
+    def _register_bits(self, tok: Token, registers: dict, kind: str) -> range:
+        """The bits ``tok`` names; a range, so a large bit register allocates nothing."""
         if tok.text not in registers:
             raise _error(tok, f"unknown {kind} register {tok.text!r}")
         offset, size = registers[tok.text]
         if not self.at("["):
-            return list(range(offset, offset + size))
+            return range(offset, offset + size)
         self.next()
         index_tok = self.peek()
         index = self.integer()
         self.expect("]")
         if index >= size:
             raise _error(index_tok, f"index {index} is out of range for {tok.text}[{size}]")
-        return [offset + index]
+        return range(offset + index, offset + index + 1)
 
     def _apply(self, name: Token, values: list[Linear], wires: tuple[int, ...], sink: list,
                depth: int) -> None:
-        if depth > MAX_GATE_DEPTH:
-            raise _error(name, f"gate definitions nested deeper than {MAX_GATE_DEPTH}")
+        self._spend(name)
+        if depth > self.limits.max_gate_depth:
+            raise _error(name, f"gate definitions nested deeper than {self.limits.max_gate_depth} "
+                               "(Limits.max_gate_depth)")
         if len(set(wires)) != len(wires):
             raise _error(name, f"gate {name.text!r} uses the same qubit twice")
         gate = self.s.gates.get(name.text)
@@ -570,7 +659,7 @@ class _Parser:
 
     def _expand(self, call: Call, env: dict[str, Linear], qubit_map: dict[str, int], sink: list,
                 depth: int) -> None:
-        values = [self.evaluate(p, env) for p in call.params]
+        values = self._angles(call.params, env)
         self._apply(call.tok, values, tuple(qubit_map[q] for q in call.qubits), sink, depth)
 
     @staticmethod
@@ -585,7 +674,7 @@ class _Parser:
     def measure(self) -> None:
         tok = self.next()
         qubits, qtok = self._qarg()
-        clbits: list[int] | None = None
+        clbits: range | None = None
         if self.at("->"):
             self.next()
             clbits = self._register_bits(self.identifier("a bit register"), self.s.cregs, "bit")
@@ -601,10 +690,11 @@ class _Parser:
         self.expect(";")
         self._record_measurement(tok, qubits, clbits)
 
-    def _record_measurement(self, tok: Token, qubits: list[int], clbits: list[int] | None) -> None:
+    def _record_measurement(self, tok: Token, qubits: range, clbits: range | None) -> None:
         if clbits is not None and len(clbits) != len(qubits):
             raise _error(tok, f"measuring {len(qubits)} qubit(s) into {len(clbits)} bit(s)")
         for i, q in enumerate(qubits):
+            self._spend(tok)
             self.s.measured[q] = tok
             if clbits is not None:
                 self.s.measurements.append((clbits[i], q))
@@ -655,17 +745,33 @@ def same_unitary(ops: list, matrix: np.ndarray, n_wires: int) -> bool:
 
 @lru_cache(maxsize=1)
 def _library() -> dict[str, GateDef]:
-    return _Parser(PRELUDE, None).program().gates
+    return _Parser(PRELUDE, None, Limits()).program().gates
 
 
-def parse(text: str) -> QasmProgram:
-    """Read an OpenQASM 2.0 / 3.0 program; see the module docstring for what is understood."""
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of character ``offset`` of ``text``."""
+    return text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
+
+
+def parse(text: str, limits: Limits | None = None) -> QasmProgram:
+    """Read an OpenQASM 2.0 / 3.0 program; see the module docstring for what is understood.
+
+    ``limits`` bounds the time and memory reading may take (default ``Limits()``).
+    """
     if not isinstance(text, str):
         raise TypeError(f"OpenQASM text must be a str, got {type(text).__name__}")
-    state = _Parser(text, _library()).program()
+    limits = Limits() if limits is None else limits
+    if not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a hdqnn.qasm.Limits, got {type(limits).__name__}")
+    if len(text) > limits.max_source_chars:
+        raise QasmError(f"the program has {len(text)} characters, more than the limit of "
+                        f"{limits.max_source_chars} (Limits.max_source_chars)",
+                        *_position(text, limits.max_source_chars))
+    parser = _Parser(text, _library(), limits)
+    state = parser.program()
     n_qubits = state.n_qubits or state.physical
     if n_qubits == 0:
-        raise QasmError("the program declares no qubits")
+        raise _error(parser.peek(), "the program declares no qubits")
     circuit = Circuit(n_qubits)
     for name, wires, angles in state.ops:
         circuit.append(name, wires, angles)
@@ -673,6 +779,6 @@ def parse(text: str) -> QasmProgram:
                        state.n_clbits)
 
 
-def loads(text: str) -> Circuit:
-    """The :class:`hdqnn.Circuit` of an OpenQASM 2.0 / 3.0 program (``parse(text).circuit``)."""
-    return parse(text).circuit
+def loads(text: str, limits: Limits | None = None) -> Circuit:
+    """The :class:`hdqnn.Circuit` of an OpenQASM 2.0 / 3.0 program (``parse(text, limits).circuit``)."""
+    return parse(text, limits).circuit

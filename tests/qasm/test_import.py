@@ -281,7 +281,7 @@ ERRORS = [
     (HEADER3 + "input int[8] n;\n", 3, 7, "must be float or angle"),
     (HEADER3 + "qubit[2] a;\nqubit[3] b;\ncx a, b;\n", 5, 1, "different sizes"),
     (HEADER3 + "qubit[2] q;\nbit[1] c;\nc = measure q;\n", 5, 5, "measuring 2 qubit(s) into 1 bit(s)"),
-    (HEADER3 + "bit[2] c;\n", None, None, "declares no qubits"),
+    (HEADER3 + "bit[2] c;\n", 4, 1, "declares no qubits"),  # reported at the end of input
 ]
 
 
@@ -292,8 +292,7 @@ def test_malformed_programs_raise_with_line_and_column(text, line, column, fragm
     err = info.value
     assert fragment in str(err)
     assert (err.line, err.column) == (line, column), str(err)
-    if line is not None:
-        assert str(err).startswith(f"line {line}, column {column}: ")
+    assert str(err).startswith(f"line {line}, column {column}: ")
 
 
 def test_qasm_error_is_a_value_error():
