@@ -255,27 +255,35 @@ class QuantumLayer(nn.Module):
     def gradient_fidelity(self, x: torch.Tensor, grad_output: torch.Tensor | None = None) -> dict:
         """How close this layer's backward is to the exact adjoint VJP on the minibatch ``x``.
 
+        Only what receives a gradient in training is compared: the inputs (what an upstream
+        network receives; ``x`` is a probe, so its own ``requires_grad`` is not consulted) and the
+        circuit weights only while ``self.weight.requires_grad`` (frozen weights get no gradient,
+        so their surrogate gradient, however poor, changes nothing).
+
         grad_output: [B, K]; None probes a fixed random Gaussian direction. Cost: one adjoint VJP
         on the simulator (float64) plus this mode's VJP (a surrogate VJP for qtdnn, no circuit;
         2 x slots x B executions for parameter-shift, which with shots also draws from the shot
-        RNG). Does not fit and does not change the training counters. Returns ``cosine`` and ``rel_error`` over all gradients, the same
-        for the inputs (``cosine_inputs``, ``rel_error_inputs``) and weights (``cosine_weights``,
-        ``rel_error_weights``; None without weights), and the surrogate's ``fit_loss``.
+        RNG). Does not fit and does not change the training counters. Returns ``cosine`` and
+        ``rel_error`` over the compared gradients, the same for the inputs (``cosine_inputs``,
+        ``rel_error_inputs``) and weights (``cosine_weights``, ``rel_error_weights``; None without
+        weights or when they are frozen), and the surrogate's ``fit_loss``.
         """
         x = self._check_input(x).detach()
         g = self._probe_direction(x.shape[0]) if grad_output is None else grad_output.detach()
         if tuple(g.shape) != (x.shape[0], self.n_outputs):
             raise ValueError(f"grad_output must be [{x.shape[0]}, {self.n_outputs}], got {tuple(g.shape)}")
+        trains_weights = self.weight is not None and self.weight.requires_grad
         x64 = x.to(device="cpu", dtype=torch.float64)
         w64 = None if self.weight is None else self.weight.detach().to(device="cpu", dtype=torch.float64)
         g64 = g.to(device="cpu", dtype=torch.float64)
         x_np, w_np = self._arrays(x64, w64)
         ei, ew = engine_vjp(self.circuit, x_np, w_np, g64.numpy(), self.observables, backend=self.backend)
-        mi, mw, _ = self._mode_vjp(x64, w64, g64, True, w64 is not None)
+        mi, mw, _ = self._mode_vjp(x64, w64, g64, True, trains_weights)
         mi, mw = np.asarray(mi, dtype=np.float64), np.asarray(mw, dtype=np.float64)
-        result = compare_gradients([mi, mw], [ei, ew])
+        mode_grads, exact_grads = ([mi, mw], [ei, ew]) if trains_weights else ([mi], [ei])
+        result = compare_gradients(mode_grads, exact_grads)
         inputs = compare_gradients([mi], [ei])
-        weights = compare_gradients([mw], [ew]) if w64 is not None else {"cosine": None, "rel_error": None}
+        weights = compare_gradients([mw], [ew]) if trains_weights else {"cosine": None, "rel_error": None}
         result.update(cosine_inputs=inputs["cosine"], rel_error_inputs=inputs["rel_error"],
                       cosine_weights=weights["cosine"], rel_error_weights=weights["rel_error"],
                       fit_loss=None if self.qtdnn is None else self.qtdnn.last_fit_loss)

@@ -511,14 +511,14 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 def _build_mlp(n_in: int, n_out: int, config: QtDNNConfig, generator: torch.Generator) -> nn.Sequential:
     """``config.layers`` linear layers, initialised like nn.Linear but from ``generator``.
 
-    nn.Linear's constructor draws its own init from torch's global RNG; ``fork_rng`` puts that
-    stream back, so building a surrogate does not change how the user's other modules initialise.
+    nn.Linear's constructor draws its own init from torch's global RNG; ``skip_init`` builds it
+    without drawing, so building a surrogate neither advances nor (as saving and restoring the
+    state would) rewinds the stream that the user's modules and other threads draw from.
     """
     widths = [n_in] + [config.hidden] * (config.layers - 1) + [n_out]
     modules: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        with torch.random.fork_rng(devices=[]):
-            linear = nn.Linear(a, b, dtype=config.dtype)
+        linear = nn.utils.skip_init(nn.Linear, a, b, dtype=config.dtype)
         bound = 1.0 / math.sqrt(a) if a else 0.0
         with torch.no_grad():
             linear.weight.uniform_(-bound, bound, generator=generator)

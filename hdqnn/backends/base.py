@@ -42,6 +42,17 @@ class Backend(Protocol):
     def set_num_threads(self, n: int) -> None:
         """Threads used across samples (no-op where the engine is serial)."""
 
+    def workspace_bytes(self, task: str, program: Program, batch: int, n_terms: int, dtype) -> int:
+        """Most bytes one call of ``task`` (a method name above) allocates besides the arrays it
+        returns: its per-worker states, tables and temporaries. ``hdqnn.sim`` adds the results
+        and refuses, before the call, one that would not fit in memory. Optional: an engine
+        without it is charged for its results only."""
+
+
+def state_bytes(program: Program, dtype) -> int:
+    """Bytes of one 2**n state of complex ``dtype``."""
+    return (1 << program.n_qubits) * np.dtype(dtype).itemsize
+
 
 def sample_angles(program: Program, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Per-sample angle of every slot, [B, A] float64 (NumPy; used by the reference and tests)."""

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..circuits import Program
 from . import _numba_kernels as kernels
-from .base import REAL_OF
+from .base import REAL_OF, state_bytes
 
 #: Blocks of samples per worker: enough that a fast thread can take over a slow one's share.
 BLOCKS_PER_WORKER = 8
@@ -50,13 +50,7 @@ class _Call:
         self.shared_weights = weights.ndim == 1
         self.weights = _readonly(weights.reshape(1, -1) if self.shared_weights else weights)
         self.batch = self.inputs.shape[0]
-        work = self.batch * self.dim * max(1, self.gates.shape[0])
-        threads = 1 if work < SERIAL_WORK else n_threads
-        if threads == 1:
-            self.block, self.n_workers = self.batch, 1
-        else:
-            self.block = math.ceil(self.batch / (threads * BLOCKS_PER_WORKER))
-            self.n_workers = min(threads, math.ceil(self.batch / self.block))
+        self.block, self.n_workers = _split(self.batch, self.dim, self.gates.shape[0], n_threads)
 
     @property
     def program_args(self) -> tuple:
@@ -65,6 +59,20 @@ class _Call:
     def workspace(self, states_per_worker: int) -> np.ndarray:
         """[workers, states_per_worker, 2**n] complex scratch states."""
         return np.empty((self.n_workers, states_per_worker, self.dim), dtype=self.dtype)
+
+
+def _split(batch: int, dim: int, n_gates: int, n_threads: int) -> tuple[int, int]:
+    """(samples per block, workers) of a call: one worker below SERIAL_WORK."""
+    work = batch * dim * max(1, n_gates)
+    threads = 1 if work < SERIAL_WORK else n_threads
+    if threads == 1:
+        return batch, 1
+    block = math.ceil(batch / (threads * BLOCKS_PER_WORKER))
+    return block, min(threads, math.ceil(batch / block))
+
+
+#: Scratch states per worker (``_Call.workspace``) of each task; statevector writes its result.
+_WORKER_STATES = {"statevector": 0, "probabilities": 1, "expval": 1, "vjp": 2}
 
 
 def _paulis(paulis: np.ndarray) -> np.ndarray:
@@ -109,6 +117,16 @@ class NumbaBackend:
         n = min(int(n), _POOL_SIZE)
         numba.set_num_threads(n)
         self._n_threads = n
+
+    def workspace_bytes(self, task: str, program: Program, batch: int, n_terms: int, dtype) -> int:
+        """The workers' scratch states, and the VJP's float64 gradient accumulators."""
+        del n_terms
+        _, workers = _split(batch, 1 << program.n_qubits, program.gates.shape[0], self._n_threads)
+        scratch = workers * _WORKER_STATES[task] * state_bytes(program, dtype)
+        if task != "vjp":
+            return scratch
+        float64 = np.dtype(np.float64).itemsize
+        return scratch + float64 * (batch * program.n_inputs + max(batch, workers) * program.n_weights)
 
     def _call(self, program: Program, inputs: np.ndarray, weights: np.ndarray, dtype) -> _Call:
         return _Call(program, inputs, weights, dtype, self._n_threads)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..circuits import GATES_BY_CODE, Program, gate_matrix, gate_matrix_derivative
-from .base import sample_angles, scatter_angle_grads
+from .base import sample_angles, scatter_angle_grads, state_bytes
 
 _PAULI_MATRICES = {
     1: np.array([[0, 1], [1, 0]], dtype=np.complex128),
@@ -75,6 +75,12 @@ def _expectations(bra: np.ndarray, ket: np.ndarray, paulis: np.ndarray) -> np.nd
     return out
 
 
+#: Batched complex128 states the reference holds at once besides its result (measured): the state,
+#: and the moved copy and product of a gate's einsum; expectations add Pauli-applied copies, and
+#: the VJP a derivative state.
+_REFERENCE_STATES = {"statevector": 3, "probabilities": 3, "expval": 5, "vjp": 6}
+
+
 class NumpyBackend:
     """Reference engine (complex128 internally, cast to the requested precision)."""
 
@@ -82,6 +88,10 @@ class NumpyBackend:
 
     def set_num_threads(self, n: int) -> None:
         del n
+
+    def workspace_bytes(self, task: str, program: Program, batch: int, n_terms: int, dtype) -> int:
+        del n_terms, dtype  # the reference always simulates in complex128
+        return _REFERENCE_STATES[task] * batch * state_bytes(program, np.complex128)
 
     def statevector(self, program, inputs, weights, dtype):
         return _run(program, sample_angles(program, inputs, weights)).astype(dtype)

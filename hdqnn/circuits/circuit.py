@@ -18,6 +18,8 @@ from .gates import GATES, GATES_BY_CODE, GateSpec
 SRC_CONST, SRC_INPUT, SRC_WEIGHT = 0, 1, 2
 #: Largest register the engine accepts: 2**30 amplitudes is 16 GiB per complex128 state.
 MAX_QUBITS = 30
+#: Largest Input/Weight index: a compiled program stores indices as int32.
+MAX_PARAM_INDEX = int(np.iinfo(np.int32).max)
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,8 @@ Angle = Union[float, int, Input, Weight]
 def _check_param_ref(ref: Input | Weight, kind: str) -> None:
     if isinstance(ref.index, bool) or not isinstance(ref.index, (int, np.integer)):
         raise TypeError(f"{kind} index must be an int, got {type(ref.index).__name__}")
-    if ref.index < 0:
-        raise ValueError(f"{kind} index must be >= 0, got {ref.index}")
+    if not 0 <= ref.index <= MAX_PARAM_INDEX:
+        raise ValueError(f"{kind} index must be in [0, {MAX_PARAM_INDEX}] (stored as int32), got {ref.index}")
     if not math.isfinite(float(ref.scale)):
         raise ValueError(f"{kind}({ref.index}) scale must be finite, got {ref.scale}")
 

@@ -21,25 +21,50 @@ def _parse_letters(letters: str) -> list[int]:
     if not isinstance(letters, str) or not letters:
         raise ValueError(f"a Pauli string must be a non-empty str, got {letters!r}")
     codes = []
-    for pos, ch in enumerate(letters.upper()):
-        if ch not in PAULI_CODES:
+    for pos, ch in enumerate(letters):
+        # ASCII first: str.upper() folds other letters onto these (dotless 'ı' -> 'I')
+        code = PAULI_CODES.get(ch.upper()) if ch.isascii() else None
+        if code is None:
             raise ValueError(
                 f"unknown Pauli letter {ch!r} at position {pos} of {letters!r}; use I, X, Y, Z"
             )
-        codes.append(PAULI_CODES[ch])
+        codes.append(code)
     return codes
+
+
+def _is_wire(w: object) -> bool:
+    return isinstance(w, (int, np.integer)) and not isinstance(w, bool)
+
+
+def _term_wires(letters: str, wires: object) -> tuple:
+    """The wires of a sparse term as a tuple: an int, or a sequence of ints (never a str)."""
+    if _is_wire(wires):
+        return (wires,)
+    if isinstance(wires, str):
+        raise TypeError(
+            f"the wires of Pauli term {letters!r} must be ints, got the string {wires!r}: a tuple is read "
+            f"as one sparse term (letters, wires); put several Pauli strings in a list: [{letters!r}, {wires!r}]"
+        )
+    if not isinstance(wires, (Sequence, np.ndarray)):
+        raise TypeError(
+            f"the wires of Pauli term {letters!r} must be an int or a sequence of ints, got {wires!r}"
+        )
+    for w in wires:
+        if not _is_wire(w):
+            raise TypeError(f"wire {w!r} of Pauli term {letters!r} must be an int, got {type(w).__name__}")
+    return tuple(wires)
 
 
 def _sparse_term(letters: str, wires: Union[int, Sequence[int]], n_qubits: int) -> np.ndarray:
     codes = _parse_letters(letters)
-    wires = (wires,) if isinstance(wires, (int, np.integer)) else tuple(wires)
+    wires = _term_wires(letters, wires)
     if len(wires) != len(codes):
         raise ValueError(f"Pauli term {letters!r} has {len(codes)} letters but {len(wires)} wires")
     if len(set(wires)) != len(wires):
         raise ValueError(f"Pauli term {letters!r} repeats a wire: {wires}")
     row = np.zeros(n_qubits, dtype=np.int8)
     for code, w in zip(codes, wires):
-        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or not 0 <= w < n_qubits:
+        if not 0 <= w < n_qubits:
             raise ValueError(f"wire {w!r} of Pauli term {letters!r} is out of range for {n_qubits} qubit(s)")
         row[w] = code
     return row

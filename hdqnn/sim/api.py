@@ -7,38 +7,42 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from ..backends import get_backend
 from ..circuits import Circuit, compile_observables
 from . import device as gpu
-from .arrays import check_memory, check_real_2d, prepare, wrap
-
-#: States of 2**n amplitudes one worker holds at once (psi and lambda in the adjoint sweep).
-_WORKER_STATES = 2
+from .arrays import check_real_2d, prepare, warn_if_requires_grad, wrap
+from .memory import engine_need, reserved
 
 
 def statevector(circuit: Circuit, inputs: Any = None, weights: Any = None, *, dtype: Any = None,
                 backend: Any = None, device: Any = None):
     """Final states, [B, 2**n] complex64/complex128; wire 0 is the most significant index bit.
 
-    device: None (follow the arrays: CUDA tensors run on the GPU), "cpu" or "cuda[:N]"; the same
-    for every function below.
+    device: None (follow the arrays: CUDA tensors run on the GPU), "cpu" or "cuda[:N]" (any case;
+    another name is a ValueError); the same for every function below. Results carry no autograd
+    history (a tensor that requires grad gets a warning): train through hdqnn.QuantumLayer.
     """
+    warn_if_requires_grad("statevector", inputs, weights)
     if gpu.wants_gpu(device, inputs, weights):
         return gpu.statevector(circuit, inputs, weights, dtype=dtype, backend=backend, device=device)
     p = prepare(circuit, inputs, weights, dtype)
-    check_memory(p.program.n_qubits, p.batch, p.dtype, "statevector")
-    return wrap(get_backend(backend).statevector(p.program, p.inputs, p.weights, p.dtype), p.as_torch)
+    engine = get_backend(backend)
+    with reserved("statevector", engine_need(engine, "statevector", p)):
+        out = engine.statevector(p.program, p.inputs, p.weights, p.dtype)
+    return wrap(out, p.as_torch)
 
 
 def probabilities(circuit: Circuit, inputs: Any = None, weights: Any = None, *, dtype: Any = None,
                   backend: Any = None, device: Any = None):
     """Computational-basis probabilities, [B, 2**n] float32/float64 (index order as ``statevector``)."""
+    warn_if_requires_grad("probabilities", inputs, weights)
     if gpu.wants_gpu(device, inputs, weights):
         return gpu.probabilities(circuit, inputs, weights, dtype=dtype, backend=backend, device=device)
     p = prepare(circuit, inputs, weights, dtype)
-    check_memory(p.program.n_qubits, p.batch, p.real_dtype, "probabilities")
-    return wrap(get_backend(backend).probabilities(p.program, p.inputs, p.weights, p.dtype), p.as_torch)
+    engine = get_backend(backend)
+    with reserved("probabilities", engine_need(engine, "probabilities", p)):
+        out = engine.probabilities(p.program, p.inputs, p.weights, p.dtype)
+    return wrap(out, p.as_torch)
 
 
 def expval(circuit: Circuit, inputs: Any = None, weights: Any = None, observables: Any = None, *,
@@ -48,12 +52,14 @@ def expval(circuit: Circuit, inputs: Any = None, weights: Any = None, observable
     observables: None (Pauli-Z on every wire, K = n), a dense string ``"XZIY"`` (wire 0 first),
     a sparse ``("ZZ", (0, 3))`` or ``{"ZZ": (0, 3)}``, or a list of these.
     """
+    warn_if_requires_grad("expval", inputs, weights)
     if gpu.wants_gpu(device, inputs, weights):
         return gpu.expval(circuit, inputs, weights, observables, dtype=dtype, backend=backend, device=device)
     p = prepare(circuit, inputs, weights, dtype)
     paulis = compile_observables(observables, p.program.n_qubits)
-    check_memory(p.program.n_qubits, _WORKER_STATES, p.dtype, "expval (per worker)")
-    out = get_backend(backend).expval(p.program, p.inputs, p.weights, paulis, p.dtype)
+    engine = get_backend(backend)
+    with reserved("expval", engine_need(engine, "expval", p, paulis.shape[0])):
+        out = engine.expval(p.program, p.inputs, p.weights, paulis, p.dtype)
     return wrap(out, p.as_torch)
 
 
@@ -70,6 +76,7 @@ def vjp(circuit: Circuit, inputs: Any, weights: Any, grad_output: Any, observabl
     p = prepare(circuit, inputs, weights, dtype)
     paulis = compile_observables(observables, p.program.n_qubits)
     g = check_real_2d(grad_output, "grad_output", (p.batch, paulis.shape[0]), p.real_dtype)
-    check_memory(p.program.n_qubits, _WORKER_STATES, p.dtype, "vjp (per worker)")
-    gi, gw = get_backend(backend).vjp(p.program, p.inputs, p.weights, paulis, g, p.dtype)
+    engine = get_backend(backend)
+    with reserved("vjp", engine_need(engine, "vjp", p, paulis.shape[0])):
+        gi, gw = engine.vjp(p.program, p.inputs, p.weights, paulis, g, p.dtype)
     return wrap(gi, p.as_torch), wrap(gw, p.as_torch)

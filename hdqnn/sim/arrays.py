@@ -1,26 +1,41 @@
 """Input validation and torch <-> NumPy conversion at the boundary of the engine.
 
-Everything the engines receive passes through ``prepare``: shapes, dtypes, finiteness and the
-memory a call will need are checked here, once, so the engines can trust their arguments.
+Everything the engines receive passes through ``prepare``: shapes, dtypes, finiteness (of the
+values and of every angle they make) are checked here, once, so the engines can trust their
+arguments; ``hdqnn.sim.memory`` then checks the memory the call will need.
 """
 from __future__ import annotations
 
-import os
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..circuits import Circuit, Program
+from ..circuits import GATES_BY_CODE, SRC_INPUT, SRC_WEIGHT, Circuit, Program
 
 COMPLEX_OF_REAL = {np.dtype(np.float32): np.dtype(np.complex64), np.dtype(np.float64): np.dtype(np.complex128)}
 REAL_OF_COMPLEX = {v: k for k, v in COMPLEX_OF_REAL.items()}
-#: Fraction of currently available RAM one call may claim before we refuse it.
-MEMORY_FRACTION = 0.8
 
 
 def is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
+
+
+def warn_if_requires_grad(what: str, *arrays: Any) -> None:
+    """Warn that ``what``'s result is detached when an argument asks for gradients (silently
+    dropping the autograd graph would train nothing, with no error)."""
+    if any(is_torch(a) and a.requires_grad for a in arrays):
+        import torch
+
+        if torch.is_grad_enabled():
+            warnings.warn(
+                f"hdqnn.{what} returns a result without autograd history, but an argument requires grad: "
+                "no gradient will flow back through it. Use hdqnn.QuantumLayer to train through a circuit "
+                "(or hdqnn.vjp for an explicit vector-Jacobian product); detach the argument to silence this.",
+                UserWarning, stacklevel=3,
+            )
 
 
 def _to_numpy(x: Any, name: str) -> np.ndarray:
@@ -29,7 +44,11 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
             raise ValueError(f"{name} is on device {x.device}; the CPU engines need CPU tensors")
         if x.is_complex():
             raise TypeError(f"{name} must be real, got {x.dtype}")
-        return x.detach().resolve_conj().numpy()
+        try:
+            return x.detach().resolve_conj().numpy()
+        except TypeError as exc:  # dtypes NumPy lacks: bfloat16, float8
+            raise TypeError(f"{name} has dtype {x.dtype}, which NumPy (and so the CPU engines) cannot "
+                            "take; cast with .float() (complex64 engine) or .double() (complex128)") from exc
     arr = np.asarray(x)
     if arr.dtype.kind == "c":
         raise TypeError(f"{name} must be real angles, got complex dtype {arr.dtype}")
@@ -59,25 +78,6 @@ def resolve_dtype(dtype: Any, *arrays: np.ndarray | None) -> np.dtype:
     if given and all(a.dtype == np.float32 for a in given):
         return np.dtype(np.complex64)
     return np.dtype(np.complex128)
-
-
-def available_memory() -> int:
-    """Bytes of RAM currently available (Linux sysconf; large if unknown)."""
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
-
-
-def check_memory(n_qubits: int, n_states: int, dtype: np.dtype, what: str) -> None:
-    """Refuse, before allocating, a call whose ``n_states`` states of 2**n would not fit in RAM."""
-    need = n_states * (1 << n_qubits) * np.dtype(dtype).itemsize
-    have = available_memory()
-    if need > MEMORY_FRACTION * have:
-        raise ValueError(
-            f"state too large for memory: {what} needs {n_states} x 2**{n_qubits} {np.dtype(dtype).name} "
-            f"amplitudes = {need / 2**30:.2f} GiB, but only {have / 2**30:.2f} GiB is available"
-        )
 
 
 @dataclass
@@ -112,7 +112,39 @@ def prepare(circuit: Circuit, inputs: Any, weights: Any, dtype: Any = None) -> P
     real = REAL_OF_COMPLEX[cdtype]
     x = _prepare_inputs(x, program, w, real)
     w = _prepare_weights(w, program, x.shape[0], real)
+    _check_angles(program, SRC_INPUT, x, "inputs")
+    _check_angles(program, SRC_WEIGHT, np.atleast_2d(w), "weights")
     return Prepared(program, x, w, cdtype, as_torch)
+
+
+def _check_angles(program: Program, source: int, values: np.ndarray, name: str) -> None:
+    """Every angle scale * value that ``values`` [rows, columns] feed must be finite: a finite scale
+    times a finite value can overflow to inf, and the engines would return NaN without a word."""
+    if not values.size or not program.angle_val.size:
+        return
+    # fast path (every call): the largest |scale| of any slot times the largest |value|
+    if math.isfinite(float(np.abs(program.angle_val).max()) * float(np.abs(values).max())):
+        return
+    slots = np.flatnonzero(program.angle_src[:, 0] == source)
+    peak = np.abs(values).max(axis=0).astype(np.float64)[program.angle_src[slots, 1]]  # per slot
+    with np.errstate(over="ignore"):
+        bad = ~np.isfinite(np.abs(program.angle_val[slots]) * peak)
+    if bad.any():
+        _raise_overflow(program, int(slots[np.argmax(bad)]), values, name)
+
+
+def _raise_overflow(program: Program, slot: int, values: np.ndarray, name: str) -> None:
+    column = int(program.angle_src[slot, 1])
+    row = int(np.argmax(np.abs(values[:, column])))
+    first = program.gates[:, 3]  # a gate's first slot; -1 without angles; increasing otherwise
+    gate = int(np.flatnonzero((first >= 0) & (first <= slot))[-1])
+    kind = "Input" if program.angle_src[slot, 0] == SRC_INPUT else "Weight"
+    scale = program.angle_val[slot]
+    raise ValueError(
+        f"angle slot {slot} (gate #{gate} {GATES_BY_CODE[int(program.gates[gate, 0])].name}, "
+        f"{kind}({column}, scale={scale:g})) overflows: scale x {name}[{row}, {column}] = "
+        f"{scale:g} x {values[row, column]:g} is not finite"
+    )
 
 
 def _prepare_inputs(x: np.ndarray | None, program: Program, w: np.ndarray | None, real: np.dtype) -> np.ndarray:

@@ -11,6 +11,7 @@ can run, the error lists why for each, and nothing falls back to the CPU.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -27,11 +28,33 @@ def _is_cupy(x: Any) -> bool:
     return type(x).__module__.startswith("cupy")
 
 
+#: The device spellings every function accepts (any case), besides None and a torch.device.
+DEVICE_SPELLINGS = ("cpu", "cuda", "cuda:N")
+_DEVICE_PATTERN = re.compile(r"(cpu|cuda)(:[0-9]+)?")
+
+
+def parse_device(device: Any) -> str | None:
+    """None, "cpu", "cuda" or "cuda:N" from a str (any case) or torch.device; else a ValueError
+    listing the valid spellings (an unknown name must not quietly run on the CPU)."""
+    if device is None:
+        return None
+    if is_torch(device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device must be None, a str or a torch.device, got {type(device).__name__}")
+    match = _DEVICE_PATTERN.fullmatch(device.strip().lower())
+    if match is not None:
+        return "cpu" if match.group(1) == "cpu" else match.group(0)
+    raise ValueError(f"unknown device {device!r}; use None (follow the arrays), "
+                     f"{', '.join(repr(d) for d in DEVICE_SPELLINGS)} (any case) or a torch.device")
+
+
 def wants_gpu(device: Any, *arrays: Any) -> bool:
     """True for device "cuda" / "cuda:N" / a CUDA torch.device, or, with no device given, when an
     array is a CUDA tensor or a CuPy array."""
+    device = parse_device(device)
     if device is not None:
-        return str(device).split(":")[0] == "cuda"
+        return device != "cpu"
     return any((is_torch(a) and a.is_cuda) or _is_cupy(a) for a in arrays if a is not None)
 
 
@@ -56,7 +79,7 @@ def _torch_device(device: Any, arrays: tuple):
     import torch
 
     if device is not None:
-        dev = torch.device(device)
+        dev = torch.device(parse_device(device))
         return torch.device("cuda", torch.cuda.current_device()) if dev.index is None else dev
     for a in arrays:
         if is_torch(a) and a.is_cuda:
@@ -184,4 +207,5 @@ def sample(circuit: Circuit, inputs: Any = None, weights: Any = None, shots: int
     return p.wrap(out)
 
 
-__all__ = ["CUDA_ORDER", "wants_gpu", "gpu_backend", "statevector", "probabilities", "expval", "vjp", "sample"]
+__all__ = ["CUDA_ORDER", "DEVICE_SPELLINGS", "parse_device", "wants_gpu", "gpu_backend", "statevector",
+           "probabilities", "expval", "vjp", "sample"]

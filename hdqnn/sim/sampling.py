@@ -1,17 +1,23 @@
 """Shot sampling from the engine's probabilities, and estimators built on the shots."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
+from ..backends import get_backend
 from ..circuits import Circuit, compile_observables
-from .arrays import is_torch, wrap
 from . import device as gpu
-from .api import probabilities
+from .arrays import Prepared, is_torch, prepare, warn_if_requires_grad, wrap
+from .memory import engine_need, reserved
 
 #: Largest number of bitstrings one call may return (B * shots * n bytes).
 MAX_SAMPLE_BYTES = 1 << 31
+#: Shots drawn per step: bounds the temporaries whatever B and shots are.
+SHOT_CHUNK = 1 << 20
+#: Resident bytes per shot of a step: float64 uniforms, int64 indices and an int64 bit plane, two
+#: of them alive at once, plus the freed pages the allocator keeps (measured).
+_STEP_BYTES_PER_SHOT = 32
 
 
 def _check_shots(shots: Any) -> int:
@@ -20,23 +26,54 @@ def _check_shots(shots: Any) -> int:
     return int(shots)
 
 
-def sample_indices(probs: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
-    """Basis-state indices [B, shots] drawn from each row of ``probs`` [B, 2**n] (inverse CDF)."""
-    b = probs.shape[0]
-    cdf = np.cumsum(probs.astype(np.float64), axis=1)
+def _chunks(batch: int, shots: int) -> Iterator[tuple[int, int, int, int]]:
+    """(row_lo, row_hi, shot_lo, shot_hi) steps of at most SHOT_CHUNK shots, in row-major order so
+    the uniforms are drawn in the order of one ``rng.random((batch, shots))``."""
+    if shots <= SHOT_CHUNK:
+        rows = SHOT_CHUNK // shots
+        for lo in range(0, batch, rows):
+            yield lo, min(batch, lo + rows), 0, shots
+        return
+    for row in range(batch):
+        for lo in range(0, shots, SHOT_CHUNK):
+            yield row, row + 1, lo, min(shots, lo + SHOT_CHUNK)
+
+
+def sample_bits(probs: np.ndarray, shots: int, n_qubits: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 [B, shots, n] drawn from each row of ``probs`` [B, 2**n] float64 (inverse CDF); the
+    uniforms are those of one ``rng.random((B, shots))``.
+
+    ``probs`` is overwritten. Beyond the result, memory stays below SHOT_CHUNK shots' temporaries.
+    """
+    batch, dim = probs.shape
+    cdf = np.cumsum(probs, axis=1, out=probs)
     cdf /= cdf[:, -1:]
-    u = rng.random((b, shots))
     # One searchsorted over the concatenated CDFs: row r's values are offset by r.
-    offsets = np.arange(b, dtype=np.float64)[:, None]
-    flat = np.searchsorted((cdf + offsets).ravel(), (u + offsets).ravel(), side="right")
-    idx = flat.reshape(b, shots) - np.arange(b)[:, None] * probs.shape[1]
-    return np.clip(idx, 0, probs.shape[1] - 1)
+    cdf += np.arange(batch, dtype=np.float64)[:, None]
+    flat = cdf.ravel()
+    bits = np.empty((batch, shots, n_qubits), dtype=np.uint8)
+    for r0, r1, s0, s1 in _chunks(batch, shots):
+        rows = np.arange(r0, r1)[:, None]
+        u = rng.random((r1 - r0, s1 - s0))
+        u += rows
+        idx = np.searchsorted(flat, u.ravel(), side="right").reshape(u.shape)
+        del u
+        idx -= rows * dim
+        np.clip(idx, 0, dim - 1, out=idx)
+        plane = np.empty_like(idx)
+        for q in range(n_qubits):  # wire 0 is the most significant index bit
+            np.right_shift(idx, n_qubits - 1 - q, out=plane)
+            np.bitwise_and(plane, 1, out=plane)
+            bits[r0:r1, s0:s1, q] = plane
+    return bits
 
 
-def indices_to_bits(idx: np.ndarray, n_qubits: int) -> np.ndarray:
-    """uint8 [..., n]: bit of wire q at position q (wire 0 = most significant index bit)."""
-    shifts = np.arange(n_qubits - 1, -1, -1, dtype=np.int64)
-    return ((idx[..., None] >> shifts) & 1).astype(np.uint8)
+def _sampling_need(p: Prepared, shots: int) -> dict[str, int]:
+    """Bytes held while sampling: the probabilities, the bits and one step's temporaries."""
+    float64 = np.dtype(np.float64).itemsize
+    return {"probabilities": p.batch * (1 << p.program.n_qubits) * float64,
+            "bits": p.batch * shots * p.program.n_qubits,
+            "temporaries": _STEP_BYTES_PER_SHOT * min(p.batch * shots, SHOT_CHUNK)}
 
 
 def sample(circuit: Circuit, inputs: Any = None, weights: Any = None, shots: int = 1000,
@@ -46,16 +83,21 @@ def sample(circuit: Circuit, inputs: Any = None, weights: Any = None, shots: int
     The same ``seed`` gives the same bitstrings (on the GPU: its own counter-based stream).
     """
     shots = _check_shots(shots)
+    warn_if_requires_grad("sample", inputs, weights)
     if gpu.wants_gpu(device, inputs, weights):
         return gpu.sample(circuit, inputs, weights, shots, seed, backend=backend, device=device)
-    probs = probabilities(circuit, inputs, weights, dtype=np.complex128, backend=backend)
-    as_torch = is_torch(probs)
-    probs = probs.numpy() if as_torch else probs
-    n = circuit.n_qubits
-    if probs.shape[0] * shots * n > MAX_SAMPLE_BYTES:
-        raise ValueError(f"{probs.shape[0]} x {shots} shots x {n} bits exceeds {MAX_SAMPLE_BYTES} bytes")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    return wrap(indices_to_bits(sample_indices(probs, shots, rng), n), as_torch)
+    p = prepare(circuit, inputs, weights, np.complex128)
+    n = p.program.n_qubits
+    if p.batch * shots * n > MAX_SAMPLE_BYTES:
+        raise ValueError(f"{p.batch} x {shots} shots x {n} bits exceeds {MAX_SAMPLE_BYTES} bytes")
+    engine = get_backend(backend)
+    # the engine's peak and the sampling's come one after the other: the larger one must fit
+    need = max(engine_need(engine, "probabilities", p), _sampling_need(p, shots), key=lambda d: sum(d.values()))
+    with reserved("sample", need):
+        probs = engine.probabilities(p.program, p.inputs, p.weights, p.dtype)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        bits = sample_bits(probs, shots, n, rng)
+    return wrap(bits, p.as_torch)
 
 
 def _as_bits(bitstrings: Any) -> np.ndarray:

@@ -52,6 +52,8 @@ class CountingBackend:
 
     def __getattr__(self, method: str):
         target = getattr(self.inner, method)
+        if method not in ("statevector", "probabilities", "expval", "vjp"):
+            return target  # workspace_bytes, set_num_threads: not engine runs
 
         def call(program, inputs, *args):
             self._count(method, inputs)

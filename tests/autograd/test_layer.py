@@ -195,6 +195,36 @@ def test_gradient_fidelity_reports_every_mode():
     assert layer.stats["fidelity_checks"] == 1 and layer.stats["last_fidelity_cosine"] == fid["cosine"]
 
 
+def test_gradient_fidelity_compares_only_what_receives_a_gradient():
+    c = small_circuit()
+    x = torch.rand(8, 3) * 0.2
+    layer = QuantumLayer(c, grad="qtdnn", seed=0)
+    layer(x.clone().requires_grad_(True))  # one fit
+    trainable = layer.gradient_fidelity(x)
+    assert trainable["cosine_weights"] is not None
+    assert trainable["cosine"] != pytest.approx(trainable["cosine_inputs"])
+    layer.weight.requires_grad_(False)  # frozen weights get no gradient: their surrogate VJP is moot
+    frozen = layer.gradient_fidelity(x)
+    assert frozen["cosine"] == frozen["cosine_inputs"] == pytest.approx(trainable["cosine_inputs"])
+    assert frozen["rel_error"] == frozen["rel_error_inputs"]
+    assert frozen["cosine_weights"] is None and frozen["rel_error_weights"] is None
+    exact = QuantumLayer(c, grad="parameter-shift", seed=0)
+    exact.weight.requires_grad_(False)
+    assert exact.gradient_fidelity(x)["cosine"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_construction_never_rewinds_torch_rng(monkeypatch):
+    """Saving and restoring the global RNG state around the surrogate's init would rewind the stream
+    under any other thread drawing from it meanwhile: construction must not write it at all."""
+    def rewind(*args, **kwargs):
+        raise AssertionError("torch's global RNG state was written")
+
+    monkeypatch.setattr(torch, "set_rng_state", rewind)
+    monkeypatch.setattr(torch.random, "set_rng_state", rewind)
+    QuantumLayer(small_circuit(), grad="qtdnn", seed=4)
+    QtDNN(5, 3, seed=1)
+
+
 def test_bad_inputs_raise_clear_errors():
     c = small_circuit()
     layer = QuantumLayer(c, grad="adjoint", seed=0)

@@ -56,7 +56,9 @@ def test_compile_is_cached_and_freezes():
         (lambda c: c.rx(0.1, 0.5), TypeError, "wire of gate 'rx' must be an int"),
         (lambda c: c.append("cx", (0,)), ValueError, "acts on 2 wire"),
         (lambda c: c.append("rx", 0, (0.1, 0.2)), ValueError, "takes 1 angle"),
-        (lambda c: c.rx(Input(-1), 0), ValueError, "Input index must be >= 0"),
+        (lambda c: c.rx(Input(-1), 0), ValueError, r"Input index must be in \[0, 2147483647\]"),
+        (lambda c: c.rx(Input(2**31), 0), ValueError, r"Input index must be in \[0, 2147483647\] \(stored as"),
+        (lambda c: c.rx(Weight(2**40), 0), ValueError, "Weight index must be in"),
         (lambda c: c.rx(Weight(0, scale=float("nan")), 0), ValueError, "scale must be finite"),
     ],
 )
@@ -119,8 +121,26 @@ def test_bad_compiled_observable_tables(table, match):
     "obs, match",
     [("XQ", "unknown Pauli letter 'Q'"), ("XZ", "has 2 letters"), (("ZZ", (0,)), "2 letters but 1 wires"),
      (("Z", 7), "out of range"), ([], "at least one"), ([3], "cannot read observable"),
-     (("ZZ", (1, 1)), "repeats a wire")],
+     (("ZZ", (1, 1)), "repeats a wire"),
+     ("XI\u0131", "unknown Pauli letter '\u0131' at position 2"),  # dotless i: 'ı'.upper() == 'I'
+     ("\u0131", "unknown Pauli letter")],
 )
 def test_bad_observables(obs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         compile_observables(obs, 3)
+
+
+@pytest.mark.parametrize(
+    "obs, match",
+    [(("Z", 1.0), r"wires of Pauli term 'Z' must be an int or a sequence of ints, got 1.0"),
+     (("ZZ", (0, 1.0)), "wire 1.0 of Pauli term 'ZZ' must be an int"),
+     (("ZZ", (0, True)), "wire True of Pauli term 'ZZ' must be an int"),
+     (("ZZZ", "XXX"), r"got the string 'XXX'.*in a list: \['ZZZ', 'XXX'\]")],
+)
+def test_sparse_term_wires_must_be_ints(obs, match):
+    with pytest.raises(TypeError, match=match):
+        compile_observables(obs, 3)
+
+
+def test_lowercase_pauli_letters_still_parse():
+    np.testing.assert_array_equal(compile_observables("xyz", 3), [[1, 2, 3]])
