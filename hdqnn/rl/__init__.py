@@ -1,7 +1,9 @@
-"""Reinforcement learning: TD3, hDQNN-TD3 (a PQC in the actor) and its FC and RBG ablations.
+"""Reinforcement learning: TD3 and SAC, hDQNN-TD3 and hDQNN-SAC (a PQC in the actor) and their FC and
+RBG ablations.
 
 ``train(Args(...))`` runs one training (``hdqnn train``), ``compare_runs`` aggregates several
-(``hdqnn compare``); ``evaluate`` runs a deterministic policy.
+(``hdqnn compare``); ``evaluate`` runs a deterministic policy; ``load_policy(DIR)`` makes a run's
+actor a callable ``Policy`` (observations -> actions) that saves to one self-contained file.
 
 Names load on first use: the sweep imports ``hdqnn.rl.args`` (the train flags) and must not pay
 for, or depend on, torch and Gymnasium, which the other modules import.
@@ -9,6 +11,8 @@ for, or depend on, torch and Gymnasium, which the other modules import.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 #: public name -> the module of this package that defines it
 _EXPORTS = {
@@ -18,16 +22,37 @@ _EXPORTS = {
     "compare_runs": "compare",
     "make_env": "envs",
     "evaluate": "evaluate", "evaluate_run": "evaluate",
+    "apply_perturbations": "perturb", "PERTURBATIONS": "perturb",
     "Actor": "networks", "HybridActor": "networks", "QNetwork": "networks", "make_actor": "networks",
-    "TD3": "td3", "polyak_update": "td3",
+    "Policy": "policy", "load_policy": "policy",
+    "OffPolicyAgent": "offpolicy", "polyak_update": "offpolicy", "TD3": "td3", "SAC": "sac",
+    "make_agent": "agents",
     "train": "train",
 }
 __all__ = list(_EXPORTS)
 
 
+class _Package(types.ModuleType):
+    """This package, whose functions ``train`` and ``evaluate`` share their modules' names."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Importing the submodule ``train`` binds it here under its name; the function of that
+        # name must stay what ``hdqnn.rl.train`` means (``__getattr__`` resolves it on demand).
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        # importing a submodule binds its name here: the function ``train`` must replace the module
+        # ``train``, else ``from hdqnn.rl import train`` would get the module
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'hdqnn.rl' has no attribute {name!r}")
 
 

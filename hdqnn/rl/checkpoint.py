@@ -77,12 +77,18 @@ class _HashingWriter:
 
 def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` (plus format tags) to ``run_dir/checkpoint.pt`` atomically, with its checksum."""
-    path = checkpoint_path(run_dir)
+    return write_checksummed(checkpoint_path(run_dir), {"format": FORMAT, "version": VERSION, **state})
+
+
+def write_checksummed(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``path`` behind the checksum header, atomically (the checkpoint's
+    file format; ``hdqnn.rl.policy`` writes its policy files with it too)."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(HEADER_PREFIX + b"0" * 64 + b"\n")  # placeholder: the hash is known once written
         payload = _HashingWriter(f)
-        torch.save({"format": FORMAT, "version": VERSION, **state}, payload)
+        torch.save(obj, payload)
         f.seek(len(HEADER_PREFIX))
         f.write(payload.sha256.hexdigest().encode())
         f.flush()
@@ -91,24 +97,24 @@ def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any]) -> Path:
     return path
 
 
-def _verified_payload(f: IO[bytes], path: Path) -> None:
+def _verified_payload(f: IO[bytes], path: Path, what: str = "checkpoint", headerless_ok: bool = True) -> None:
     """Check the header's checksum against the payload and leave ``f`` at the payload's start;
-    a headerless (pre-checksum) checkpoint is accepted with a warning."""
+    a headerless (pre-checksum) checkpoint is accepted with a warning if ``headerless_ok``."""
     header = f.read(HEADER_SIZE)
-    if header.startswith(ZIP_MAGIC):
+    if header.startswith(ZIP_MAGIC) and headerless_ok:
         warnings.warn(f"checkpoint {str(path)!r} has no checksum (written by an older hdqnn): it is loaded "
-                      "unverified", RuntimeWarning, stacklevel=3)
+                      "unverified", RuntimeWarning, stacklevel=4)
         f.seek(0)
         return
     if not header.startswith(HEADER_PREFIX) or not header.endswith(b"\n"):
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupted or not an hdqnn checkpoint: "
+        raise CheckpointError(f"{what} {str(path)!r} is corrupted or not an hdqnn {what}: "
                               "its header is missing or damaged")
     expected = header[len(HEADER_PREFIX):-1].decode("ascii", "replace")
     sha256 = hashlib.sha256()
     while chunk := f.read(HASH_CHUNK):
         sha256.update(chunk)
     if sha256.hexdigest() != expected:
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupted: its SHA-256 checksum does not match "
+        raise CheckpointError(f"{what} {str(path)!r} is corrupted: its SHA-256 checksum does not match "
                               "its contents (a damaged or truncated file); nothing was loaded")
     f.seek(HEADER_SIZE)
 
@@ -127,15 +133,7 @@ def _existing_checkpoint(run_dir: str | os.PathLike) -> Path:
 def load_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint of ``run_dir``, its checksum verified; CheckpointError naming the problem otherwise."""
     path = _existing_checkpoint(run_dir)
-    try:
-        with open(path, "rb") as f:
-            _verified_payload(f, path)
-            # torch reads the zip archive that starts at the file's position (after the header)
-            state = torch.load(f, map_location="cpu", weights_only=True)
-    except CheckpointError:
-        raise
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupted or unreadable: {exc}") from exc
+    state = read_checksummed(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not an hdqnn RL checkpoint")
     if state.get("version") != VERSION:
@@ -145,6 +143,21 @@ def load_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}")
     return state
+
+
+def read_checksummed(path: str | os.PathLike, what: str = "checkpoint", headerless_ok: bool = True) -> Any:
+    """The object in a file ``write_checksummed`` wrote, its checksum verified before anything is
+    unpickled (``weights_only``: no code runs from it); CheckpointError calling it ``what`` otherwise."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            _verified_payload(f, path, what, headerless_ok)
+            # torch reads the zip archive that starts at the file's position (after the header)
+            return torch.load(f, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        raise CheckpointError(f"{what} {str(path)!r} is corrupted or unreadable: {exc}") from exc
 
 
 class RunFolderLock:
