@@ -1,4 +1,4 @@
-"""The ``hdqnn`` command: ``train``, ``eval``, ``compare``, ``info`` (and ``sweep``, from hdqnn.sweep).
+"""The ``hdqnn`` command: ``train``, ``eval``, ``generalize``, ``compare``, ``info`` (and ``sweep``, from hdqnn.sweep).
 
 ``hdqnn train`` with no flags runs a short real hDQNN-TD3 training on Pendulum-v1 (a few minutes on
 one CPU core); every field of :class:`hdqnn.rl.Args` is a flag (``--help`` lists them).
@@ -27,10 +27,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(subparsers.add_parser("train", help=TRAIN_HELP, description=TRAIN_DESCRIPTION),
                         suppress_defaults=True)
 
-    p = subparsers.add_parser("eval", help="evaluate a run's latest checkpoint with the deterministic policy")
+    p = subparsers.add_parser("eval", help="evaluate a run's latest checkpoint with the deterministic policy",
+                              epilog=_perturbations_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="DIR")
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes (default: 10)")
     p.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's)")
+    p.add_argument("--perturb", nargs="+", metavar="NAME=LEVEL", default=None,
+                   help="evaluate under changed dynamics or sensing (e.g. mass=1.5 friction=0.8), and the "
+                        "unperturbed policy on the same episodes for the relative drop")
+
+    p = subparsers.add_parser("generalize", help="sweep perturbation levels over runs: returns and relative drops",
+                              description="Evaluate each run's deterministic policy unperturbed and at several "
+                              "levels of each perturbation; write a table and a plot per run (in its folder) and "
+                              "pooled over seeds as hdqnn compare pools them (in --out).",
+                              epilog=_perturbations_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", metavar="DIR", nargs="+", help="run folders, or folders that contain runs")
+    p.add_argument("--levels", nargs="+", metavar="NAME[=L1,L2,...]", default=None,
+                   help="the perturbations to sweep, each with its levels or its default levels (default: every "
+                        "perturbation the env supports at its default levels)")
+    p.add_argument("--episodes", type=int, default=10, help="evaluation episodes per level (default: 10)")
+    p.add_argument("--seed", type=int, default=None, help="evaluation seed (default: each run's)")
+    p.add_argument("--out", metavar="DIR", default=".",
+                   help="folder for the pooled generalization.{txt,json,png} (default: the current folder)")
+    p.add_argument("--markdown", action="store_true", help="print Markdown tables")
 
     p = subparsers.add_parser("compare", help="compare runs over seeds: table and curves with 95%% CIs")
     p.add_argument("run_dirs", metavar="DIR", nargs="+", help="run folders, or folders that contain runs")
@@ -48,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_subparser(subparsers)
     return parser
+
+
+def _perturbations_help() -> str:
+    from .rl.perturb import describe
+
+    return "perturbations (NAME=LEVEL; which apply depends on the env):\n" + describe()
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -132,11 +157,36 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from .rl.evaluate import evaluate_run
+    from .rl.evaluate import evaluate_actor, load_run_actor
+    from .rl.generalize import relative_drop
+    from .rl.perturb import format_spec, parse_perturbations
 
-    returns, args = evaluate_run(ns.run_dir, episodes=ns.episodes, seed=ns.seed)
-    print(f"{args.label} on {args.env_id}: {len(returns)} deterministic episodes, return "
+    perturb = parse_perturbations(ns.perturb) if ns.perturb else {}
+    actor, args = load_run_actor(ns.run_dir)
+    returns = evaluate_actor(actor, args, ns.episodes, ns.seed, perturb)
+    under = f" under {format_spec(perturb)}" if perturb else ""
+    print(f"{args.label} on {args.env_id}{under}: {len(returns)} deterministic episodes, return "
           f"{returns.mean():.1f} +- {returns.std():.1f} (min {returns.min():.1f}, max {returns.max():.1f})")
+    if perturb:
+        unperturbed = evaluate_actor(actor, args, ns.episodes, ns.seed).mean()
+        drop = relative_drop(unperturbed, returns.mean())
+        print(f"unperturbed on the same episodes: return {unperturbed:.1f}; relative drop "
+              f"{'-' if drop is None else f'{100 * drop:.1f}%'} (positive = worse)")
+    return 0
+
+
+def cmd_generalize(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .rl.generalize import RESULT_STEM, generalize
+    from .rl.perturb import parse_levels
+
+    levels = parse_levels(ns.levels) if ns.levels else None
+    table, _ = generalize(ns.run_dirs, levels, episodes=ns.episodes, seed=ns.seed, out=ns.out,
+                          markdown=ns.markdown, log=lambda line: print(line, file=sys.stderr))
+    print(table)
+    out = Path(ns.out) / RESULT_STEM
+    print(f"pooled: {out}.txt, {out}.json, {out}.png; each run's in its folder ({RESULT_STEM}.*)")
     return 0
 
 
@@ -153,25 +203,14 @@ def cmd_compare(ns: argparse.Namespace) -> int:
 
 
 def cmd_info(ns: argparse.Namespace) -> int:
-    import torch
+    from .info import report
 
-    import hdqnn
-
-    print(f"hdqnn {hdqnn.__version__}")
-    print(f"torch {torch.__version__}: {torch.get_num_threads()} intra-op threads, "
-          f"{torch.get_num_interop_threads()} inter-op threads, CUDA {'available' if torch.cuda.is_available() else 'not available'}")
-    for module in ("gymnasium", "mujoco"):
-        try:
-            print(f"{module} {__import__(module).__version__}")
-        except ImportError as exc:
-            print(f"{module}: not installed ({exc})")
-    print("simulator backends:")
-    for name, status in hdqnn.backend_status().items():
-        print(f"  {name:8s} {status}")
+    print("\n".join(report()))
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "compare": cmd_compare, "info": cmd_info}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "generalize": cmd_generalize, "compare": cmd_compare,
+            "info": cmd_info}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

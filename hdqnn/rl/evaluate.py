@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Mapping
 
 import gymnasium as gym
 import numpy as np
@@ -33,21 +34,45 @@ def evaluate(actor: nn.Module, env: gym.Env, n_episodes: int, seed: int) -> np.n
     return returns
 
 
-def evaluate_run(run_dir: str, episodes: int = 10, seed: int | None = None) -> tuple[np.ndarray, "Args"]:
-    """Deterministic returns [episodes] of the actor in ``run_dir``'s checkpoint, and the run's Args."""
+def evaluate_run(run_dir: str, episodes: int = 10, seed: int | None = None,
+                 perturb: Mapping[str, float] | None = None) -> tuple[np.ndarray, "Args"]:
+    """Deterministic returns [episodes] of the actor in ``run_dir``'s checkpoint, and the run's Args;
+    ``perturb``: perturbation name -> level (see ``hdqnn.rl.perturb``) applied to the env."""
+    actor, args = load_run_actor(run_dir)
+    return evaluate_actor(actor, args, episodes, seed, perturb), args
+
+
+def load_run_actor(run_dir: str) -> tuple[nn.Module, "Args"]:
+    """The actor of ``run_dir``'s latest checkpoint and the run's Args."""
     from .args import Args
     from .checkpoint import load_checkpoint
     from .envs import make_env
     from .networks import box_dims, make_actor
 
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
     checkpoint = load_checkpoint(run_dir)
     args = Args.from_dict(checkpoint["args"])
     env = make_env(args.env_id)
     try:
         actor = make_actor(args, box_dims(env)[0], env.action_space)
-        actor.load_state_dict(checkpoint["agent"]["actor"])
-        return evaluate(actor, env, episodes, args.seed if seed is None else seed), args
+    finally:
+        env.close()
+    actor.load_state_dict(checkpoint["agent"]["actor"])
+    return actor, args
+
+
+def evaluate_actor(actor: nn.Module, args: "Args", episodes: int = 10, seed: int | None = None,
+                   perturb: Mapping[str, float] | None = None) -> np.ndarray:
+    """Deterministic returns [episodes] of ``actor`` in a fresh env of the run's (``args.env_id``)
+    with ``perturb`` applied; the episode seeds depend on ``seed`` (default: the run's) only, so
+    perturbed and unperturbed evaluations start from the same states."""
+    from .envs import make_env
+    from .perturb import apply_perturbations
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    env = make_env(args.env_id)
+    try:
+        env = apply_perturbations(env, perturb or {})
+        return evaluate(actor, env, episodes, args.seed if seed is None else seed)
     finally:
         env.close()

@@ -99,3 +99,37 @@ def plot_comparison(curves: dict[str, dict[str, dict[str, Any]]], path: str | os
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def plot_generalization(curves: dict[str, dict[str, dict[str, Any]]], path: str | os.PathLike, title: str) -> Path:
+    """One panel per perturbation: return against the perturbation's level, one line per
+    configuration with its 95% CI band; the unperturbed return sits at the neutral level (scale 1,
+    noise or delay 0), marked by a dotted line.
+
+    curves: perturbation -> label -> {"levels": [L], "mean": [L], "low": [L], "high": [L], "n", "neutral",
+    "xlabel"}.
+    """
+    plt = _pyplot()
+    names = list(curves)
+    cols = min(len(names), 4)
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    colors = {label: f"C{i}" for i, label in enumerate(sorted({l for c in curves.values() for l in c}))}
+    for ax, name in zip(axes.flat, names):
+        for label, c in sorted(curves[name].items()):
+            ax.plot(c["levels"], c["mean"], "o-", markersize=3, color=colors[label], label=f"{label} (n={c['n']})")
+            ax.fill_between(c["levels"], c["low"], c["high"], color=colors[label], alpha=0.2)
+        first = next(iter(curves[name].values()))
+        ax.axvline(first["neutral"], color="gray", linestyle=":", linewidth=1)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(first["xlabel"])
+        ax.set_ylabel("return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
