@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perturb", nargs="+", metavar="NAME=LEVEL", default=None,
                    help="evaluate under changed dynamics or sensing (e.g. mass=1.5 friction=0.8), and the "
                         "unperturbed policy on the same episodes for the relative drop")
+    p.add_argument("--save-policy", metavar="FILE", default=None,
+                   help="also save the deterministic policy to one self-contained file "
+                        "(hdqnn.rl.Policy.load(FILE) acts without the run folder)")
+    p.add_argument("--export", metavar="FILE", default=None,
+                   help="also export a classical actor (td3, fc-td3, sac, fc-sac) to TorchScript")
 
     p = subparsers.add_parser("generalize", help="sweep perturbation levels over runs: returns and relative drops",
                               description="Evaluate each run's deterministic policy unperturbed and at several "
@@ -162,6 +167,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     from .rl.perturb import format_spec, parse_perturbations
 
     perturb = parse_perturbations(ns.perturb) if ns.perturb else {}
+    if ns.save_policy or ns.export:
+        _save_policy(ns.run_dir, ns.save_policy, ns.export)
     actor, args = load_run_actor(ns.run_dir)
     returns = evaluate_actor(actor, args, ns.episodes, ns.seed, perturb)
     under = f" under {format_spec(perturb)}" if perturb else ""
@@ -173,6 +180,17 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         print(f"unperturbed on the same episodes: return {unperturbed:.1f}; relative drop "
               f"{'-' if drop is None else f'{100 * drop:.1f}%'} (positive = worse)")
     return 0
+
+
+def _save_policy(run_dir: str, policy_file: str | None, torchscript_file: str | None) -> None:
+    """Write the run's policy as a self-contained file and/or TorchScript, saying where."""
+    from .rl.policy import load_policy
+
+    policy = load_policy(run_dir)
+    if policy_file:
+        print(f"policy saved to {policy.save(policy_file)} (load with hdqnn.rl.Policy.load)")
+    if torchscript_file:
+        print(f"TorchScript actor exported to {policy.export(torchscript_file)} (load with torch.jit.load)")
 
 
 def cmd_generalize(ns: argparse.Namespace) -> int:

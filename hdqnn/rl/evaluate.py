@@ -43,21 +43,11 @@ def evaluate_run(run_dir: str, episodes: int = 10, seed: int | None = None,
 
 
 def load_run_actor(run_dir: str) -> tuple[nn.Module, "Args"]:
-    """The actor of ``run_dir``'s latest checkpoint and the run's Args."""
-    from .args import Args
-    from .checkpoint import load_checkpoint
-    from .envs import make_env
-    from .networks import box_dims, make_actor
+    """The actor of ``run_dir``'s latest checkpoint and the run's Args (``load_policy``'s)."""
+    from .policy import load_policy
 
-    checkpoint = load_checkpoint(run_dir)
-    args = Args.from_dict(checkpoint["args"])
-    env = make_env(args.env_id)
-    try:
-        actor = make_actor(args, box_dims(env)[0], env.action_space)
-    finally:
-        env.close()
-    actor.load_state_dict(checkpoint["agent"]["actor"])
-    return actor, args
+    policy = load_policy(run_dir)
+    return policy.actor, policy.args
 
 
 def evaluate_actor(actor: nn.Module, args: "Args", episodes: int = 10, seed: int | None = None,

@@ -212,3 +212,19 @@ def test_loading_a_run_does_not_take_its_write_lock(runs):
 def test_missing_run_folder(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_policy(tmp_path / "nowhere")
+
+
+def test_eval_saves_and_exports_the_policy_from_the_command_line(runs, tmp_path, capsys):
+    from hdqnn.cli import main
+
+    policy_file, script_file = tmp_path / "td3.policy", tmp_path / "td3.pt"
+    assert main(["eval", runs["td3"], "--episodes", "1", "--save-policy", str(policy_file),
+                 "--export", str(script_file)]) == 0
+    obs = observations(4)
+    expected = load_policy(runs["td3"])(obs)
+    np.testing.assert_array_equal(Policy.load(policy_file)(obs), expected)
+    np.testing.assert_array_equal(torch.jit.load(str(script_file))(torch.from_numpy(obs)).detach().numpy(), expected)
+    assert str(policy_file) in capsys.readouterr().out
+    # a hybrid actor cannot become TorchScript: a message and rc 2, not a traceback
+    assert main(["eval", runs["hdqnn-td3"], "--episodes", "1", "--export", str(tmp_path / "h.pt")]) == 2
+    assert "TorchScript" in capsys.readouterr().err
