@@ -14,6 +14,7 @@ __all__ = [
 #: Public names of hdqnn.autograd, imported on first use so that `import hdqnn` does not load torch.
 _AUTOGRAD_EXPORTS = ("QuantumLayer", "QtDNN", "QtDNNConfig", "CircuitRunner", "parameter_shift_vjp")
 __all__ += list(_AUTOGRAD_EXPORTS)
+__all__ += ["from_qiskit"]
 __all__ += ["qasm", "hardware", "noise"]
 
 
@@ -22,4 +23,8 @@ def __getattr__(name: str):
         from . import autograd
 
         return getattr(autograd, name)
+    if name == "from_qiskit":  # hdqnn.interop, loaded (and Qiskit with it) only when used
+        from .interop import from_qiskit
+
+        return from_qiskit
     raise AttributeError(f"module 'hdqnn' has no attribute {name!r}")
