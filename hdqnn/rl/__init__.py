@@ -48,11 +48,7 @@ sys.modules[__name__].__class__ = _Package
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        # importing a submodule binds its name here: the function ``train`` must replace the module
-        # ``train``, else ``from hdqnn.rl import train`` would get the module
-        globals()[name] = value
-        return value
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'hdqnn.rl' has no attribute {name!r}")
 
 

@@ -19,9 +19,15 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-ALGOS = ("td3", "hdqnn-td3", "fc-td3", "rbg-td3")
-#: Algorithms whose actor is PreDNN -> middle layer -> PostDNN -> tanh.
-HYBRID_ALGOS = ("hdqnn-td3", "fc-td3", "rbg-td3")
+#: Every agent: TD3 and SAC with a classical actor, and each with the hybrid actor (``hdqnn-``: the PQC
+#: in the middle) and its two ablations (``fc-``: a dense layer, ``rbg-``: random bits instead).
+ALGOS = ("td3", "hdqnn-td3", "fc-td3", "rbg-td3", "sac", "hdqnn-sac", "fc-sac", "rbg-sac")
+#: Algorithms whose actor is PreDNN -> middle layer -> PostDNN (-> tanh, or a tanh-squashed Gaussian).
+HYBRID_ALGOS = ("hdqnn-td3", "fc-td3", "rbg-td3", "hdqnn-sac", "fc-sac", "rbg-sac")
+#: Algorithms whose actor's middle layer is the PQC.
+QUANTUM_ALGOS = ("hdqnn-td3", "hdqnn-sac")
+#: ``ent_coef`` values besides a fixed positive number: tuned automatically from 1 or from the given start.
+AUTO_ENT_COEF = "auto"
 GRAD_MODES = ("qtdnn", "adjoint", "parameter-shift")
 QTDNN_PRESETS = ("default", "paper")
 
@@ -29,8 +35,8 @@ QTDNN_PRESETS = ("default", "paper")
 @dataclass
 class Args:
     algo: str = "hdqnn-td3"
-    """agent: td3 (classical), hdqnn-td3 (PQC in the actor), fc-td3 (PQC replaced by a dense layer),
-    rbg-td3 (PQC replaced by random +-1 bits)"""
+    """agent: td3 or sac (classical), hdqnn-td3 or hdqnn-sac (PQC in the actor), fc-td3 or fc-sac (PQC
+    replaced by a dense layer), rbg-td3 or rbg-sac (PQC replaced by random +-1 bits)"""
     env_id: str = "Pendulum-v1"
     """Gymnasium environment id with Box observation and action spaces"""
     total_timesteps: int = 10_000
@@ -57,13 +63,20 @@ class Args:
     learning_starts: int = 1_000
     """random-action steps before the first update"""
     exploration_noise: float = 0.1
-    """std of the Gaussian exploration noise, as a fraction of the action range's half-width"""
+    """TD3: std of the Gaussian exploration noise, as a fraction of the action range's half-width (SAC
+    explores by sampling its policy)"""
     policy_delay: int = 2
-    """critic updates per actor (and target) update"""
+    """critic updates per actor (and TD3 target) update; SAC then makes that many actor steps at once
+    (CleanRL's policy_frequency)"""
+    target_network_frequency: int = 1
+    """SAC: critic updates per Polyak update of the target critics"""
+    ent_coef: str = AUTO_ENT_COEF
+    """SAC entropy coefficient alpha: a fixed number, 'auto' (tuned towards the target entropy
+    -act_dim, starting from 1) or 'auto_X' (tuned, starting from X)"""
     target_policy_noise: float = 0.2
-    """std of the target policy smoothing noise (fraction of the half-width)"""
+    """TD3: std of the target policy smoothing noise (fraction of the half-width)"""
     target_noise_clip: float = 0.5
-    """clip of the target policy smoothing noise (fraction of the half-width)"""
+    """TD3: clip of the target policy smoothing noise (fraction of the half-width)"""
     hidden_sizes: tuple[int, ...] = (256, 256)
     """hidden widths of the critics and of the classical actor"""
 
@@ -149,7 +162,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-_POSITIVE = ("total_timesteps", "buffer_size", "batch_size", "policy_delay", "qubits", "eval_freq",
+_POSITIVE = ("total_timesteps", "buffer_size", "batch_size", "policy_delay", "target_network_frequency", "qubits",
+             "eval_freq",
              "eval_episodes", "log_freq", "fidelity_freq", "checkpoint_freq", "threads")
 #: Fields with a fixed set of values.
 CHOICES = {"algo": ALGOS, "grad": GRAD_MODES, "qtdnn_preset": QTDNN_PRESETS,
@@ -184,8 +198,29 @@ def validate(args: Args) -> None:
         sizes = getattr(args, name)
         if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
             raise ValueError(f"{name} must be positive integers; got {sizes!r}")
+    parse_ent_coef(args.ent_coef)
     if args.shots and args.grad == "adjoint":
         raise ValueError("grad='adjoint' is exact and cannot be used with shots; use qtdnn or parameter-shift")
+
+
+def parse_ent_coef(ent_coef: str) -> tuple[bool, float]:
+    """(tuned automatically, initial value) of an ``ent_coef`` setting (SB3's spellings: ``auto``,
+    ``auto_0.1``, ``0.2``); ValueError naming it unless the value is a positive finite number."""
+    text = str(ent_coef)
+    auto = text == AUTO_ENT_COEF or text.startswith(AUTO_ENT_COEF + "_")
+    number = "1" if text == AUTO_ENT_COEF else text.removeprefix(AUTO_ENT_COEF + "_")
+    try:
+        value = float(number)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < float("inf"):
+        raise ValueError(f"ent_coef must be a positive number, 'auto' or 'auto_X' (X > 0); got {ent_coef!r}")
+    return auto, value
+
+
+def base_algo(algo: str) -> str:
+    """The learning algorithm of ``algo`` whatever its actor: ``td3`` or ``sac``."""
+    return algo.rsplit("-", 1)[-1]
 
 
 def resolve_env_id(env_id: str) -> str:
@@ -225,8 +260,8 @@ ALIASES = {"total_timesteps": ["--steps"], "env_id": ["--env"], "out_dir": ["--o
 #: Namespace attribute where the parser records each given field's flag as it was typed.
 TYPED_FLAGS = "typed_flags"
 TRAIN_DESCRIPTION = (
-    "Train TD3, hDQNN-TD3 or an ablation on a Gymnasium environment. With no flags: a short real "
-    "hDQNN-TD3 run on Pendulum-v1. Writes metrics.jsonl, TensorBoard files (tb/), learning_curve.png, "
+    "Train TD3, SAC, hDQNN-TD3, hDQNN-SAC or an ablation on a Gymnasium environment. With no flags: a "
+    "short real hDQNN-TD3 run on Pendulum-v1. Writes metrics.jsonl, TensorBoard files (tb/), learning_curve.png, "
     "checkpoint.pt and summary.json in the run folder.")
 
 
@@ -299,6 +334,6 @@ def train_parser() -> argparse.ArgumentParser:
     return add_train_arguments(parser, suppress_defaults=False)
 
 
-__all__ = ["Args", "ALGOS", "CHOICES", "HYBRID_ALGOS", "GRAD_MODES", "QTDNN_PRESETS", "PRESETS", "validate",
-           "field_docs", "resolve_env_id", "ALIASES", "TYPED_FLAGS", "TRAIN_DESCRIPTION", "add_train_arguments",
-           "flag_names", "train_parser"]
+__all__ = ["Args", "ALGOS", "AUTO_ENT_COEF", "CHOICES", "HYBRID_ALGOS", "QUANTUM_ALGOS", "GRAD_MODES",
+           "QTDNN_PRESETS", "PRESETS", "validate", "base_algo", "parse_ent_coef", "field_docs", "resolve_env_id",
+           "ALIASES", "TYPED_FLAGS", "TRAIN_DESCRIPTION", "add_train_arguments", "flag_names", "train_parser"]

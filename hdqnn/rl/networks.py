@@ -1,8 +1,10 @@
-"""Actors and critics of TD3 and hDQNN-TD3.
+"""Actors and critics of TD3, SAC and their hybrid (hDQNN) variants.
 
 The hybrid actor is PreDNN -> middle -> PostDNN -> tanh, where the middle is the PQC (``hdqnn-td3``),
 a dense layer of the same widths (``fc-td3``) or a random-bit generator (``rbg-td3``): the paper's
-model and its two ablations differ in that one module only.
+model and its two ablations differ in that one module only. SAC's actors (``sac``, ``hdqnn-sac``,
+``fc-sac``, ``rbg-sac``) are the same networks with twice the outputs: the mean and log-std of a
+tanh-squashed Gaussian; called on observations, every actor returns its deterministic action.
 """
 from __future__ import annotations
 
@@ -14,9 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..autograd import QtDNNConfig, QuantumLayer
+from ..autograd import CircuitRunner, QtDNNConfig, QuantumLayer
 from ..circuits import Circuit, Weight, ansatz
-from .args import Args
+from .args import Args, base_algo
+
+#: Bounds of the Gaussian policy's log-std (CleanRL's): the network's output is mapped into them by tanh.
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+#: Keeps the log of the tanh's Jacobian finite where tanh saturates (CleanRL's constant).
+SQUASH_EPS = 1e-6
 
 
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
@@ -40,29 +47,73 @@ class QNetwork(nn.Module):
         return self.net(torch.cat([obs, actions], dim=1))
 
 
-class _ScaledActor(nn.Module):
-    """Shared action scaling: tanh output in [-1, 1] -> the env's [low, high]."""
+def gaussian_params(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Gaussian actor's output [B, 2 * act_dim] -> (mean, log_std), each [B, act_dim], the log-std
+    in [LOG_STD_MIN, LOG_STD_MAX]."""
+    mean, log_std = raw.chunk(2, dim=1)
+    return mean, LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1.0)
 
-    def __init__(self, action_space: gym.spaces.Box):
+
+def squashed_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor, scale: torch.Tensor,
+                             bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reparameterised sample ``a = tanh(u) * scale + bias``, u ~ N(mean, exp(log_std)), and its
+    log-density [B] in action units: the Gaussian's minus log|da/du| = log(scale * (1 - tanh(u)^2))
+    per dimension (the change of variables of the squashing and scaling)."""
+    normal = torch.distributions.Normal(mean, log_std.exp())
+    u = normal.rsample()
+    y = torch.tanh(u)
+    log_prob = normal.log_prob(u) - torch.log(scale * (1.0 - y.pow(2)) + SQUASH_EPS)
+    return y * scale + bias, log_prob.sum(dim=1)
+
+
+class _ScaledActor(nn.Module):
+    """Shared action scaling: tanh output in [-1, 1] -> the env's [low, high].
+
+    The network's output (``raw``) is the action before tanh, or, for a ``gaussian`` actor (SAC),
+    the mean and the log-std of a Gaussian over it (``out_dim`` = 2 * act_dim).
+    """
+
+    def __init__(self, action_space: gym.spaces.Box, gaussian: bool = False):
         super().__init__()
         low = torch.as_tensor(action_space.low, dtype=torch.float32)
         high = torch.as_tensor(action_space.high, dtype=torch.float32)
         self.register_buffer("action_scale", (high - low) / 2.0)
         self.register_buffer("action_bias", (high + low) / 2.0)
+        self.act_dim = int(action_space.shape[0])
+        self.gaussian = gaussian
+        self.out_dim = 2 * self.act_dim if gaussian else self.act_dim
 
     def squash(self, pre_tanh: torch.Tensor) -> torch.Tensor:
         return torch.tanh(pre_tanh) * self.action_scale + self.action_bias
 
+    def raw(self, obs: torch.Tensor) -> torch.Tensor:
+        """The network's output [B, out_dim] for observations [B, obs_dim]."""
+        raise NotImplementedError
 
-class Actor(_ScaledActor):
-    """Classical TD3 actor: obs [B, obs_dim] -> actions [B, act_dim] in the env's bounds."""
+    def deterministic(self, raw: torch.Tensor) -> torch.Tensor:
+        """The action without exploration: the squashed output, or the squashed Gaussian mean."""
+        return self.squash(raw[:, :self.act_dim])
 
-    def __init__(self, obs_dim: int, action_space: gym.spaces.Box, hidden: Sequence[int]):
-        super().__init__(action_space)
-        self.net = mlp(obs_dim, hidden, action_space.shape[0])
+    def sample(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A Gaussian actor's reparameterised actions [B, act_dim] and their log-densities [B]."""
+        if not self.gaussian:
+            raise TypeError("sample() needs a Gaussian (SAC) actor; this one is deterministic")
+        return squashed_gaussian_sample(*gaussian_params(raw), self.action_scale, self.action_bias)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.squash(self.net(obs))
+        return self.deterministic(self.raw(obs))
+
+
+class Actor(_ScaledActor):
+    """Classical actor: obs [B, obs_dim] -> actions [B, act_dim] in the env's bounds (an MLP whose
+    output is the action before tanh, or a Gaussian over it)."""
+
+    def __init__(self, obs_dim: int, action_space: gym.spaces.Box, hidden: Sequence[int], gaussian: bool = False):
+        super().__init__(action_space, gaussian)
+        self.net = mlp(obs_dim, hidden, self.out_dim)
+
+    def raw(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
 
 
 class DenseMiddle(nn.Module):
@@ -98,28 +149,26 @@ class RandomBitsMiddle(nn.Module):
 
 
 class HybridActor(_ScaledActor):
-    """PreDNN -> middle -> PostDNN -> tanh: obs [B, obs_dim] -> actions [B, act_dim].
+    """PreDNN -> middle -> PostDNN -> tanh: obs [B, obs_dim] -> actions [B, act_dim] (a
+    ``gaussian`` one's PostDNN gives the mean and log-std).
 
     The PreDNN's output passes through tanh, so the middle's inputs lie in [-1, 1]; the PQC's
     encoding turns them into angles (``Args.angle_scale`` radians at most).
     """
 
     def __init__(self, obs_dim: int, action_space: gym.spaces.Box, width: int, middle: nn.Module,
-                 pre_hidden: Sequence[int], post_hidden: Sequence[int]):
-        super().__init__(action_space)
+                 pre_hidden: Sequence[int], post_hidden: Sequence[int], gaussian: bool = False):
+        super().__init__(action_space, gaussian)
         self.pre = mlp(obs_dim, pre_hidden, width)
         self.middle = middle
-        self.post = mlp(width, post_hidden, action_space.shape[0])
+        self.post = mlp(width, post_hidden, self.out_dim)
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
         """The middle layer's inputs, [B, width] in [-1, 1]."""
         return torch.tanh(self.pre(obs))
 
-    def decode(self, middle_out: torch.Tensor) -> torch.Tensor:
-        return self.squash(self.post(middle_out))
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.middle(self.encode(obs)))
+    def raw(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.post(self.middle(self.encode(obs)))
 
     @property
     def quantum_layer(self) -> nn.Module | None:
@@ -160,24 +209,31 @@ def actor_circuit(args: Args) -> Circuit:
     return bind_weights(circuit, angles)
 
 
-def quantum_layer(args: Args) -> QuantumLayer:
-    """The actor's QuantumLayer from ``args`` (circuit, shots, gradient mode, qtDNN settings)."""
+def quantum_layer(args: Args, runner: CircuitRunner | None = None) -> QuantumLayer:
+    """The actor's QuantumLayer from ``args`` (circuit, shots, gradient mode, qtDNN settings);
+    ``runner`` (a hardware backend) executes its circuits instead of the simulator."""
     qtdnn = qtdnn_config(args) if args.grad == "qtdnn" else None
-    return QuantumLayer(actor_circuit(args), grad=args.grad, shots=args.shots or None, qtdnn=qtdnn, seed=args.seed)
+    return QuantumLayer(actor_circuit(args), grad=args.grad, shots=args.shots or None, qtdnn=qtdnn, seed=args.seed,
+                        runner=runner)
 
 
-def make_actor(args: Args, obs_dim: int, action_space: gym.spaces.Box) -> nn.Module:
-    """The actor of ``args.algo``: a classical MLP or a hybrid actor with the matching middle."""
-    if args.algo == "td3":
-        return Actor(obs_dim, action_space, args.hidden_sizes)
+def make_actor(args: Args, obs_dim: int, action_space: gym.spaces.Box,
+               runner: CircuitRunner | None = None) -> nn.Module:
+    """The actor of ``args.algo``: a classical MLP or a hybrid actor with the matching middle
+    (``runner``: where an hdqnn-td3/hdqnn-sac actor's PQC runs, see ``quantum_layer``); SAC's
+    actors are Gaussian."""
+    gaussian = base_algo(args.algo) == "sac"
+    kind = args.algo.split("-")[0]
+    if kind in ("td3", "sac"):
+        return Actor(obs_dim, action_space, args.hidden_sizes, gaussian)
     width = args.qubits
-    if args.algo == "hdqnn-td3":
-        middle: nn.Module = quantum_layer(args)
-    elif args.algo == "fc-td3":
+    if kind == "hdqnn":
+        middle: nn.Module = quantum_layer(args, runner)
+    elif kind == "fc":
         middle = DenseMiddle(width)
     else:
         middle = RandomBitsMiddle(width, seed=args.seed)
-    return HybridActor(obs_dim, action_space, width, middle, args.pre_hidden, args.post_hidden)
+    return HybridActor(obs_dim, action_space, width, middle, args.pre_hidden, args.post_hidden, gaussian)
 
 
 def box_dims(env: gym.Env) -> tuple[int, int]:

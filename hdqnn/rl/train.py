@@ -1,4 +1,4 @@
-"""The training loop of TD3 and hDQNN-TD3: act, step, store, update, log, evaluate, checkpoint.
+"""The training loop of TD3, SAC and their hDQNN variants: act, step, store, update, log, evaluate, checkpoint.
 
 A run folder holds ``run.json`` (arguments), ``metrics.jsonl`` and ``tb/`` (logs), ``checkpoint.pt``
 (the latest atomic checkpoint), ``learning_curve.png`` and, once finished, ``summary.json``.
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..backends import set_num_threads as set_engine_threads
+from .agents import make_agent
 from .args import Args, resolve_env_id
 from .buffer import ReplayBuffer
 from .checkpoint import (RunFolderLock, checkpoint_path, global_rng_state, load_checkpoint, save_checkpoint,
@@ -36,8 +37,8 @@ from .envs import EpisodeRecorder, make_env
 from .evaluate import evaluate
 from .metrics import PLOT_FILE, RUN_FILE, SUMMARY_FILE, MetricLogger, read_metrics
 from .networks import box_dims
+from .offpolicy import OffPolicyAgent
 from .plots import plot_run
-from .td3 import TD3
 from .timing import per_step_ms
 
 #: Training episodes in the progress bar's "recent return".
@@ -68,7 +69,7 @@ class Progress:
     last_eval: float | None = None
     recent_returns: list[float] = field(default_factory=list)
     time_totals: dict[str, float] = field(default_factory=dict)
-    """seconds per step part over the whole run (see ``TD3.take_timings``)"""
+    """seconds per step part over the whole run (see ``OffPolicyAgent.take_timings``)"""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -159,7 +160,7 @@ def _train(lock: RunFolderLock, args: Args | None, resume: str | os.PathLike | N
     obs_dim, act_dim = box_dims(env)
     seed_everything(args.seed)
     env.action_space.seed(args.seed)
-    agent = TD3(args, obs_dim, env.action_space)
+    agent = make_agent(args, obs_dim, env.action_space)
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, seed=args.seed)
     recorder = EpisodeRecorder(args.seed)
     progress = Progress()
@@ -325,7 +326,7 @@ class _StopSignals:
             raise KeyboardInterrupt
 
 
-def _take_timings(agent: TD3, progress: Progress) -> dict[str, float]:
+def _take_timings(agent: OffPolicyAgent, progress: Progress) -> dict[str, float]:
     """The agent's per-part seconds since the last call, also added to the run's totals."""
     seconds = agent.take_timings()
     for part, s in seconds.items():
@@ -343,7 +344,7 @@ def _progress_bar(args: Args, initial: int):
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
 
 
-def _evaluate(agent: TD3, eval_env, args: Args, logger: MetricLogger, progress: Progress, step: int) -> None:
+def _evaluate(agent: OffPolicyAgent, eval_env, args: Args, logger: MetricLogger, progress: Progress, step: int) -> None:
     returns = evaluate(agent.actor, eval_env, args.eval_episodes, args.seed)
     mean = float(returns.mean())
     progress.last_eval = mean
@@ -355,7 +356,7 @@ def _evaluate(agent: TD3, eval_env, args: Args, logger: MetricLogger, progress: 
              f"{args.label} on {args.env_id}, seed {args.seed}")
 
 
-def _checkpoint(out_dir: Path, args: Args, agent: TD3, rb: ReplayBuffer, recorder: EpisodeRecorder,
+def _checkpoint(out_dir: Path, args: Args, agent: OffPolicyAgent, rb: ReplayBuffer, recorder: EpisodeRecorder,
                 obs: np.ndarray, env, logger: MetricLogger, progress: Progress) -> None:
     save_checkpoint(out_dir, {
         "args": args.to_dict(),
@@ -369,7 +370,7 @@ def _checkpoint(out_dir: Path, args: Args, agent: TD3, rb: ReplayBuffer, recorde
     })
 
 
-def _restore(checkpoint: dict[str, Any], agent: TD3, rb: ReplayBuffer, recorder: EpisodeRecorder, env,
+def _restore(checkpoint: dict[str, Any], agent: OffPolicyAgent, rb: ReplayBuffer, recorder: EpisodeRecorder, env,
              progress: Progress, args: Args) -> np.ndarray:
     """Load everything from ``checkpoint``; returns the observation to continue from."""
     agent.load_state_dict(checkpoint["agent"])

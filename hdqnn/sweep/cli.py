@@ -53,7 +53,8 @@ def add_sweep_subparser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("Examples::", 1)[1])
     p.add_argument("config", nargs="?", help="sweep YAML file (see examples/sweep_tiny.yaml); flags override it")
     p.add_argument("--out", metavar="DIR", help="the sweep's folder (overrides the file's `out`)")
-    p.add_argument("--algo", nargs="+", help="algorithms to sweep (td3, hdqnn-td3, fc-td3, rbg-td3)")
+    p.add_argument("--algo", nargs="+", help="algorithms to sweep (those of hdqnn train --algo: td3, sac, "
+                   "hdqnn-td3, hdqnn-sac and the fc-/rbg- ablations of each)")
     p.add_argument("--env", nargs="+", help="Gymnasium environment ids to sweep")
     p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="seeds to run for every configuration")
     p.add_argument("--steps", type=int, metavar="N", help="environment steps of every trial")

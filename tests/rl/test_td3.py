@@ -3,30 +3,18 @@ from __future__ import annotations
 
 import copy
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from hdqnn.rl import Args, Batch, TD3, polyak_update
+from hdqnn.rl import Args, TD3, polyak_update
 from hdqnn.rl.networks import DenseMiddle, HybridActor, RandomBitsMiddle
 
+from .helpers import ACTION_SPACE, first_adam_step, tiny_batch
+
 SEED = 7
-ADAM_EPS = 1e-8
 RTOL = 1e-5
-ACTION_SPACE = gym.spaces.Box(low=np.array([-2.0], np.float32), high=np.array([2.0], np.float32))
-
-
-def _batch() -> Batch:
-    """Three transitions of a 2-D observation, 1-D action task; the last one terminates."""
-    return Batch(
-        observations=torch.tensor([[0.1, -0.2], [0.5, 0.3], [-0.7, 0.9]]),
-        next_observations=torch.tensor([[0.2, -0.1], [0.4, 0.1], [-0.6, 1.0]]),
-        actions=torch.tensor([[0.5], [-1.5], [1.9]]),
-        rewards=torch.tensor([1.0, -0.5, 2.0]),
-        dones=torch.tensor([0.0, 0.0, 1.0]),
-    )
 
 
 def _agent(**overrides) -> TD3:
@@ -35,14 +23,9 @@ def _agent(**overrides) -> TD3:
     return TD3(args, obs_dim=2, action_space=ACTION_SPACE)
 
 
-def _first_adam_step(param_before: torch.Tensor, grad: torch.Tensor, lr: float) -> torch.Tensor:
-    """Adam's first step from zero moments: p - lr * g / (|g| + eps) (bias corrections cancel)."""
-    return param_before - lr * grad / (grad.abs() + ADAM_EPS)
-
-
 def test_critic_update_matches_hand_computed_target_and_adam_step():
     agent = _agent(target_policy_noise=0.3, target_noise_clip=0.1)
-    data = _batch()
+    data = tiny_batch()
     before = {name: copy.deepcopy(m) for name, m in agent.modules().items()}
 
     torch.manual_seed(123)
@@ -66,7 +49,7 @@ def test_critic_update_matches_hand_computed_target_and_adam_step():
 
     grads = torch.autograd.grad(loss1, list(qf1.parameters()))
     for p_before, g, p_after in zip(qf1.parameters(), grads, agent.qf1.parameters()):
-        torch.testing.assert_close(p_after, _first_adam_step(p_before, g, 3e-4), rtol=RTOL, atol=1e-7)
+        torch.testing.assert_close(p_after, first_adam_step(p_before, g, 3e-4), rtol=RTOL, atol=1e-7)
     # policy_delay = 2: neither the actor nor any target moved on the first update
     for name in ("actor", "actor_target", "qf1_target", "qf2_target"):
         for p, q in zip(before[name].parameters(), agent.modules()[name].parameters()):
@@ -76,7 +59,7 @@ def test_critic_update_matches_hand_computed_target_and_adam_step():
 
 def test_delayed_actor_update_and_polyak_targets():
     agent = _agent(tau=0.1)
-    data = _batch()
+    data = tiny_batch()
     agent.update(data)
     actor_before = copy.deepcopy(agent.actor)
     targets_before = {n: copy.deepcopy(agent.modules()[n]) for n in ("actor_target", "qf1_target", "qf2_target")}
@@ -97,7 +80,7 @@ def test_delayed_actor_update_and_polyak_targets():
     assert metrics["losses/actor_loss"] == pytest.approx(actor_loss.item(), rel=RTOL)
     grads = torch.autograd.grad(actor_loss, list(actor_before.parameters()))
     for p_before, g, p_after in zip(actor_before.parameters(), grads, agent.actor.parameters()):
-        torch.testing.assert_close(p_after, _first_adam_step(p_before, g, 3e-4), rtol=RTOL, atol=1e-7)
+        torch.testing.assert_close(p_after, first_adam_step(p_before, g, 3e-4), rtol=RTOL, atol=1e-7)
     for name, online in (("actor_target", agent.actor), ("qf1_target", agent.qf1), ("qf2_target", agent.qf2)):
         for old, new, live in zip(targets_before[name].parameters(), agent.modules()[name].parameters(),
                                   online.parameters()):
@@ -156,10 +139,10 @@ def test_hdqnn_actor_fits_only_in_the_online_actor_update():
     assert online is not target and not target.training
     agent.act(np.zeros(2, np.float32))
     assert online.stats["fits"] == 0  # acting never fits
-    metrics = agent.update(_batch())
+    metrics = agent.update(tiny_batch())
     assert online.stats["fits"] == 0 and target.stats["fits"] == 0  # critic step: targets only
     assert target.stats["circuit_executions_forward"] == 3
-    metrics = agent.update(_batch())
+    metrics = agent.update(tiny_batch())
     assert online.stats["fits"] == 1 and target.stats["fits"] == 0
     for key in ("qtdnn/fit_loss", "qtdnn/grad_cosine", "qtdnn/grad_rel_error", "losses/actor_loss"):
         assert np.isfinite(metrics[key]), key
@@ -178,8 +161,8 @@ def test_train_pqc_makes_the_rotation_angles_trainable():
                 qtdnn_hidden=16, qtdnn_fit_steps=2, train_pqc=True)
     agent = TD3(args, 2, ACTION_SPACE)
     weight = agent.actor.quantum_layer.weight.detach().clone()
-    agent.update(_batch())
-    agent.update(_batch())
+    agent.update(tiny_batch())
+    agent.update(tiny_batch())
     assert not torch.equal(weight, agent.actor.quantum_layer.weight.detach())
 
 

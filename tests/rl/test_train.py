@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from hdqnn.rl import ALGOS, Args, CheckpointError, load_checkpoint, make_env, train
-from hdqnn.rl.args import resolve_env_id
+from hdqnn.rl.args import QUANTUM_ALGOS, resolve_env_id
 from hdqnn.rl.checkpoint import save_checkpoint
 from hdqnn.rl.envs import EpisodeRecorder
 from hdqnn.rl.metrics import read_metrics
@@ -26,6 +26,7 @@ train_module = importlib.import_module("hdqnn.rl.train")  # `hdqnn.rl.train` the
 STABLE_KEYS = ("charts/episodic_return", "charts/SPS", "losses/qf_loss", "losses/actor_loss",
                "quantum/circuit_executions", "eval/mean_return")
 QUANTUM_KEYS = ("qtdnn/fit_loss", "qtdnn/grad_cosine")
+SAC_KEYS = ("losses/alpha", "losses/alpha_loss")
 
 
 def _keys(run_dir) -> set[str]:
@@ -40,8 +41,9 @@ def test_smoke_pendulum(make_args, algo):
     assert np.isfinite(summary["final_eval"]) and summary["best_eval"] >= summary["final_eval"]
     keys = _keys(args.out_dir)
     assert set(STABLE_KEYS) <= keys
-    assert set(QUANTUM_KEYS) <= keys if algo == "hdqnn-td3" else not set(QUANTUM_KEYS) & keys
-    assert (summary["circuit_executions"] > 0) == (algo == "hdqnn-td3")
+    assert set(QUANTUM_KEYS) <= keys if algo in QUANTUM_ALGOS else not set(QUANTUM_KEYS) & keys
+    assert set(SAC_KEYS) <= keys if algo.endswith("sac") else not set(SAC_KEYS) & keys
+    assert (summary["circuit_executions"] > 0) == (algo in QUANTUM_ALGOS)
     evals = [r for r in read_metrics(args.out_dir) if "eval/mean_return" in r]
     assert [r["step"] for r in evals] == [150, 300]
     out = Path(args.out_dir)
@@ -117,6 +119,8 @@ def _signal_at_step(monkeypatch, step: int, signum: int, *, during_save: int | N
     ("td3", "Hopper-v4", 200, 90, "steps"),            # MuJoCo state rebuilt by replaying the episode
     ("hdqnn-td3", "Pendulum-v1", 260, 130, "SIGINT"),  # Ctrl-C before the first periodic checkpoint
     ("rbg-td3", "Pendulum-v1", 260, 210, "SIGTERM"),
+    ("sac", "Pendulum-v1", 260, 210, "steps"),         # the entropy coefficient and its optimizer
+    ("hdqnn-sac", "Pendulum-v1", 260, 130, "SIGINT"),
 ])
 def test_resume_equals_uninterrupted_run(make_args, monkeypatch, algo, env_id, steps, stop, how):
     if env_id.startswith("Hopper"):
