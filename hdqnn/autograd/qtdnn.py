@@ -6,6 +6,12 @@ steps on tiny batches drawn from the current minibatch and from a FIFO buffer of
 (input, output) pairs. Only its vector-Jacobian product is ever used; the forward value of a
 :class:`~hdqnn.autograd.layer.QuantumLayer` is always the real circuit's.
 
+Options beyond the paper (issue 15; all off by default, measured in bench/qtdnn_options.md):
+Sobolev fitting on measured directional derivatives (``sobolev_*``; the layer measures them with
+2 extra circuit runs each), a held-out share of each minibatch whose loss is reported and can
+choose the number of fit steps (``holdout``, ``adaptive_max_steps``), and per-minibatch input
+normalisation (``normalize``).
+
 ``QtDNN`` is deliberately *not* an ``nn.Module``: it is an estimator owned by the layer, so its
 parameters stay out of ``model.parameters()`` (the user's optimizer, Polyak target updates and
 parameter counts see only the model) and ``model.double()`` leaves its float32 fit alone. Its
@@ -46,6 +52,18 @@ ACTIVATIONS = {"silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU, "relu": nn.ReL
 ACTIVATION_FORWARD = {"silu": F.silu, "tanh": torch.tanh, "gelu": F.gelu, "relu": torch.relu}
 #: d activation / d pre-activation times an upstream gradient, (grad, pre, post) -> grad: the fit's
 #: hand-written backward (aten's own backward kernels, so the numbers match autograd's).
+#: (first, second) derivative of an activation at its pre-activation: the Sobolev term's backward.
+ACTIVATION_SECOND_DERIVATIVES = {
+    "silu": lambda z: _silu_derivatives(torch.sigmoid(z), z),
+    "tanh": lambda z: _tanh_derivatives(torch.tanh(z)),
+    "gelu": lambda z: _gelu_derivatives(z),
+    "relu": lambda z: ((z > 0).to(z.dtype), torch.zeros_like(z)),
+}
+#: (first, second) derivative of the output head (tanh for mse, 1 - 2 sigmoid for bce) at the logits.
+HEAD_DERIVATIVE = {
+    "mse": lambda z: _tanh_derivatives(torch.tanh(z)),
+    "bce": lambda z: _minus_two_sigmoid_derivatives(torch.sigmoid(z)),
+}
 ACTIVATION_BACKWARD = {
     "silu": lambda grad, pre, post: torch.ops.aten.silu_backward(grad, pre),
     "tanh": lambda grad, pre, post: torch.ops.aten.tanh_backward(grad, post),
@@ -56,8 +74,57 @@ LOSSES = ("mse", "bce")
 #: Adam's epsilon and betas; torch's defaults.
 ADAM_EPS = 1e-8
 ADAM_BETAS = (0.9, 0.999)
+#: Sobolev data: feature rows [T, F], unit directions [T, F], the circuit's derivatives along them [T, K].
+Tangents = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+#: Adaptive fitting checks the held-out loss after every this many extra steps and stops once a
+#: check improves it by less than ADAPTIVE_MIN_GAIN (relative): each check costs one forward of
+#: the held-out rows, so checking every step would cost a third of the fit.
+ADAPTIVE_CHECK_EVERY = 4
+ADAPTIVE_MIN_GAIN = 0.01
+#: Features whose minibatch standard deviation is below this (constant circuit weights, a batch of
+#: one) keep scale 1 under ``normalize`` instead of being blown up.
+MIN_NORMALIZE_STD = 1e-6
 #: 2: the surrogate's own flat Adam replaced torch.optim.Adam (its state has another layout).
+#: Version-2 states written before the issue-15 options load as those options' defaults.
 _STATE_VERSION = 2
+
+
+# The derivative helpers below are written in few, mostly in-place ops: they run twice per fit
+# step on tiny tensors, where each op's dispatch costs more than its arithmetic.
+def _silu_derivatives(s: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """silu' = s + z s (1 - s) and silu'' = s (1 - s) (2 + z (1 - 2 s)), s = sigmoid(z)."""
+    slope = torch.ops.aten.sigmoid_backward(torch.ones_like(s), s)  # s (1 - s)
+    first = torch.addcmul(s, z, slope)
+    second = s.mul(-2.0).add_(1.0).mul_(z).add_(2.0).mul_(slope)
+    return first, second
+
+
+def _tanh_derivatives(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    first = torch.addcmul(torch.ones_like(y), y, y, value=-1.0)
+    return first, y.mul(-2.0).mul_(first)
+
+
+def _gelu_derivatives(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    density = torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    return 0.5 * (1.0 + torch.erf(z * math.sqrt(0.5))) + z * density, density * (2.0 - z * z)
+
+
+def _minus_two_sigmoid_derivatives(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    first = -2.0 * s * (1.0 - s)
+    return first, first * (1.0 - 2.0 * s)
+
+
+@dataclass
+class TangentRecord:
+    """A forward-mode pass (:meth:`QtDNN._tangent_forward`): per linear layer its input and input
+    tangent, its output's tangent and the (first, second) derivatives of the activation (the head
+    for the last layer) at that output; ``output`` = J v."""
+
+    inputs: list[torch.Tensor]
+    input_tangents: list[torch.Tensor]
+    pre_tangents: list[torch.Tensor]
+    derivatives: list[tuple[torch.Tensor, torch.Tensor]]
+    output: torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -89,6 +156,39 @@ class QtDNNConfig:
     center: bool = True
     """Feed the MLP ``features - c`` with c the first fitted minibatch's mean (fixed after), so
     slowly moving circuit weights enter as small offsets instead of large constant inputs."""
+    normalize: bool = False
+    """Feed the MLP ``(features - mean) / std`` with the mean and per-feature standard deviation
+    of the minibatch of the latest fit (features without spread keep scale 1); overrides
+    ``center``. The VJP includes the 1 / std factor, so it stays the exact Jacobian product of
+    the surrogate as a function of the raw features."""
+    holdout: float = 0.0
+    """Share of each fitted minibatch's rows (in [0, 0.5)) kept out of this fit: their loss after
+    it is ``last_holdout_error``, a fidelity proxy that needs no exact gradient (on hardware too).
+    The held-out rows still enter the buffer for later fits."""
+    adaptive_max_steps: int = 0
+    """0: every fit takes ``n_fit_steps``. Otherwise fits are adaptive: at least ``n_fit_steps``,
+    then ``ADAPTIVE_CHECK_EVERY`` more at a time while the held-out loss improves by at least
+    ``ADAPTIVE_MIN_GAIN`` and exceeds ``adaptive_target``, up to this many (needs ``holdout`` > 0)."""
+    adaptive_target: float = 0.0
+    """Adaptive fits stop once the held-out loss is at or below this."""
+    sobolev_samples: int = 0
+    """Rows k of each minibatch at which the layer measures the circuit's directional derivatives
+    (0: none). Costs 2 x k x ``sobolev_directions`` extra circuit executions per fit."""
+    sobolev_directions: int = 1
+    """Random unit directions m (in the layer's input space) per sample row."""
+    sobolev_weight: float = 1.0
+    """Weight of the Sobolev term mean((J_surrogate v - D_v)**2) in the fit's loss; 0 measures the
+    derivatives only for the ``last_tangent_*`` check without fitting them."""
+    sobolev_step: float = 0.1
+    """Step h (rad) of the central difference D_v = (f(x + h v) - f(x - h v)) / (2 h). Each frequency
+    w of the circuit along v is scaled by sin(w h) / (w h) (bias ~ (w h)**2 / 6, w <= |v|_1), and
+    shot noise of sigma per output adds sigma / (sqrt(2) h): exact simulation wants h ~ 0.01-0.1;
+    with shots h must be large (0.3-0.5 at 1000 shots, sigma ~ 0.03), and even then, at 10 qubits
+    x 10 layers, fitting the noisy differences made the gradient worse (bench/qtdnn_options.md):
+    there keep ``sobolev_weight=0`` and use the derivatives only as the trust check."""
+    sobolev_buffer: int = 256
+    """Capacity of the FIFO buffer of past (row, direction, derivative) triples; each fit step
+    adds up to as many buffered triples as the current minibatch measured."""
 
     def __post_init__(self) -> None:
         _check_int(self.hidden, "hidden", 1)
@@ -108,6 +208,27 @@ class QtDNNConfig:
             raise ValueError(f"buffer_mix must be in [0, 1], got {self.buffer_mix!r}")
         if self.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {self.dtype}")
+        self._check_options()
+
+    def _check_options(self) -> None:
+        """The issue-15 options: holdout, adaptive fitting, Sobolev fitting."""
+        if not (_is_real(self.holdout) and 0.0 <= self.holdout < 0.5):
+            raise ValueError(f"holdout must be a fraction in [0, 0.5), got {self.holdout!r}")
+        _check_int(self.adaptive_max_steps, "adaptive_max_steps", 0)
+        if self.adaptive_max_steps and self.holdout == 0:
+            raise ValueError("adaptive_max_steps needs holdout > 0: adaptive fits are steered by the held-out loss")
+        if self.adaptive_max_steps and self.adaptive_max_steps < self.n_fit_steps:
+            raise ValueError(f"adaptive_max_steps ({self.adaptive_max_steps}) must be 0 or at least "
+                             f"n_fit_steps ({self.n_fit_steps})")
+        if not (_is_real(self.adaptive_target) and self.adaptive_target >= 0):
+            raise ValueError(f"adaptive_target must be a float >= 0, got {self.adaptive_target!r}")
+        _check_int(self.sobolev_samples, "sobolev_samples", 0)
+        _check_int(self.sobolev_directions, "sobolev_directions", 1)
+        _check_int(self.sobolev_buffer, "sobolev_buffer", 0)
+        if not (_is_real(self.sobolev_weight) and self.sobolev_weight >= 0):
+            raise ValueError(f"sobolev_weight must be a float >= 0, got {self.sobolev_weight!r}")
+        if not (_is_real(self.sobolev_step) and self.sobolev_step > 0):
+            raise ValueError(f"sobolev_step must be a positive float (rad), got {self.sobolev_step!r}")
 
     @classmethod
     def paper(cls, n_qubits: int, **overrides: Any) -> "QtDNNConfig":
@@ -118,6 +239,10 @@ class QtDNNConfig:
                     fit_batch=PAPER_FIT_BATCH, loss="bce", lr=PAPER_LR, center=False)
         base.update(overrides)
         return cls(**base)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_int(value: Any, name: str, low: int) -> None:
@@ -182,13 +307,19 @@ class QtDNN:
                  n_fit_steps: int = DEFAULT_FIT_STEPS, fit_batch: int = DEFAULT_FIT_BATCH, lr: float = DEFAULT_LR,
                  buffer_size: int = DEFAULT_BUFFER_SIZE, buffer_mix: float = DEFAULT_BUFFER_MIX,
                  loss: str = "mse", activation: str = "silu", dtype: torch.dtype = torch.float32,
-                 fit_threads: int | None = DEFAULT_FIT_THREADS, center: bool = True,
-                 seed: int | None = None) -> None:
+                 fit_threads: int | None = DEFAULT_FIT_THREADS, center: bool = True, normalize: bool = False,
+                 holdout: float = 0.0, adaptive_max_steps: int = 0, adaptive_target: float = 0.0,
+                 sobolev_samples: int = 0, sobolev_directions: int = 1, sobolev_weight: float = 1.0,
+                 sobolev_step: float = 0.1, sobolev_buffer: int = 256, seed: int | None = None) -> None:
         _check_int(n_inputs, "n_inputs", 0)
         _check_int(n_outputs, "n_outputs", 1)
         self.config = QtDNNConfig(hidden=hidden, layers=layers, activation=activation, n_fit_steps=n_fit_steps,
                                   fit_batch=fit_batch, lr=lr, buffer_size=buffer_size, buffer_mix=buffer_mix,
-                                  loss=loss, dtype=dtype, fit_threads=fit_threads, center=center)
+                                  loss=loss, dtype=dtype, fit_threads=fit_threads, center=center,
+                                  normalize=normalize, holdout=holdout, adaptive_max_steps=adaptive_max_steps,
+                                  adaptive_target=adaptive_target, sobolev_samples=sobolev_samples,
+                                  sobolev_directions=sobolev_directions, sobolev_weight=sobolev_weight,
+                                  sobolev_step=sobolev_step, sobolev_buffer=sobolev_buffer)
         self.n_inputs, self.n_outputs = n_inputs, n_outputs
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
@@ -198,11 +329,18 @@ class QtDNN:
         self.optimizer = FlatAdam(list(self.net.parameters()), lr=lr)
         self._bind_fit_layers()
         self.buffer = FitBuffer(buffer_size, n_inputs, n_outputs, dtype)
+        # (feature row, direction) pairs side by side -> directional derivative
+        self.tangent_buffer = FitBuffer(sobolev_buffer, 2 * n_inputs, n_outputs, dtype)
         self.offset = torch.zeros(n_inputs, dtype=dtype)  # c of ``center``; set by the first fit
+        self.scale = torch.ones(n_inputs, dtype=dtype)  # std of ``normalize``; set by every fit
         self.fits = 0
         self.last_fit_loss: float | None = None
         self.last_fit_seconds: float | None = None
         self.fit_seconds_total = 0.0
+        self.last_fit_steps = 0
+        self.last_holdout_error: float | None = None
+        self.last_tangent_cosine: float | None = None
+        self.last_tangent_rel_error: float | None = None
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -252,7 +390,11 @@ class QtDNN:
         return self._head(self._logits(self._check_features(features)))
 
     def _logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features - self.offset)
+        return self.net(self._standardize(features))
+
+    def _standardize(self, features: torch.Tensor) -> torch.Tensor:
+        """The MLP's input: features centred (``center`` / ``normalize``) and scaled (``normalize``)."""
+        return (features - self.offset) / self.scale
 
     def _check_features(self, features: torch.Tensor) -> torch.Tensor:
         if features.ndim != 2 or features.shape[1] != self.n_inputs:
@@ -268,7 +410,7 @@ class QtDNN:
         Checked against autograd for every activation and loss in tests/autograd/test_qtdnn.py.
         """
         with _torch_threads(self.config.fit_threads):
-            h = self._check_features(features.detach()) - self.offset
+            h = self._standardize(self._check_features(features.detach()))
             logits, layer_inputs, pre_activations = self._recorded_forward(h)
             grad = self._head_backward(logits, grad_output.detach().to(self.dtype))
             backward = ACTIVATION_BACKWARD[self.config.activation]
@@ -276,7 +418,39 @@ class QtDNN:
                 grad = grad.mm(self._fit_layers[i][0])
                 if i > 0:
                     grad = backward(grad, pre_activations[i - 1], layer_inputs[i])
-        return grad
+        return grad / self.scale  # d standardized / d features
+
+    @torch.no_grad()
+    def jvp(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        """The surrogate's Jacobian at ``features`` [N, n_inputs] times ``directions`` [N, n_inputs]:
+        its directional derivatives [N, n_outputs]. Checked against autograd in
+        tests/autograd/test_qtdnn_options.py."""
+        with _torch_threads(self.config.fit_threads):
+            x = self._check_features(features.detach())
+            v = self._check_features(directions.detach())
+            return self._tangent_forward(x, v).output
+
+    def _tangent_forward(self, x: torch.Tensor, v: torch.Tensor) -> TangentRecord:
+        """J(x) v by forward-mode propagation, with what the Sobolev term's hand-written backward
+        reads: each linear layer's input and input tangent, its output's tangent, and the activation's
+        (first, second) derivatives at its output."""
+        h, t = self._standardize(x), v / self.scale
+        forward = ACTIVATION_FORWARD[self.config.activation]
+        derivatives = ACTIVATION_SECOND_DERIVATIVES[self.config.activation]
+        record = TangentRecord([], [], [], [], None)
+        last = len(self._fit_layers) - 1
+        for i, (_, bias, weight_t) in enumerate(self._fit_layers):
+            record.inputs.append(h)
+            record.input_tangents.append(t)
+            z, u = torch.addmm(bias, h, weight_t), t.mm(weight_t)
+            record.pre_tangents.append(u)
+            if i < last:
+                h = forward(z)
+                record.derivatives.append(derivatives(z))
+                t = u * record.derivatives[-1][0]
+        record.derivatives.append(HEAD_DERIVATIVE[self.config.loss](z))
+        record.output = u * record.derivatives[-1][0]
+        return record
 
     def _recorded_forward(self, h: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Logits of the centred features ``h``, with each linear layer's input and each hidden
@@ -299,37 +473,194 @@ class QtDNN:
         return torch.ops.aten.tanh_backward(grad, torch.tanh(logits))
 
     # ------------------------------------------------------------------ fitting
+    def draw_probes(self, batch: int, n_dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where to measure the Sobolev data of a minibatch of ``batch`` rows: row indices [T] (up
+        to ``sobolev_samples`` distinct rows, each repeated ``sobolev_directions`` times) and
+        random unit directions [T, n_inputs] over the first ``n_dims`` features (the layer's
+        inputs; the circuit weights are constant within a minibatch and get 0)."""
+        _check_int(batch, "batch", 1)
+        if not 0 <= n_dims <= self.n_inputs:
+            raise ValueError(f"n_dims must be in [0, {self.n_inputs}], got {n_dims!r}")
+        c = self.config
+        rows = torch.randperm(batch, generator=self.generator)[: c.sobolev_samples]
+        rows = rows.repeat_interleave(c.sobolev_directions)
+        directions = torch.zeros(rows.shape[0], self.n_inputs, dtype=self.dtype)
+        if n_dims:
+            v = torch.randn(rows.shape[0], n_dims, generator=self.generator, dtype=self.dtype)
+            directions[:, :n_dims] = v / v.norm(dim=1, keepdim=True).clamp_min(torch.finfo(self.dtype).tiny)
+        return rows, directions
+
     def loss(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Fit loss of predictions at ``features`` against measured expectations ``targets``."""
         return self._loss_and_grad(self._logits(features), targets)[0]
 
-    def fit(self, features: torch.Tensor, targets: torch.Tensor) -> float:
+    def fit(self, features: torch.Tensor, targets: torch.Tensor,
+            tangents: Tangents | None = None) -> float:
         """Re-fit on one minibatch: ``n_fit_steps`` Adam steps on tiny batches, then buffer it.
 
         features: [B, n_inputs], targets: [B, n_outputs] (the real circuit's outputs); both are
-        detached and cast to the surrogate's dtype. Returns the mean tiny-batch loss of this fit.
+        detached and cast to the surrogate's dtype. ``tangents`` (with ``sobolev_samples`` > 0):
+        (rows [T, n_inputs], directions [T, n_inputs], the circuit's directional derivatives
+        [T, n_outputs]); before the fit they are compared with the surrogate's own
+        (``last_tangent_cosine``, ``last_tangent_rel_error``: directions it has not been fitted
+        on), then, with ``sobolev_weight`` > 0, fitted. Returns the mean tiny-batch loss of this
+        fit (the value term only).
         """
         start = time.perf_counter()
         x = self._check_features(features.detach())
         y = targets.detach().to(self.dtype)
         if y.shape != (x.shape[0], self.n_outputs):
             raise ValueError(f"qtDNN targets must be [{x.shape[0]}, {self.n_outputs}], got {tuple(y.shape)}")
-        if self.config.center and self.fits == 0:
-            self.offset = x.mean(dim=0)
-        total = 0.0
+        tangents = None if tangents is None else self._check_tangents(*tangents)
         with _torch_threads(self.config.fit_threads):
-            batches_x, batches_y = self._tiny_batches(x, y)
-            for bx, by in zip(batches_x, batches_y):
-                total += self._fit_step(bx, by)
+            self._check_tangent_fit(tangents)  # the surrogate as the previous backward used it
+            self._set_standardization(x)
+            fitted = tangents if self.config.sobolev_weight > 0 else None
+            train_x, train_y, held_x, held_y = self._split_holdout(x, y)
+            total, steps = self._run_steps(train_x, train_y, fitted, self.config.n_fit_steps)
+            self.last_holdout_error = None
+            if held_x is not None:
+                held = self._held_out_loss(held_x, held_y)
+                if self.config.adaptive_max_steps:
+                    held, more_total, more_steps = self._fit_adaptively(train_x, train_y, held_x, held_y,
+                                                                        fitted, held)
+                    total, steps = total + more_total, steps + more_steps
+                self.last_holdout_error = held
         self.buffer.push(x, y)
+        if fitted is not None:
+            self.tangent_buffer.push(torch.cat(fitted[:2], dim=1), fitted[2])
         self.fits += 1
-        self.last_fit_loss = total / max(1, self.config.n_fit_steps)
+        self.last_fit_steps = steps
+        self.last_fit_loss = total / max(1, steps)
         self.last_fit_seconds = time.perf_counter() - start
         self.fit_seconds_total += self.last_fit_seconds
         return self.last_fit_loss
 
+    def _check_tangents(self, rows: torch.Tensor, directions: torch.Tensor,
+                        derivatives: torch.Tensor) -> Tangents:
+        rows, directions = self._check_features(rows.detach()), self._check_features(directions.detach())
+        derivatives = derivatives.detach().to(self.dtype)
+        n = rows.shape[0]
+        if directions.shape[0] != n or derivatives.shape != (n, self.n_outputs):
+            raise ValueError(f"qtDNN tangents must be rows [T, {self.n_inputs}], directions [T, {self.n_inputs}] "
+                             f"and derivatives [T, {self.n_outputs}], got {tuple(rows.shape)}, "
+                             f"{tuple(directions.shape)}, {tuple(derivatives.shape)}")
+        return rows, directions, derivatives
+
+    def _set_standardization(self, x: torch.Tensor) -> None:
+        """``normalize``: this minibatch's mean and spread; ``center``: the first minibatch's mean."""
+        if self.config.normalize:
+            std = x.std(dim=0, unbiased=False)
+            self.offset = x.mean(dim=0)
+            self.scale = torch.where(std > MIN_NORMALIZE_STD, std, torch.ones_like(std))
+        elif self.config.center and self.fits == 0:
+            self.offset = x.mean(dim=0)
+
     @torch.no_grad()
-    def _fit_step(self, bx: torch.Tensor, by: torch.Tensor) -> float:
+    def _check_tangent_fit(self, tangents: Tangents | None) -> None:
+        """Cosine and relative error of the surrogate's directional derivatives against the
+        circuit's, over all rows and outputs (telemetry; NaN when the circuit's are all zero,
+        None without tangents)."""
+        self.last_tangent_cosine = self.last_tangent_rel_error = None
+        if tangents is None:
+            return
+        rows, directions, measured = tangents
+        mine = self._tangent_forward(rows, directions).output.reshape(-1)
+        measured = measured.reshape(-1)
+        norm_mine, norm_measured = float(mine.norm()), float(measured.norm())
+        if norm_measured == 0.0:
+            self.last_tangent_cosine = self.last_tangent_rel_error = float("nan")
+            return
+        self.last_tangent_cosine = float(mine @ measured) / (norm_mine * norm_measured) if norm_mine else 0.0
+        self.last_tangent_rel_error = float((mine - measured).norm()) / norm_measured
+
+    def _split_holdout(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                        torch.Tensor | None, torch.Tensor | None]:
+        """(train x, train y, held-out x, held-out y): a random ``holdout`` share of the rows held
+        out (at least one row, and at least one left to train on), or (x, y, None, None)."""
+        n = x.shape[0]
+        n_held = min(n - 1, max(1, round(self.config.holdout * n))) if self.config.holdout > 0 else 0
+        if n_held <= 0:
+            return x, y, None, None
+        order = torch.randperm(n, generator=self.generator)
+        held, train = order[:n_held], order[n_held:]
+        return x[train], y[train], x[held], y[held]
+
+    @torch.no_grad()
+    def _held_out_loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        return float(self._loss_and_grad(self._logits(x), y)[0])
+
+    def _fit_adaptively(self, x: torch.Tensor, y: torch.Tensor, held_x: torch.Tensor, held_y: torch.Tensor,
+                        tangents: Tangents | None, held: float) -> tuple[float, float, int]:
+        """Extra steps, ``ADAPTIVE_CHECK_EVERY`` at a time, while the held-out loss improves by
+        ``ADAPTIVE_MIN_GAIN`` and exceeds ``adaptive_target``, up to ``adaptive_max_steps`` in all.
+        Returns (final held-out loss, summed tiny-batch loss, steps taken)."""
+        total, steps = 0.0, 0
+        budget = self.config.adaptive_max_steps - self.config.n_fit_steps
+        while steps < budget and held > self.config.adaptive_target:
+            chunk_total, chunk = self._run_steps(x, y, tangents, min(ADAPTIVE_CHECK_EVERY, budget - steps))
+            total, steps = total + chunk_total, steps + chunk
+            now = self._held_out_loss(held_x, held_y)
+            improved = now < held * (1.0 - ADAPTIVE_MIN_GAIN)
+            held = now
+            if not improved:
+                break
+        return held, total, steps
+
+    def _run_steps(self, x: torch.Tensor, y: torch.Tensor,
+                   tangents: Tangents | None, steps: int) -> tuple[float, int]:
+        """``steps`` Adam steps on tiny batches of (x, y) and the buffer, each with the Sobolev
+        term on ``tangents`` plus as many buffered ones when given. Returns (summed loss, steps)."""
+        total = 0.0
+        batches_x, batches_y = self._tiny_batches(x, y, steps)
+        tangent_batches = self._tangent_batches(tangents, steps) if tangents is not None else [None] * steps
+        for bx, by, bt in zip(batches_x, batches_y, tangent_batches):
+            total += self._fit_step(bx, by, bt)
+        return total, steps
+
+    def _tangent_batches(self, tangents: Tangents, steps: int) -> list:
+        """Each step's Sobolev rows: all of this minibatch's, then as many drawn from the buffer
+        (gathered for every step at once, like the tiny batches)."""
+        if len(self.tangent_buffer) == 0:
+            return [tangents] * steps
+        n, f = tangents[0].shape[0], self.n_inputs
+        drawn = torch.randint(0, len(self.tangent_buffer), (steps, n), generator=self.generator)
+        pool_xv = torch.cat([torch.cat(tangents[:2], dim=1), self.tangent_buffer.features[: len(self.tangent_buffer)]])
+        pool_d = torch.cat([tangents[2], self.tangent_buffer.targets[: len(self.tangent_buffer)]])
+        rows = torch.cat([torch.arange(n).expand(steps, n), drawn + n], dim=1)
+        xv, d = pool_xv[rows], pool_d[rows]
+        return list(zip(xv[..., :f], xv[..., f:], d))
+
+    def _add_sobolev_grad(self, tangents: Tangents) -> None:
+        """Add d/d(parameters) of ``sobolev_weight`` x mean((J v - D_v)**2) to the flat gradient.
+
+        Differentiated by hand through the forward-mode pass (autograd over it cost 4-5 ms a step
+        at 10 qubits, 5x the rest of the step). With z, u a layer's pre-activation and its tangent,
+        t = u * act'(z) the next layer's input tangent: d/du = d/dt * act'(z) and
+        d/dz = d/dh * act'(z) + d/dt * u * act''(z). Checked against autograd for every activation
+        and loss in tests/autograd/test_qtdnn_options.py.
+        """
+        rows, directions, measured = tangents
+        record = self._tangent_forward(rows, directions)
+        error = record.output - measured
+        grad_out = error * (2.0 * self.config.sobolev_weight / error.numel())
+        first, second = record.derivatives[-1]
+        grad_u = grad_out * first
+        grad_z = grad_out * record.pre_tangents[-1] * second
+        grads = self.optimizer.grads
+        for i in range(len(self._fit_layers) - 1, -1, -1):
+            weight = self._fit_layers[i][0]
+            grads[2 * i].addmm_(grad_z.t(), record.inputs[i]).addmm_(grad_u.t(), record.input_tangents[i])
+            grads[2 * i + 1].add_(grad_z.sum(dim=0))
+            if i > 0:
+                grad_h, grad_t = grad_z.mm(weight), grad_u.mm(weight)
+                first, second = record.derivatives[i - 1]
+                grad_u = grad_t * first
+                grad_z = grad_h * first + grad_t * record.pre_tangents[i - 1] * second
+
+    @torch.no_grad()
+    def _fit_step(self, bx: torch.Tensor, by: torch.Tensor,
+                  tangents: Tangents | None = None) -> float:
         """One Adam step on a tiny batch; returns its loss (the value :meth:`loss` gives).
 
         The gradients are written by hand into the optimizer's flat gradient buffer: for a 3-layer
@@ -339,7 +670,7 @@ class QtDNN:
         2.8 ms with the fused Adam and the fewer ops here). Checked against autograd for every
         activation and loss in tests/autograd/test_qtdnn.py.
         """
-        logits, layer_inputs, pre_activations = self._recorded_forward(bx - self.offset)
+        logits, layer_inputs, pre_activations = self._recorded_forward(self._standardize(bx))
         loss, grad_z = self._loss_and_grad(logits, by)
         backward = ACTIVATION_BACKWARD[self.config.activation]
         grads = self.optimizer.grads
@@ -348,6 +679,8 @@ class QtDNN:
             torch.sum(grad_z, dim=0, out=grads[2 * i + 1])
             if i > 0:
                 grad_z = backward(grad_z.mm(self._fit_layers[i][0]), pre_activations[i - 1], layer_inputs[i])
+        if tangents is not None:
+            self._add_sobolev_grad(tangents)
         self.optimizer.step()
         return float(loss)
 
@@ -369,13 +702,14 @@ class QtDNN:
         taken once so the fit's steps spend no time in module attribute lookups."""
         self._fit_layers = [(m.weight.detach(), m.bias.detach(), m.weight.detach().t()) for m in self._linears]
 
-    def _tiny_batches(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every step's tiny batch, drawn at once: [n_fit_steps, fit_batch, F] and [..., K].
+    def _tiny_batches(self, x: torch.Tensor, y: torch.Tensor,
+                      steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every step's tiny batch, drawn at once: [steps (default n_fit_steps), fit_batch, F] and [..., K].
 
         Rows are drawn with replacement, a ``buffer_mix`` share of each batch from the buffer
         (which does not change during a fit).
         """
-        steps, size = self.config.n_fit_steps, self.config.fit_batch
+        steps, size = self.config.n_fit_steps if steps is None else steps, self.config.fit_batch
         n_buf = round(self.config.buffer_mix * size) if len(self.buffer) else 0
         cur = torch.randint(0, x.shape[0], (steps, size - n_buf), generator=self.generator)
         if n_buf == 0:
@@ -402,8 +736,13 @@ class QtDNN:
             "buffer": self.buffer.state_dict(),
             "generator": self.generator.get_state(),
             "offset": self.offset.clone(),
+            "scale": self.scale.clone(),
+            "tangent_buffer": self.tangent_buffer.state_dict(),
             "counters": {"fits": self.fits, "last_fit_loss": self.last_fit_loss,
-                         "last_fit_seconds": self.last_fit_seconds, "fit_seconds_total": self.fit_seconds_total},
+                         "last_fit_seconds": self.last_fit_seconds, "fit_seconds_total": self.fit_seconds_total,
+                         "last_fit_steps": self.last_fit_steps, "last_holdout_error": self.last_holdout_error,
+                         "last_tangent_cosine": self.last_tangent_cosine,
+                         "last_tangent_rel_error": self.last_tangent_rel_error},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -415,18 +754,27 @@ class QtDNN:
             raise ValueError(f"qtDNN state is for {shape[0]} -> {shape[1]}, this one is "
                              f"{self.n_inputs} -> {self.n_outputs}")
         mine = {**asdict(self.config), "dtype": str(self.config.dtype)}
-        if state["config"] != mine:
-            raise ValueError(f"qtDNN state was saved with config {state['config']}, this one has {mine}")
+        # states saved before a setting existed were fitted with its default
+        saved = {**asdict(QtDNNConfig()), "dtype": str(QtDNNConfig().dtype), **state["config"]}
+        if saved != mine:
+            raise ValueError(f"qtDNN state was saved with config {saved}, this one has {mine}")
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
         self.generator.set_state(state["generator"])
+        if "tangent_buffer" in state:
+            self.tangent_buffer.load_state_dict(state["tangent_buffer"])
         self.offset = state["offset"].clone()
+        self.scale = state["scale"].clone() if "scale" in state else torch.ones_like(self.offset)
         counters = state["counters"]
         self.fits = int(counters["fits"])
         self.last_fit_loss = counters["last_fit_loss"]
         self.last_fit_seconds = counters["last_fit_seconds"]
         self.fit_seconds_total = float(counters["fit_seconds_total"])
+        self.last_fit_steps = int(counters.get("last_fit_steps", 0))
+        self.last_holdout_error = counters.get("last_holdout_error")
+        self.last_tangent_cosine = counters.get("last_tangent_cosine")
+        self.last_tangent_rel_error = counters.get("last_tangent_rel_error")
 
 
 class FlatAdam:

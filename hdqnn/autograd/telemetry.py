@@ -3,7 +3,8 @@
 A *circuit execution* is one circuit run for one sample: a forward of B samples costs B, an
 adjoint backward costs B (one adjoint sweep per sample, about 2-3 forward costs on the engine),
 parameter-shift costs 2 x (shifted angle slots) x B and the qtDNN backward costs 0 (its price is
-the surrogate fit, reported in seconds).
+the surrogate fit, reported in seconds, plus 2 executions per Sobolev probe when the surrogate
+fits measured directional derivatives: ``circuit_executions_fit``).
 """
 from __future__ import annotations
 
@@ -23,8 +24,11 @@ class LayerStats:
     backward_calls: int = 0
     circuit_executions_forward: int = 0
     circuit_executions_grad: int = 0
+    circuit_executions_fit: int = 0
     last_forward_executions: int = 0
     last_grad_executions: int = 0
+    last_fit_executions: int = 0
+    fit_probe_seconds_total: float = 0.0
     forward_seconds_total: float = 0.0
     grad_seconds_total: float = 0.0
     last_forward_seconds: float = 0.0
@@ -47,12 +51,19 @@ class LayerStats:
         self.grad_seconds_total += seconds
         self.last_grad_seconds = seconds
 
+    def record_fit(self, executions: int, seconds: float) -> None:
+        """Circuit runs a surrogate fit needed (the Sobolev probes' shifted circuits)."""
+        self.circuit_executions_fit += executions
+        self.last_fit_executions = executions
+        self.fit_probe_seconds_total += seconds
+
     def state(self) -> dict:
         return asdict(self)
 
     def load(self, state: dict) -> None:
+        """Counters saved before a field existed keep its zero default."""
         for f in fields(self):
-            setattr(self, f.name, state[f.name])
+            setattr(self, f.name, state.get(f.name, f.default))
 
 
 def compare_gradients(approx: list[np.ndarray], exact: list[np.ndarray]) -> dict[str, float]:

@@ -46,9 +46,10 @@ def _fidelity_metrics(fidelity: dict[str, Any]) -> dict[str, float]:
 def _trust_metrics(stats: dict[str, Any]) -> dict[str, float]:
     """The surrogate's hardware-side trust figures, when its options measure them (issue 15):
     ``qtdnn/holdout_error`` (``holdout``), ``qtdnn/tangent_cosine`` and ``qtdnn/tangent_rel_error``
-    (``sobolev_samples``: its directional derivatives against the circuit's, before the fit)."""
-    keys = ("holdout_error", "tangent_cosine", "tangent_rel_error")
-    return {f"qtdnn/{key}": float(stats[f"last_{key}"]) for key in keys if stats.get(f"last_{key}") is not None}
+    (``sobolev_samples``: its directional derivatives against the circuit's, before the fit); a
+    NaN (the circuit's derivatives all zero) is left out like a missing figure."""
+    values = {key: stats.get(f"last_{key}") for key in ("holdout_error", "tangent_cosine", "tangent_rel_error")}
+    return {f"qtdnn/{key}": float(v) for key, v in values.items() if v is not None and np.isfinite(v)}
 
 
 class OffPolicyAgent:
