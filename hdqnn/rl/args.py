@@ -29,7 +29,7 @@ QUANTUM_ALGOS = ("hdqnn-td3", "hdqnn-sac")
 #: ``ent_coef`` values besides a fixed positive number: tuned automatically from 1 or from the given start.
 AUTO_ENT_COEF = "auto"
 GRAD_MODES = ("qtdnn", "adjoint", "parameter-shift")
-QTDNN_PRESETS = ("default", "paper")
+QTDNN_PRESETS = ("default", "paper", "normalized", "sobolev")
 
 
 @dataclass
@@ -106,7 +106,10 @@ class Args:
     grad: str = "qtdnn"
     """gradient through the PQC: qtdnn (the paper's surrogate), adjoint (exact) or parameter-shift"""
     qtdnn_preset: str = "default"
-    """qtDNN surrogate: the QuantumLayer's defaults, or the paper's (hidden 2**(n+1), 32 fit steps)"""
+    """qtDNN surrogate: the QuantumLayer's defaults; the paper's (hidden 2**(n+1), 32 fit steps);
+    normalized (inputs scaled per minibatch, no extra circuit runs); sobolev (normalized, 64 fit steps,
+    fitted on 12 measured directional derivatives per update: 24 extra circuit runs; the best gradient
+    in bench/qtdnn_options.md, exact expectations only)"""
     qtdnn_hidden: int = 0
     """qtDNN hidden width; 0 = the preset's"""
     qtdnn_fit_steps: int = 0
@@ -201,6 +204,10 @@ def validate(args: Args) -> None:
     parse_ent_coef(args.ent_coef)
     if args.shots and args.grad == "adjoint":
         raise ValueError("grad='adjoint' is exact and cannot be used with shots; use qtdnn or parameter-shift")
+    if args.shots and args.qtdnn_preset == "sobolev":
+        # measured: shot noise in the directional derivatives turns the fit's gradients away (cosine 0.1)
+        raise ValueError("qtdnn_preset='sobolev' fits on directional derivatives that shot noise ruins; with "
+                         "shots use 'normalized' (bench/qtdnn_options.md)")
 
 
 def parse_ent_coef(ent_coef: str) -> tuple[bool, float]:

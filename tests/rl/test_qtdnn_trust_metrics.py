@@ -21,3 +21,29 @@ def test_trust_metrics_are_logged_only_when_measured():
     metrics = _trust_metrics(_trained_layer(holdout=0.25, sobolev_samples=2).stats)
     assert set(metrics) == {"qtdnn/holdout_error", "qtdnn/tangent_cosine", "qtdnn/tangent_rel_error"}
     assert all(isinstance(v, float) for v in metrics.values())
+
+
+def test_the_sobolev_preset_trains_and_logs_its_trust_figures(make_args):
+    from hdqnn.rl.metrics import read_metrics
+    from hdqnn.rl.networks import qtdnn_config
+    from hdqnn.rl.train import train
+
+    args = make_args(qtdnn_preset="sobolev", total_timesteps=120, qtdnn_fit_steps=0)
+    config = qtdnn_config(args)
+    assert config.normalize and config.sobolev_samples == 12 and config.n_fit_steps == 64
+    summary = train(args)
+    keys = set().union(*(record.keys() for record in read_metrics(args.out_dir)))
+    assert {"qtdnn/tangent_cosine", "qtdnn/tangent_rel_error"} <= keys
+    # the same run without the probes: the 2 x 12 probe runs per fit are counted on top
+    plain = train(make_args("normalized", qtdnn_preset="normalized", total_timesteps=120, qtdnn_fit_steps=0))
+    extra = summary["circuit_executions"] - plain["circuit_executions"]
+    assert extra > 0 and extra % 24 == 0
+
+
+def test_the_sobolev_preset_refuses_shots(make_args):
+    import pytest
+
+    from hdqnn.rl.args import validate
+
+    with pytest.raises(ValueError, match="shot noise"):
+        validate(make_args(qtdnn_preset="sobolev", shots=100))
