@@ -4,6 +4,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <complex>
 #include <string>
 
@@ -141,10 +144,109 @@ py::object with_real_type(const py::object& inputs, F&& f) {
   type_error("inputs must be float32 (complex64 simulation) or float64 (complex128), got " + std::string(py::str(dt)));
 }
 
+/// Blocks the calling thread until the process exits.
+[[noreturn]] void park_forever() {
+  for (;;) pause();
+}
+
+/// PyEval_RestoreThread for a thread that released the GIL around an engine call. At interpreter
+/// shutdown CPython (before 3.14) ends a daemon thread that asks for the GIL with pthread_exit, a
+/// forced unwind: through a destructor (pybind11's gil_scoped_release) it aborts the process
+/// ("terminate called without an active exception"), and it would drop this call's arrays without
+/// the GIL. The thread is parked instead until the process exits, as Python 3.14 does.
+void restore_thread(PyThreadState* state) {
+  try {
+    PyEval_RestoreThread(state);
+  } catch (...) {  // pthread_exit's forced unwind: PyEval_RestoreThread throws nothing else
+    park_forever();
+  }
+}
+
+/// Whether this is Python's main thread, the only one that runs signal handlers (and sets them).
+bool on_main_thread() {
+  const py::object main = py::module_::import("threading").attr("main_thread")();
+  return main.attr("ident").cast<unsigned long>() == PyThread_get_thread_ident();
+}
+
+/// The cancel flag of the long call the main thread is running (Call::cancel), set by on_sigint.
+/// Static: a handler running late in another thread never writes to a finished call's stack.
+int g_sigint_flag = 0;
+/// Python's own SIGINT action, which on_sigint chains to.
+struct sigaction g_python_sigint;
+
+void on_sigint(int signal) {
+  __atomic_store_n(&g_sigint_flag, 1, __ATOMIC_RELAXED);
+  g_python_sigint.sa_handler(signal);
+}
+
+/// While alive, Ctrl-C (SIGINT) also cancels the main thread's engine call: the handler sets the
+/// call's flag, then runs Python's own C handler, whose Python-level handler the binding runs once
+/// the call has stopped (within about one gate pass). Nothing changes when SIGINT is not handled
+/// by Python (SIG_DFL, SIG_IGN). The engine runs on the calling thread, as without it: no
+/// hand-off to another thread, which costs milliseconds on a loaded machine.
+class SigintCancels {
+ public:
+  SigintCancels() {
+    struct sigaction current;
+    if (sigaction(SIGINT, nullptr, &current) != 0 || (current.sa_flags & SA_SIGINFO) != 0 ||
+        current.sa_handler == SIG_DFL || current.sa_handler == SIG_IGN) {
+      return;
+    }
+    if (current.sa_handler != on_sigint) g_python_sigint = current;  // else inherited over fork()
+    __atomic_store_n(&g_sigint_flag, 0, __ATOMIC_RELAXED);
+    struct sigaction chained = current;
+    chained.sa_handler = on_sigint;
+    installed_ = sigaction(SIGINT, &chained, nullptr) == 0;
+  }
+  ~SigintCancels() {
+    if (installed_) sigaction(SIGINT, &g_python_sigint, nullptr);
+  }
+  SigintCancels(const SigintCancels&) = delete;
+  SigintCancels& operator=(const SigintCancels&) = delete;
+
+  const int* flag() const { return installed_ ? &g_sigint_flag : nullptr; }
+
+ private:
+  bool installed_ = false;
+};
+
+/// Runs the engine without the GIL; false when the call was cancelled.
 template <class T>
-void run_released(Task task, const Call<T>& call, T* out, T* grad_weights) {
-  py::gil_scoped_release release;
-  hdqnn::cpu::run<T>(task, call, out, grad_weights);
+bool run_without_gil(Task task, const Call<T>& call, T* out, T* grad_weights) {
+  PyThreadState* state = PyEval_SaveThread();
+  try {
+    hdqnn::cpu::run<T>(task, call, out, grad_weights);
+  } catch (const hdqnn::cpu::Cancelled&) {
+    restore_thread(state);
+    return false;
+  } catch (...) {
+    restore_thread(state);
+    throw;
+  }
+  restore_thread(state);
+  return true;
+}
+
+/// Runs the engine without the GIL. A long call on the main thread stops on Ctrl-C and raises
+/// what Python's SIGINT handler raises (KeyboardInterrupt); when that handler returns instead,
+/// the call starts over.
+template <class T>
+void run_released(Task task, Call<T> call, T* out, T* grad_weights) {
+  const ProgramView& p = call.program;
+  if (!hdqnn::cpu::is_long_call(task, p.n_qubits, call.batch, p.n_gates) || !on_main_thread()) {
+    run_without_gil<T>(task, call, out, grad_weights);
+    return;
+  }
+  for (;;) {
+    bool finished;
+    {
+      const SigintCancels sigint;
+      call.cancel = sigint.flag();
+      finished = run_without_gil<T>(task, call, out, grad_weights);
+    }
+    if (finished) return;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
 }
 
 py::object statevector(const py::object& gates, const py::object& angle_src, const py::object& angle_val,

@@ -39,6 +39,9 @@ constexpr int kSrcInput = 1;
 constexpr int kWalshBits = 5;
 /// Fewest Z-only terms for which the transform is cheaper than one update per term.
 constexpr int kWalshMinTerms = 6;
+/// Steps of a long pass over the state (first touch of its pages, many terms per amplitude)
+/// between two reads of the cancel flag.
+constexpr Index kCancelStride = 4096;
 
 // -------------------------------------------------------------------------------- workspace
 
@@ -86,8 +89,10 @@ class BlockRunner {
     nvalid_ = static_cast<int>(min_index(S, job_.batch - b0_));
     // in amplitude mode every thread must be done reading the previous block's state
     team_.sync();
+    if (team_.cancelled()) return;
     load_angles();
     forward();
+    if (team_.cancelled()) return;  // the outputs take passes too, long ones with many terms
     switch (job_.task) {
       case Task::kStatevector:
         write_states();
@@ -291,6 +296,7 @@ class BlockRunner {
       if (phase.chunk == 0) {
         forward_ops(phase.begin, phase.end);
       } else {
+        if (team_.cancelled()) return;
         run_chunked<false>(phase);
       }
     }
@@ -301,6 +307,7 @@ class BlockRunner {
   void forward_ops(int begin, int end) {
     const Op* ops = job_.plan.ops;
     for (int i = begin; i < end; ++i) {
+      if (team_.cancelled()) return;
       if (chained_pass(ops, i, end)) {
         ++i;
       } else {
@@ -374,7 +381,8 @@ class BlockRunner {
     constexpr int kArrays = kBackward ? 4 : 2;
     Index cb, ce;
     team_.range(map.n_chunks, cb, ce);
-    for (Index c = cb; c < ce; ++c) {
+    // a cancelled call skips its remaining chunks; no barrier in this loop, so threads need not agree
+    for (Index c = cb; c < ce && !cancel_flag_set(job_.cancel); ++c) {
       const Index base = map.base(c);
       for (int a = 0; a < kArrays; ++a) gather_chunk<T, S>(map, base, state[a], buf_.chunk + a * buf_.chunk_size);
       if (kBackward) {
@@ -445,7 +453,7 @@ class BlockRunner {
         if ((jb >> b) & 1) i ^= Index(map[b]);
       }
     }
-    for (Index j = jb; j < je; ++j) {
+    for (Index j = jb; j < je && !pass_cancelled(j); ++j) {  // the first touch of a new workspace
       if (j > jb) i = map != nullptr ? i ^ Index(flip[__builtin_ctzll(j)]) : j;
       const Index h = (i >> n_low) * S, lo = (i & (low_size - 1)) * S, o = j * S;
 #pragma omp simd
@@ -745,7 +753,7 @@ class BlockRunner {
     double walsh[Index(1) << kWalshBits][S];  // W[s] = sum_u (-1)^popcount(u & s) p[base + u]
     Index gb, ge;
     team_.range(dim_ >> c, gb, ge);
-    for (Index h = gb; h < ge; ++h) {
+    for (Index h = gb; h < ge && !pass_cancelled(h); ++h) {
       const Index base = h << c;
       group_walsh(base, c, walsh);
       for (int k = 0; k < K; ++k) {
@@ -811,6 +819,10 @@ class BlockRunner {
     }
   }
 
+  /// Whether a pass over the state should stop before step i: the call was cancelled (checked
+  /// every kCancelStride steps; such a pass has no barrier inside, so threads need not agree).
+  bool pass_cancelled(Index i) const { return (i & (kCancelStride - 1)) == 0 && cancel_flag_set(job_.cancel); }
+
   // --------------------------------------------------------------------------- backward
   /// lambda = sum_k g_k P_k psi, with g the block's rows of grad_output.
   void prepare_lambda() {
@@ -827,7 +839,7 @@ class BlockRunner {
     T* li = buf_.lam_im;
     Index jb, je;
     team_.range(dim_, jb, je);
-    for (Index j = jb; j < je; ++j) {
+    for (Index j = jb; j < je && !pass_cancelled(j); ++j) {
       const Index o = j * S;
       T fz[S];
       for (int l = 0; l < S; ++l) fz[l] = T(0);
@@ -869,6 +881,7 @@ class BlockRunner {
       if (phase.chunk == 0) {
         backward_ops(phase.begin, phase.end);
       } else {
+        if (team_.cancelled()) return;
         run_chunked<true>(phase);
       }
     }
@@ -879,6 +892,7 @@ class BlockRunner {
   /// Ops [begin, end) of the plan in reverse, one pass over psi and lambda each.
   void backward_ops(int begin, int end) {
     for (int i = end - 1; i >= begin; --i) {
+      if (team_.cancelled()) return;
       backward_op(job_.plan.ops[i]);
       team_.sync();
     }

@@ -65,6 +65,9 @@ constexpr int kMinChunkBits = 2;
 /// Smallest batch whose forward pass defers phases: the tables are built once per call (2**n
 /// products each), the saving is per sample.
 constexpr Index kMinDeferBatch = 8;
+/// Work (call_work) from which a call may run long enough to be worth cancelling (is_long_call):
+/// 1 to 20 ms on one thread here, the most for large registers; shorter calls end soon anyway.
+constexpr double kLongCallWork = double(1 << 25);
 
 std::atomic<int> g_num_threads{0};  // 0: not set, use max_threads()
 std::atomic<int> g_lanes_override{0};
@@ -161,7 +164,8 @@ Choice best_choice(Task task, int n_qubits, Index batch, int threads, size_t rea
                    int forced_amplitude) {
   const double lane_bytes =
       double(Index(1) << n_qubits) * 2.0 * double(real_size) * (task == Task::kVjp ? 2.0 : 1.0);
-  const bool amplitude_allowed = threads > 1 && n_qubits >= kAmplitudeParallelMinQubits && openmp_enabled();
+  const bool amplitude_allowed =
+      threads > 1 && n_qubits >= kAmplitudeParallelMinQubits && openmp_enabled() && openmp_regions_usable();
   Choice best{1, forced_amplitude == 1, -1.0};
   for (int lanes : kLaneChoices) {
     if (forced_lanes > 0 && lanes != forced_lanes) continue;
@@ -201,12 +205,17 @@ int chunk_low_bits(int chunk_bits, int lanes, size_t real_size) {
   return bits < 0 ? 0 : (bits > room ? room : bits);
 }
 
+/// Amplitude updates of a call (batch * 2**n * ops, times the adjoint's extra sweeps).
+double call_work(Task task, int n_qubits, Index batch, int n_ops) {
+  return double(batch) * double(Index(1) << n_qubits) * double(n_ops + 1) * (task == Task::kVjp ? kVjpCostFactor : 1.0);
+}
+
 }  // namespace
 
 Policy choose_policy(Task task, int n_qubits, Index batch, int n_ops, size_t real_size) {
-  const double work = double(batch) * double(Index(1) << n_qubits) * double(n_ops + 1) *
-                      (task == Task::kVjp ? kVjpCostFactor : 1.0);
-  const int forced_amplitude = g_amplitude_override.load();
+  const double work = call_work(task, n_qubits, batch, n_ops);
+  // a child forked after an OpenMP region runs without one (pool.hpp): even when forced
+  const int forced_amplitude = openmp_regions_usable() ? g_amplitude_override.load() : 0;
   Policy policy;
   // forced amplitude parallelism (a testing hook) means a full team even for tiny work
   policy.threads = work < kSerialWork && forced_amplitude != 1 ? 1 : num_threads();
@@ -219,6 +228,10 @@ Policy choose_policy(Task task, int n_qubits, Index batch, int n_ops, size_t rea
   policy.defer_phases = g_phase_deferral.load() != 0 && task != Task::kVjp && policy.chunk_bits == 0 &&
                         n_qubits <= kMaxDeferQubits && batch >= kMinDeferBatch;
   return policy;
+}
+
+bool is_long_call(Task task, int n_qubits, Index batch, int n_gates) {
+  return call_work(task, n_qubits, batch, n_gates) >= kLongCallWork;
 }
 
 void set_policy(int lanes, int amplitude_parallel, int chunk_bits, int phase_deferral) {
@@ -347,8 +360,11 @@ void run(Task task, const Call<T>& call, T* out, T* grad_weights) {
   job.lanes = policy.lanes;
   job.amplitude_parallel = policy.amplitude_parallel ? 1 : 0;
   job.parallel_blocks = parallel_blocks;
+  job.cancel = call.cancel;
 
+  if (job.amplitude_parallel) note_openmp_region();
   const int status = dispatch(job);
+  if (status == kRunCancelled) throw Cancelled();
   if (status == kRunOutOfMemory) throw std::bad_alloc();
   if (status != kRunOk) throw std::logic_error("hdqnn CPU kernels rejected lanes=" + std::to_string(job.lanes));
 }

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,14 @@ struct Call {
   int n_terms = 0;
   const int8_t* paulis = nullptr; ///< [n_terms, n_qubits]
   const T* grad_output = nullptr; ///< [batch, n_terms]
+  const int* cancel = nullptr;    ///< or a flag that another thread may set (__atomic_store_n) to
+                                  ///< stop the call within about one gate pass: run then throws
+                                  ///< Cancelled
+};
+
+/// Thrown by run when the call's cancel flag was set before it finished (its outputs are partial).
+struct Cancelled : std::exception {
+  const char* what() const noexcept override { return "hdqnn engine call cancelled"; }
 };
 
 /// Runs ``task`` for every sample. out: statevector [batch, 2**n] interleaved complex,
@@ -45,6 +54,10 @@ struct Policy {
 };
 
 Policy choose_policy(Task task, int n_qubits, Index batch, int n_ops, size_t real_size);
+
+/// Whether a call of this size may run long enough (milliseconds or more) that its caller should
+/// be able to cancel it (Call::cancel), e.g. on Ctrl-C.
+bool is_long_call(Task task, int n_qubits, Index batch, int n_gates);
 
 /// Testing and tuning hook: lanes 0 = automatic; amplitude_parallel -1 = automatic, 0 / 1 forced;
 /// chunk_bits 0 = automatic, -1 = no cache blocking, k >= 2 = blocking with k-qubit chunks

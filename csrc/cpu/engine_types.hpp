@@ -123,10 +123,12 @@ struct Job {
   int amplitude_parallel;  ///< 1: an OpenMP team shares each block and splits every gate's
                            ///< amplitudes; 0: blocks are spread over parallel_blocks' workers
   ParallelBlocks parallel_blocks;
+  const int* cancel;       ///< Call::cancel: when set (read with __atomic_load_n), the kernels
+                           ///< skip the rest of the work and return kRunCancelled; or null
 };
 
 /// Status returned by the kernels (they never throw: they run inside OpenMP regions).
-enum RunStatus : int { kRunOk = 0, kRunOutOfMemory = 1, kRunBadLanes = 2 };
+enum RunStatus : int { kRunOk = 0, kRunOutOfMemory = 1, kRunBadLanes = 2, kRunCancelled = 3 };
 
 }  // namespace cpu
 }  // namespace hdqnn

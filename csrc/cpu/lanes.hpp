@@ -18,7 +18,16 @@ HDQNN_INLINE Index min_index(Index a, Index b) { return a < b ? a : b; }
 // thread of the parallel region together (OmpTeam: each gate's amplitude range is split, with a
 // barrier after each gate). The block code is written once against this interface.
 
+/// Whether a call's cancel flag (Job::cancel, may be null) has been set by another thread.
+HDQNN_INLINE bool cancel_flag_set(const int* cancel) {
+  return cancel != nullptr && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0;
+}
+
 struct SoloTeam {
+  const int* cancel = nullptr;  ///< Job::cancel
+
+  /// Whether the call was cancelled: the block stops at the next op.
+  HDQNN_INLINE bool cancelled() const { return cancel_flag_set(cancel); }
   HDQNN_INLINE void range(Index total, Index& begin, Index& end) const {
     begin = 0;
     end = total;
@@ -34,6 +43,24 @@ struct OmpTeam {
   int size;
   double* scratch;  ///< [size, stride], for reductions
   int stride;
+  const int* cancel;  ///< Job::cancel
+  int* votes;         ///< [2], shared by the team and zeroed before it starts: see cancelled()
+  int turn = 0;
+  bool stopped = false;
+
+  /// Whether the call was cancelled, the same answer on every thread (a thread that left the op
+  /// loop alone would leave the others waiting at a barrier forever). Every thread calls it at the
+  /// same points, with a sync() between any two calls. Call k returns what the leader read from
+  /// the flag at call k - 1, published by the barrier between them, and the leader stores its new
+  /// reading in the other slot, which every thread read at call k - 1, before that barrier. Once
+  /// true it stays true.
+  bool cancelled() {
+    if (stopped || cancel == nullptr) return stopped;
+    stopped = __atomic_load_n(votes + turn, __ATOMIC_RELAXED) != 0;
+    turn ^= 1;
+    if (leader()) __atomic_store_n(votes + turn, cancel_flag_set(cancel) ? 1 : 0, __ATOMIC_RELAXED);
+    return stopped;
+  }
 
   void range(Index total, Index& begin, Index& end) const {
     const Index chunk = (total + size - 1) / size;

@@ -42,7 +42,7 @@ class WorkerPool {
     while (active_.load() != 0) std::this_thread::yield();
   }
 
-  /// In a child process after fork() the workers do not exist: start over with a fresh pool.
+  /// Replaced in a child process after fork(), where the workers do not exist.
   static WorkerPool*& instance() {
     static WorkerPool* pool = new WorkerPool();  // never destroyed: workers may outlive exit
     return pool;
@@ -101,15 +101,28 @@ class WorkerPool {
   std::atomic<int> active_{0};
 };
 
-void reset_after_fork() { WorkerPool::instance() = new WorkerPool(); }
+std::atomic<bool> g_openmp_started{false};
+std::atomic<bool> g_openmp_lost{false};
+
+/// In a child process after fork() only the forking thread exists: the pool starts over, and
+/// OpenMP regions are off for good if the parent had started one (openmp_regions_usable).
+void after_fork_in_child() {
+  WorkerPool::instance() = new WorkerPool();
+  if (g_openmp_started.load()) g_openmp_lost.store(true);
+}
+
+// Registered when the module is loaded, so that a fork before the first call is covered too.
+[[maybe_unused]] const int g_fork_handler = pthread_atfork(nullptr, nullptr, after_fork_in_child);
 
 }  // namespace
 
 void parallel_blocks(int threads, Index n_blocks, BlockBody body, void* ctx) {
-  static const int registered = pthread_atfork(nullptr, nullptr, reset_after_fork);
-  (void)registered;
   WorkerPool::instance()->run(threads, n_blocks, body, ctx);
 }
+
+bool openmp_regions_usable() { return !g_openmp_lost.load(); }
+
+void note_openmp_region() { g_openmp_started.store(true); }
 
 }  // namespace cpu
 }  // namespace hdqnn

@@ -13,5 +13,13 @@ namespace cpu {
 /// 0) and up to threads - 1 pool workers (ids 1 .. threads - 1); returns when all are done.
 void parallel_blocks(int threads, Index n_blocks, BlockBody body, void* ctx);
 
+/// Whether OpenMP parallel regions work in this process: false in a child forked after this
+/// process (or an ancestor) started one. libgomp is not fork-safe: its worker threads do not
+/// survive fork(), and the child's next region would wait for them forever.
+bool openmp_regions_usable();
+
+/// Records that an OpenMP parallel region is about to start (see openmp_regions_usable).
+void note_openmp_region();
+
 }  // namespace cpu
 }  // namespace hdqnn

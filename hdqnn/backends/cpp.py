@@ -4,6 +4,11 @@ One call runs the whole program for the whole batch: samples are simulated in sm
 blocks whose states stay in cache, in parallel across samples (or across amplitudes when one state
 is large), with the adjoint method for gradients. Importing this module raises ImportError when
 the extension was not built; the backend registry then falls back to the next engine.
+
+Faults: a long call made on the main thread stops within a gate pass on Ctrl-C (the
+KeyboardInterrupt propagates and the engine stays usable); a child process forked after the
+amplitude-parallel (OpenMP) path ran runs its calls without that path, since OpenMP's threads do
+not survive fork(); a daemon thread inside a call when the interpreter exits is left parked.
 """
 from __future__ import annotations
 
@@ -48,6 +53,23 @@ class CppBackend:
     def set_num_threads(self, n: int) -> None:
         """Threads used across samples; calls below a work threshold stay on one thread."""
         _core.set_num_threads(n)
+
+    def workspace_bytes(self, task: str, program: Program, batch: int, n_terms: int, dtype) -> int:
+        """The workspace of kernels.cpp (run_lanes) and engine.cpp (phase_tables) under the policy
+        the engine will choose: per state set, re and im of ``lanes`` states (and of lambda for
+        the adjoint), one set per thread (one shared set when threads split amplitudes), the
+        threads' cache-blocking chunks, and with phase deferral at most one table per gate."""
+        del n_terms  # the per-thread Pauli accumulators are a few bytes per term
+        real = REAL_OF[np.dtype(dtype)].itemsize
+        n_gates = len(program.gates)
+        policy = _core.policy(task, program.n_qubits, batch, n_gates, real == 8)
+        arrays = 4 if task == "vjp" else 2
+        threads, lanes, dim = policy["threads"], policy["lanes"], 1 << program.n_qubits
+        state_sets = 1 if policy["amplitude_parallel"] else threads
+        states = state_sets * arrays * lanes * dim * real
+        chunks = threads * arrays * lanes * (1 << policy["chunk_bits"]) * real if policy["chunk_bits"] else 0
+        tables = (2 * real * n_gates + 4) * dim if policy["defer_phases"] else 0
+        return states + chunks + tables
 
     def statevector(self, program: Program, inputs: np.ndarray, weights: np.ndarray, dtype) -> np.ndarray:
         """[B, 2**n] complex ``dtype``."""
