@@ -11,6 +11,7 @@
 #include <string>
 
 #include "engine.hpp"
+#include "hdqnn/gil.hpp"
 
 namespace py = pybind11;
 
@@ -144,24 +145,6 @@ py::object with_real_type(const py::object& inputs, F&& f) {
   type_error("inputs must be float32 (complex64 simulation) or float64 (complex128), got " + std::string(py::str(dt)));
 }
 
-/// Blocks the calling thread until the process exits.
-[[noreturn]] void park_forever() {
-  for (;;) pause();
-}
-
-/// PyEval_RestoreThread for a thread that released the GIL around an engine call. At interpreter
-/// shutdown CPython (before 3.14) ends a daemon thread that asks for the GIL with pthread_exit, a
-/// forced unwind: through a destructor (pybind11's gil_scoped_release) it aborts the process
-/// ("terminate called without an active exception"), and it would drop this call's arrays without
-/// the GIL. The thread is parked instead until the process exits, as Python 3.14 does.
-void restore_thread(PyThreadState* state) {
-  try {
-    PyEval_RestoreThread(state);
-  } catch (...) {  // pthread_exit's forced unwind: PyEval_RestoreThread throws nothing else
-    park_forever();
-  }
-}
-
 /// Whether this is Python's main thread, the only one that runs signal handlers (and sets them).
 bool on_main_thread() {
   const py::object main = py::module_::import("threading").attr("main_thread")();
@@ -213,18 +196,14 @@ class SigintCancels {
 /// Runs the engine without the GIL; false when the call was cancelled.
 template <class T>
 bool run_without_gil(Task task, const Call<T>& call, T* out, T* grad_weights) {
-  PyThreadState* state = PyEval_SaveThread();
-  try {
-    hdqnn::cpu::run<T>(task, call, out, grad_weights);
-  } catch (const hdqnn::cpu::Cancelled&) {
-    restore_thread(state);
-    return false;
-  } catch (...) {
-    restore_thread(state);
-    throw;
-  }
-  restore_thread(state);
-  return true;
+  return hdqnn::without_gil([&] {
+    try {
+      hdqnn::cpu::run<T>(task, call, out, grad_weights);
+      return true;
+    } catch (const hdqnn::cpu::Cancelled&) {
+      return false;
+    }
+  });
 }
 
 /// Runs the engine without the GIL. A long call on the main thread stops on Ctrl-C and raises

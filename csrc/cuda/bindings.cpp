@@ -14,6 +14,7 @@
 #include "emulate.hpp"
 #include "kernels/philox.cuh"
 #include "hdqnn/gates.hpp"
+#include "hdqnn/gil.hpp"
 
 namespace py = pybind11;
 
@@ -110,10 +111,7 @@ py::dict execute(int task, const std::string& precision, const py::array& meta_o
   call.device = device;
   call.stream = stream;
   LaunchConfig config;
-  {
-    py::gil_scoped_release release;
-    config = hdqnn::cuda::execute(call);
-  }
+  config = hdqnn::without_gil([&] { return hdqnn::cuda::execute(call); });
   return config_dict(config);
 }
 
@@ -164,10 +162,7 @@ py::object emulate(int task, const py::array& meta_obj, const py::array& angles_
   call.shots = shots;
   call.seed = seed;
   const hdqnn::cuda::EmulateConfig config{threads_per_sample, samples_per_block, warp, shared_state, grid};
-  {
-    py::gil_scoped_release release;
-    hdqnn::cuda::emulate(call, config);
-  }
+  hdqnn::without_gil([&] { hdqnn::cuda::emulate(call, config); });
   if (task == g::kTaskVjp) return py::make_tuple(out, grad_weights);
   if (task == g::kTaskSample) return std::move(bits);
   return out;
@@ -252,12 +247,10 @@ PYBIND11_MODULE(_core_cuda, m) {
     if (!(dst.flags() & py::array::c_style) || !dst.writeable()) throw py::value_error("dst must be writeable and C-contiguous");
     void* out = dst.mutable_data();
     const size_t bytes = static_cast<size_t>(dst.nbytes());
-    py::gil_scoped_release release;
-    hdqnn::cuda::copy_to_host(out, as_ptr(src), bytes, device, stream);
+    hdqnn::without_gil([&] { hdqnn::cuda::copy_to_host(out, as_ptr(src), bytes, device, stream); });
   }, py::arg("dst"), py::arg("src"), py::arg("device"), py::arg("stream"), "Copy device memory into a NumPy array.");
   m.def("synchronize", [](int device, uintptr_t stream) {
-    py::gil_scoped_release release;
-    hdqnn::cuda::synchronize(device, stream);
+    hdqnn::without_gil([&] { hdqnn::cuda::synchronize(device, stream); });
   }, py::arg("device"), py::arg("stream"));
   m.def("execute", &execute, py::arg("task"), py::arg("precision"), py::arg("meta"), py::arg("angle_val"),
         py::arg("inputs"), py::arg("weights"), py::arg("grad_output"), py::arg("out"), py::arg("grad_weights"),

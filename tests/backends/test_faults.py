@@ -237,10 +237,13 @@ def test_a_sigint_handler_that_returns_lets_the_call_finish_correctly():
         paulis = compile_observables(None, prog.n_qubits)
         expected = core.expval(*args, x, w, paulis)
         threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
-        start = time.monotonic()
-        result = core.expval(*args, x, w, paulis)
-        assert len(seen) == 1 and time.monotonic() - start > 0.2, (seen, start)
-        np.testing.assert_array_equal(result, expected)
+        # calls back to back until the signal has landed (almost surely inside one: the calls are
+        # nearly all of the time), each complete and exact; a fast machine may need several
+        deadline = time.monotonic() + 60
+        while not seen and time.monotonic() < deadline:
+            np.testing.assert_array_equal(core.expval(*args, x, w, paulis), expected)
+        assert len(seen) == 1, seen
+        np.testing.assert_array_equal(core.expval(*args, x, w, paulis), expected)
         print("ok")
     """))
 
