@@ -13,7 +13,10 @@ The forward always runs the real circuit (simulator, exact or with shots, or a h
   minibatch's inputs are concentrated, and its *weight* gradients are not usable: the weights are
   constant within a minibatch, so the fit cannot see their effect (measured cosine against the
   exact gradient ~0, bench/RESULTS_layer.md). With qtdnn, freeze the circuit weights or bind them
-  as constants (the paper's PQC), and watch ``gradient_fidelity``.
+  as constants (the paper's PQC), and watch ``gradient_fidelity``. Its Sobolev option
+  (``QtDNNConfig.sobolev_samples``) adds 2 x samples x directions executions per fit, counted as
+  ``circuit_executions_fit``; its trust figures (``last_holdout_error``, ``last_tangent_cosine``)
+  need no simulator.
 """
 from __future__ import annotations
 
@@ -27,10 +30,11 @@ import torch
 from torch import nn
 
 from ..circuits import Circuit, compile_observables
+from ..sim import noisy
 from ..sim import vjp as engine_vjp
 from .function import QuantumFunction
 from .gradients import SlotMap, shift_vjp, slot_map
-from .qtdnn import QtDNN, QtDNNConfig
+from .qtdnn import QtDNN, QtDNNConfig, Tangents
 from .runner import CircuitRunner, SimulatorRunner, check_diagonal
 from .telemetry import LayerStats, compare_gradients
 
@@ -64,6 +68,10 @@ class QuantumLayer(nn.Module):
             (the hardware seam); not allowed with ``grad="adjoint"``.
         backend: simulator engine (name or object) for the forward, adjoint and fidelity checks.
         seed: seeds weight init, the surrogate and shot sampling (None: drawn from torch's RNG).
+        noise: an ``hdqnn.noise.NoiseModel``: the simulator runs the circuit as that noisy device
+            (density matrix; readout error included), in every grad mode: ``adjoint`` is the exact
+            VJP of the noisy expectations, and ``gradient_fidelity`` compares against it. Not with
+            a ``runner`` (a device brings its own noise) or a ``backend``.
 
     Attributes: ``weight`` (nn.Parameter [n_weights], or None when the circuit has no weights),
     ``qtdnn`` (the surrogate or None), ``stats`` (cost counters), ``grad_mode``, ``shots``.
@@ -72,7 +80,8 @@ class QuantumLayer(nn.Module):
 
     def __init__(self, circuit: Circuit, grad: str = "qtdnn", shots: int | None = None, observables: Any = None,
                  weights_init: WeightsInit = None, qtdnn: QtDNN | QtDNNConfig | dict | str | None = None,
-                 runner: CircuitRunner | None = None, backend: Any = None, seed: int | None = None) -> None:
+                 runner: CircuitRunner | None = None, backend: Any = None, seed: int | None = None,
+                 noise: Any = None) -> None:
         super().__init__()
         if not isinstance(circuit, Circuit):
             raise TypeError(f"circuit must be an hdqnn.Circuit, got {type(circuit).__name__}")
@@ -87,8 +96,14 @@ class QuantumLayer(nn.Module):
                              "with shots or a hardware runner")
         if qtdnn is not None and grad != "qtdnn":
             raise ValueError(f"qtdnn= is only used with grad='qtdnn', not grad={grad!r}")
+        if noise is not None:
+            if runner is not None or backend is not None:
+                raise ValueError("noise= simulates a noisy device on hdqnn's noisy engine: it cannot be combined "
+                                 "with a runner (which brings its own device) or a statevector backend")
+            noisy.check_model(noise, circuit.n_qubits)
         circuit.compile()
         self.circuit = circuit
+        self.noise = noise
         self.grad_mode = grad
         self.shots = shots
         self.backend = backend
@@ -97,7 +112,7 @@ class QuantumLayer(nn.Module):
             check_diagonal(self.observables)
         seeds = _subseeds(seed)
         self.weight = _make_weight(circuit.n_weights, weights_init, seeds[0])
-        self.runner: CircuitRunner = runner if runner is not None else SimulatorRunner(backend, seeds[2])
+        self.runner: CircuitRunner = runner if runner is not None else SimulatorRunner(backend, seeds[2], noise)
         self._slots: SlotMap | None = None
         if grad == "parameter-shift":
             self._slots = slot_map(circuit)
@@ -139,6 +154,7 @@ class QuantumLayer(nn.Module):
         c = self.circuit
         return (f"n_qubits={c.n_qubits}, n_inputs={c.n_inputs}, n_weights={c.n_weights}, "
                 f"outputs={self.n_outputs}, grad={self.grad_mode!r}, shots={self.shots}"
+                + ("" if self.noise is None else f", noise={self.noise!r}")
                 + ("" if self.qtdnn is None else f", qtdnn={self.qtdnn!r}"))
 
     # ------------------------------------------------------------------ forward
@@ -147,8 +163,32 @@ class QuantumLayer(nn.Module):
         x = self._check_input(x)
         y = QuantumFunction.apply(x, self.weight, self)
         if self._should_fit(x):
-            self.qtdnn.fit(self._features(x, self.weight), y.detach())
+            self.qtdnn.fit(self._features(x, self.weight), y.detach(), self._measure_tangents(x))
         return y
+
+    def _measure_tangents(self, x: torch.Tensor) -> Tangents | None:
+        """The qtDNN's Sobolev data (``sobolev_samples`` > 0), or None: at T = samples x directions
+        rows of ``x``, the circuit's central differences D_v = (f(x + h v) - f(x - h v)) / (2 h) along
+        random unit directions v of the input space, from one runner call of 2 T rows (in float64,
+        so float32 rounding does not swamp a small h), counted as fit executions.
+
+        A central difference along v costs 2 runs whatever the input count; a parameter-shift
+        directional derivative would cost 2 per input coordinate (20 at 10 qubits), and no exact
+        two-term rule exists along a direction mixing several encoding angles.
+        """
+        q = self.qtdnn
+        if q.config.sobolev_samples == 0:
+            return None
+        rows, directions = q.draw_probes(x.shape[0], self.n_inputs)
+        step = q.config.sobolev_step
+        x0 = x.detach().to(device="cpu", dtype=torch.float64)[rows]
+        v = directions[:, : self.n_inputs].to(torch.float64)
+        start = time.perf_counter()
+        y = self._execute(*self._arrays(torch.cat([x0 + step * v, x0 - step * v]), self.weight))
+        t = rows.shape[0]
+        self._stats.record_fit(2 * t, time.perf_counter() - start)
+        derivatives = torch.as_tensor((y[:t] - y[t:]).astype(np.float64) / (2.0 * step))
+        return self._features(x0, self.weight), directions, derivatives
 
     def _should_fit(self, x: torch.Tensor) -> bool:
         wants_grad = x.requires_grad or (self.weight is not None and self.weight.requires_grad)
@@ -191,12 +231,16 @@ class QuantumLayer(nn.Module):
     # ------------------------------------------------------------------ CircuitExecutor
     def run_forward(self, x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
         start = time.perf_counter()
-        x_np, w_np = self._arrays(x, weight)
-        y = np.asarray(self.runner.run(self.circuit, x_np, w_np, self.shots, self.observables))
-        if y.shape != (x.shape[0], self.n_outputs):
-            raise ValueError(f"runner returned shape {y.shape}, expected {(x.shape[0], self.n_outputs)}")
+        y = self._execute(*self._arrays(x, weight))
         self._stats.record_forward(x.shape[0], time.perf_counter() - start)
         return torch.as_tensor(y).to(device=x.device, dtype=x.dtype)
+
+    def _execute(self, x_np: np.ndarray, w_np: np.ndarray) -> np.ndarray:
+        """The runner's outputs [B, K] for inputs [B, D] and weights [P], shape-checked."""
+        y = np.asarray(self.runner.run(self.circuit, x_np, w_np, self.shots, self.observables))
+        if y.shape != (x_np.shape[0], self.n_outputs):
+            raise ValueError(f"runner returned shape {y.shape}, expected {(x_np.shape[0], self.n_outputs)}")
+        return y
 
     def run_vjp(self, x: torch.Tensor, weight: torch.Tensor | None, grad_output: torch.Tensor,
                 need_inputs: bool, need_weights: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -217,7 +261,8 @@ class QuantumLayer(nn.Module):
         x_np, w_np = self._arrays(x, weight)
         g_np = grad_output.detach().to(device="cpu", dtype=x.dtype).contiguous().numpy()
         if self.grad_mode == "adjoint":
-            gi, gw = engine_vjp(self.circuit, x_np, w_np, g_np, self.observables, backend=self.backend)
+            gi, gw = engine_vjp(self.circuit, x_np, w_np, g_np, self.observables, backend=self.backend,
+                                noise=self.noise)
             return gi, gw, x.shape[0]
         return shift_vjp(self._slots, self.runner, x_np, w_np, g_np, self.observables, self.shots,
                          need_inputs, need_weights and weight is not None)
@@ -236,16 +281,22 @@ class QuantumLayer(nn.Module):
     # ------------------------------------------------------------------ telemetry
     @property
     def stats(self) -> dict:
-        """Cost counters: circuit executions (forward, grad, total; last call and running totals),
-        calls, seconds, and the qtDNN's fit figures (``fits``, ``last_fit_loss``, ``last_fit_seconds``,
-        ``fit_seconds_total``; None/0 without a surrogate)."""
+        """Cost counters: circuit executions (forward, grad, the qtDNN fit's Sobolev probes, total;
+        last call and running totals), calls, seconds, and the qtDNN's fit figures (``fits``,
+        ``last_fit_loss``, ``last_fit_seconds``, ``fit_seconds_total``, ``last_fit_steps``; the
+        trust figures ``last_holdout_error`` (with ``holdout``) and ``last_tangent_cosine`` /
+        ``last_tangent_rel_error`` (with ``sobolev_samples``); None/0 without a surrogate)."""
         s = self._stats.state()
-        s["circuit_executions_total"] = s["circuit_executions_forward"] + s["circuit_executions_grad"]
+        s["circuit_executions_total"] = (s["circuit_executions_forward"] + s["circuit_executions_grad"]
+                                         + s["circuit_executions_fit"])
         q = self.qtdnn
         s["fits"] = 0 if q is None else q.fits
         s["last_fit_loss"] = None if q is None else q.last_fit_loss
         s["last_fit_seconds"] = None if q is None else q.last_fit_seconds
         s["fit_seconds_total"] = 0.0 if q is None else q.fit_seconds_total
+        s["last_fit_steps"] = 0 if q is None else q.last_fit_steps
+        for name in ("last_holdout_error", "last_tangent_cosine", "last_tangent_rel_error"):
+            s[name] = None if q is None else getattr(q, name)
         return s
 
     def reset_stats(self) -> None:
@@ -277,7 +328,8 @@ class QuantumLayer(nn.Module):
         w64 = None if self.weight is None else self.weight.detach().to(device="cpu", dtype=torch.float64)
         g64 = g.to(device="cpu", dtype=torch.float64)
         x_np, w_np = self._arrays(x64, w64)
-        ei, ew = engine_vjp(self.circuit, x_np, w_np, g64.numpy(), self.observables, backend=self.backend)
+        ei, ew = engine_vjp(self.circuit, x_np, w_np, g64.numpy(), self.observables, backend=self.backend,
+                            noise=self.noise)
         mi, mw, _ = self._mode_vjp(x64, w64, g64, True, trains_weights)
         mi, mw = np.asarray(mi, dtype=np.float64), np.asarray(mw, dtype=np.float64)
         mode_grads, exact_grads = ([mi, mw], [ei, ew]) if trains_weights else ([mi], [ei])

@@ -66,14 +66,16 @@ class SimulatorRunner:
     reproducible from ``seed`` and the generator's state can be checkpointed (``get_state``).
     """
 
-    def __init__(self, backend: Any = None, seed: int | None = None) -> None:
+    def __init__(self, backend: Any = None, seed: int | None = None, noise: Any = None) -> None:
         self.backend = backend
         self.rng = np.random.default_rng(seed)
+        #: an hdqnn.noise.NoiseModel: the circuits run as on that noisy device (density matrix)
+        self.noise = noise
 
     def run(self, circuit: Circuit, inputs: np.ndarray, weights: np.ndarray, shots: int | None,
             observables: np.ndarray) -> np.ndarray:
         if shots is None:
-            return expval(circuit, inputs, weights, observables, backend=self.backend)
+            return expval(circuit, inputs, weights, observables, backend=self.backend, noise=self.noise)
         check_diagonal(observables)
         rows = inputs.shape[0]
         per_row = 3 * 8 * 2**circuit.n_qubits + shots * (circuit.n_qubits + 8 * (len(observables) + 2))
@@ -82,7 +84,7 @@ class SimulatorRunner:
         for lo in range(0, rows, chunk):
             hi = min(rows, lo + chunk)
             w = weights[lo:hi] if weights.ndim == 2 else weights
-            bits = sample(circuit, inputs[lo:hi], w, shots, seed=self.rng, backend=self.backend)
+            bits = sample(circuit, inputs[lo:hi], w, shots, seed=self.rng, backend=self.backend, noise=self.noise)
             out[lo:hi] = expval_from_samples(bits, observables)
         return out
 

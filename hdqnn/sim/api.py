@@ -10,8 +10,25 @@ from typing import Any
 from ..backends import get_backend
 from ..circuits import Circuit, compile_observables
 from . import device as gpu
+from . import noisy
 from .arrays import check_real_2d, prepare, warn_if_requires_grad, wrap
 from .memory import engine_need, reserved
+
+
+def check_noise_args(noise: Any, method: Any, trajectories: Any, device: Any, backend: Any,
+                     *arrays: Any) -> tuple[str, int | None]:
+    """Validate the noise keywords of a call: (method, trajectories), or a clear error."""
+    if noise is None:
+        if method is not None or trajectories is not None:
+            raise ValueError("method= and trajectories= choose how noise is simulated: pass noise=model")
+        return "auto", None
+    if gpu.wants_gpu(device, *arrays):
+        raise ValueError("noisy simulation runs on the CPU (density matrix or trajectories); "
+                         "pass CPU arrays or device='cpu'")
+    if backend is not None:
+        raise ValueError("backend= picks a statevector engine; noisy calls run on the noisy engine, "
+                         "so leave backend at None with noise=")
+    return noisy.check_method(method, trajectories)
 
 
 def statevector(circuit: Circuit, inputs: Any = None, weights: Any = None, *, dtype: Any = None,
@@ -33,9 +50,19 @@ def statevector(circuit: Circuit, inputs: Any = None, weights: Any = None, *, dt
 
 
 def probabilities(circuit: Circuit, inputs: Any = None, weights: Any = None, *, dtype: Any = None,
-                  backend: Any = None, device: Any = None):
-    """Computational-basis probabilities, [B, 2**n] float32/float64 (index order as ``statevector``)."""
+                  backend: Any = None, device: Any = None, noise: Any = None, method: str | None = None,
+                  trajectories: int | None = None, seed: Any = None, readout: bool = True):
+    """Computational-basis probabilities, [B, 2**n] float32/float64 (index order as ``statevector``).
+
+    noise: an ``hdqnn.noise.NoiseModel`` simulates the noisy device: ``method`` "density_matrix"
+    (exact), "trajectories" (``trajectories`` per sample, reproducible from ``seed``) or "auto"
+    (the default; see ``hdqnn.sim.noisy``); readout errors apply unless ``readout=False``.
+    """
     warn_if_requires_grad("probabilities", inputs, weights)
+    method, trajectories = check_noise_args(noise, method, trajectories, device, backend, inputs, weights)
+    if noise is not None:
+        p = prepare(circuit, inputs, weights, dtype)
+        return wrap(noisy.probabilities(p, noise, method, trajectories, seed, readout), p.as_torch)
     if gpu.wants_gpu(device, inputs, weights):
         return gpu.probabilities(circuit, inputs, weights, dtype=dtype, backend=backend, device=device)
     p = prepare(circuit, inputs, weights, dtype)
@@ -46,13 +73,28 @@ def probabilities(circuit: Circuit, inputs: Any = None, weights: Any = None, *, 
 
 
 def expval(circuit: Circuit, inputs: Any = None, weights: Any = None, observables: Any = None, *,
-           dtype: Any = None, backend: Any = None, device: Any = None):
+           dtype: Any = None, backend: Any = None, device: Any = None, noise: Any = None,
+           method: str | None = None, trajectories: int | None = None, seed: Any = None, readout: bool = True,
+           return_stderr: bool = False):
     """Pauli expectations, [B, K] float32/float64.
 
     observables: None (Pauli-Z on every wire, K = n), a dense string ``"XZIY"`` (wire 0 first),
     a sparse ``("ZZ", (0, 3))`` or ``{"ZZ": (0, 3)}``, or a list of these.
+    noise, method, trajectories, seed, readout: as in ``probabilities``; each Pauli string is
+    measured as a device measures it (readout error included unless ``readout=False``).
+    return_stderr: also return the standard errors [B, K] of the estimates (trajectories; zeros
+    for the exact density matrix and without noise).
     """
     warn_if_requires_grad("expval", inputs, weights)
+    method, trajectories = check_noise_args(noise, method, trajectories, device, backend, inputs, weights)
+    if noise is not None:
+        p = prepare(circuit, inputs, weights, dtype)
+        paulis = compile_observables(observables, p.program.n_qubits)
+        mean, stderr = noisy.expval(p, paulis, noise, method, trajectories, seed, readout)
+        return (wrap(mean, p.as_torch), wrap(stderr, p.as_torch)) if return_stderr else wrap(mean, p.as_torch)
+    if return_stderr:
+        out = expval(circuit, inputs, weights, observables, dtype=dtype, backend=backend, device=device)
+        return out, out * 0
     if gpu.wants_gpu(device, inputs, weights):
         return gpu.expval(circuit, inputs, weights, observables, dtype=dtype, backend=backend, device=device)
     p = prepare(circuit, inputs, weights, dtype)
@@ -64,12 +106,22 @@ def expval(circuit: Circuit, inputs: Any = None, weights: Any = None, observable
 
 
 def vjp(circuit: Circuit, inputs: Any, weights: Any, grad_output: Any, observables: Any = None, *,
-        dtype: Any = None, backend: Any = None, device: Any = None):
+        dtype: Any = None, backend: Any = None, device: Any = None, noise: Any = None,
+        method: str | None = None, readout: bool = True):
     """Exact vector-Jacobian product of ``expval`` by the engine's adjoint sweep.
 
     grad_output: [B, K]. Returns ``(grad_inputs [B, n_inputs], grad_weights)``, where
     grad_weights has the shape of ``weights`` (shared weights: summed over the batch).
+    noise: the exact VJP of the noisy expectations (readout included unless ``readout=False``),
+    by the density matrix's adjoint (Heisenberg) sweep; ``method`` "density_matrix" or "auto".
     """
+    method, _ = check_noise_args(noise, method, None, device, backend, inputs, weights, grad_output)
+    if noise is not None:
+        p = prepare(circuit, inputs, weights, dtype)
+        paulis = compile_observables(observables, p.program.n_qubits)
+        g = check_real_2d(grad_output, "grad_output", (p.batch, paulis.shape[0]), p.real_dtype)
+        gi, gw = noisy.vjp(p, paulis, g, noise, method, readout)
+        return wrap(gi, p.as_torch), wrap(gw, p.as_torch)
     if gpu.wants_gpu(device, inputs, weights, grad_output):
         return gpu.vjp(circuit, inputs, weights, grad_output, observables, dtype=dtype, backend=backend,
                        device=device)

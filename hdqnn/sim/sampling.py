@@ -77,13 +77,23 @@ def _sampling_need(p: Prepared, shots: int) -> dict[str, int]:
 
 
 def sample(circuit: Circuit, inputs: Any = None, weights: Any = None, shots: int = 1000,
-           seed: int | np.random.Generator | None = None, *, backend: Any = None, device: Any = None):
+           seed: int | np.random.Generator | None = None, *, backend: Any = None, device: Any = None,
+           noise: Any = None, method: str | None = None, trajectories: int | None = None, readout: bool = True):
     """Measure every wire ``shots`` times per sample: uint8 [B, shots, n], column q = wire q.
 
     The same ``seed`` gives the same bitstrings (on the GPU: its own counter-based stream).
+    noise: sample the noisy device (``hdqnn.sim.noisy``); with method "trajectories" each shot
+    comes from its own trajectory, as on a device; readout errors apply unless ``readout=False``.
     """
     shots = _check_shots(shots)
     warn_if_requires_grad("sample", inputs, weights)
+    if noise is not None or method is not None or trajectories is not None:
+        from . import noisy
+        from .api import check_noise_args
+
+        method, trajectories = check_noise_args(noise, method, trajectories, device, backend, inputs, weights)
+        p = prepare(circuit, inputs, weights, np.complex128)
+        return wrap(noisy.sample(p, shots, noise, method, trajectories, seed, readout), p.as_torch)
     if gpu.wants_gpu(device, inputs, weights):
         return gpu.sample(circuit, inputs, weights, shots, seed, backend=backend, device=device)
     p = prepare(circuit, inputs, weights, np.complex128)

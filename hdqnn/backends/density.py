@@ -1,0 +1,198 @@
+"""Noisy engines: batched density matrices (exact, with an adjoint VJP) and Monte-Carlo trajectories.
+
+They execute a circuit's compiled ``Program`` with noise compiled to flat tables
+(``hdqnn.noise.compiled``): ``chan_idx`` int32 [G] (-1: noiseless gate), ``superops`` complex128
+[C, 16, 16] and, for trajectories, ``kraus`` complex128 [C, R, 4, 4] with ``kraus_count`` int32
+[C]. No noise object enters here. Every call is one Numba kernel over the batch (see
+``_density_kernels``); the engines compute in complex128 and return float64.
+
+Readout errors are applied by the caller (``hdqnn.sim``): to probabilities through the confusion
+matrices, and to expectations by measuring the Pauli strings ``readout_terms`` gives.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..circuits import GATES_BY_CODE, SRC_CONST, Program, gate_matrix
+from .base import sample_angles, scatter_angle_grads
+
+#: Bytes of one complex128 amplitude.
+_AMPLITUDE = np.dtype(np.complex128).itemsize
+#: Programs whose constant-gate superoperators are kept (a training loop reuses one or two).
+_FIXED_CACHE_SIZE = 16
+_fixed_cache: dict[tuple[int, int], tuple] = {}
+#: The VJP keeps every block's input density matrix of a sample up to this size (no forward is
+#: run twice; (8 qubits, 4 layers) needs 72 MiB), else ~2 sqrt(blocks) of them (checkpoints).
+STORE_ALL_BYTES = 128 << 20
+
+
+def _kernels():
+    """The Numba kernels, imported on first use (numba is an optional dependency of backends)."""
+    from . import _density_kernels
+
+    return _density_kernels
+
+
+def _tables(chan_idx: np.ndarray, superops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel-ready channel tables: a model with no channel still passes one (unused) row."""
+    if superops.shape[0] == 0:
+        superops = np.zeros((1, 16, 16), dtype=np.complex128)
+    return np.ascontiguousarray(chan_idx, dtype=np.int32), np.ascontiguousarray(superops, dtype=np.complex128)
+
+
+def _gates(program: Program) -> np.ndarray:
+    return np.ascontiguousarray(program.gates, dtype=np.int64)
+
+
+def _is_constant(program: Program, g: int) -> bool:
+    first, spec = int(program.gates[g, 3]), GATES_BY_CODE[int(program.gates[g, 0])]
+    return first < 0 or bool(np.all(program.angle_src[first : first + spec.n_angles, 0] == SRC_CONST))
+
+
+def _fixed_superops(program: Program, chan_idx: np.ndarray, superops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fixed_idx int32 [G], fixed complex128 [F, 16, 16]): the superoperator, channel fused, of
+    every gate whose angles are constants, built once per (program, noise) instead of per sample.
+    Noiseless two-qubit gates stay out: U on rows and conj(U) on columns is cheaper than 16x16."""
+    key = (id(program), id(superops))
+    hit = _fixed_cache.get(key)
+    if hit is not None and hit[0] is program and hit[1] is superops:
+        return hit[2], hit[3]
+    fixed_idx = np.full(len(program.gates), -1, dtype=np.int32)
+    fixed = [np.zeros((16, 16), dtype=np.complex128)]  # never empty: the kernels index it
+    for g in range(len(program.gates)):
+        spec = GATES_BY_CODE[int(program.gates[g, 0])]
+        c = int(chan_idx[g])
+        if not _is_constant(program, g) or (spec.n_wires == 2 and c < 0):
+            continue
+        first = int(program.gates[g, 3])
+        u = gate_matrix(spec.name, *program.angle_val[first : first + spec.n_angles]) if spec.n_angles else \
+            gate_matrix(spec.name)
+        dim = 4**spec.n_wires
+        s = np.kron(u, u.conj())
+        if c >= 0:
+            s = superops[c, :dim, :dim] @ s
+        table = np.zeros((16, 16), dtype=np.complex128)
+        table[:dim, :dim] = s
+        fixed_idx[g] = len(fixed)
+        fixed.append(table)
+    result = (fixed_idx, np.stack(fixed))
+    if len(_fixed_cache) >= _FIXED_CACHE_SIZE:
+        _fixed_cache.clear()
+    _fixed_cache[key] = (program, superops) + result
+    return result
+
+
+def blocks(program: Program) -> tuple[np.ndarray, np.ndarray]:
+    """(first gate, last gate) int64 [NB] of each block the kernels apply as one superoperator: a
+    run of consecutive one-qubit gates on one wire, or a single two-qubit gate."""
+    gates = program.gates
+    one = np.array([GATES_BY_CODE[int(c)].n_wires == 1 for c in gates[:, 0]], dtype=bool)
+    same_next = np.zeros(len(gates), dtype=bool)
+    same_next[:-1] = one[:-1] & one[1:] & (gates[:-1, 1] == gates[1:, 1])
+    hi = np.flatnonzero(~same_next).astype(np.int64)
+    lo = np.concatenate([[0], hi[:-1] + 1])[: len(hi)].astype(np.int64)  # no gates: no blocks
+    return lo, hi
+
+
+def checkpoint_stride(n_gates: int, n_qubits: int) -> int:
+    """Blocks between the VJP's stored states (``n_gates``: the program's blocks, see :func:`blocks`).
+    Every state when they fit in STORE_ALL_BYTES per sample (no forward is then run twice); else
+    ~sqrt(G), which keeps both the checkpoints and one segment's recomputed states at ~sqrt(G)
+    density matrices per sample."""
+    n_gates = max(n_gates, 1)
+    if n_gates * (1 << (2 * n_qubits)) * _AMPLITUDE <= STORE_ALL_BYTES:
+        return n_gates
+    return math.isqrt(n_gates - 1) + 1
+
+
+def density_states_per_worker(task: str, n_qubits: int, n_gates: int) -> int:
+    """Density matrices [4**n] one sample holds at once (each worker runs one sample at a time)."""
+    if task != "vjp":
+        return 1
+    stride = checkpoint_stride(n_gates, n_qubits)
+    return 2 + stride + -(-max(n_gates, 1) // stride)
+
+
+def density_workspace_bytes(task: str, n_qubits: int, n_gates: int, workers: int) -> int:
+    """Bytes the density-matrix engine allocates for ``task`` with ``workers`` samples in flight."""
+    return workers * density_states_per_worker(task, n_qubits, n_gates) * (1 << (2 * n_qubits)) * _AMPLITUDE
+
+
+def density_expval(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_idx: np.ndarray,
+                   superops: np.ndarray, paulis: np.ndarray) -> np.ndarray:
+    """Tr(P_t rho_b) for each Pauli row t of ``paulis`` int8 [T, n]: [B, T] float64."""
+    theta = sample_angles(program, inputs, weights)
+    idx, sup = _tables(chan_idx, superops)
+    out = np.zeros((theta.shape[0], paulis.shape[0]))
+    _kernels().density_expval_kernel(program.n_qubits, _gates(program), theta, idx, sup,
+                                     *_fixed_superops(program, chan_idx, superops), *blocks(program),
+                                     np.ascontiguousarray(paulis, dtype=np.int64), out)
+    return out
+
+
+def density_probabilities(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_idx: np.ndarray,
+                          superops: np.ndarray) -> np.ndarray:
+    """Diagonal of each rho (pre-measurement probabilities), [B, 2**n] float64."""
+    theta = sample_angles(program, inputs, weights)
+    idx, sup = _tables(chan_idx, superops)
+    out = np.zeros((theta.shape[0], 1 << program.n_qubits))
+    _kernels().density_probs_kernel(program.n_qubits, _gates(program), theta, idx, sup,
+                                    *_fixed_superops(program, chan_idx, superops), *blocks(program), out)
+    return out
+
+
+def density_matrix(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_idx: np.ndarray,
+                   superops: np.ndarray) -> np.ndarray:
+    """The noisy states, [B, 2**n, 2**n] complex128."""
+    theta = sample_angles(program, inputs, weights)
+    idx, sup = _tables(chan_idx, superops)
+    dim = 1 << program.n_qubits
+    out = np.zeros((theta.shape[0], dim * dim), dtype=np.complex128)
+    _kernels().density_state_kernel(program.n_qubits, _gates(program), theta, idx, sup,
+                                    *_fixed_superops(program, chan_idx, superops), *blocks(program), out)
+    return out.reshape(-1, dim, dim)
+
+
+def density_vjp(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_idx: np.ndarray,
+                superops: np.ndarray, paulis: np.ndarray, grad_terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact VJP of ``density_expval``: (grad_inputs [B, D], grad_weights like ``weights``) of
+    sum(grad_terms * expectations), grad_terms [B, T] float64."""
+    theta = sample_angles(program, inputs, weights)
+    idx, sup = _tables(chan_idx, superops)
+    g_theta = np.zeros_like(theta)
+    lo, hi = blocks(program)
+    stride = checkpoint_stride(len(lo), program.n_qubits)
+    max_run = int((hi - lo).max(initial=0)) + 1
+    _kernels().density_vjp_kernel(program.n_qubits, _gates(program), theta, idx, sup,
+                                  *_fixed_superops(program, chan_idx, superops), lo, hi, max_run,
+                                  np.ascontiguousarray(paulis, dtype=np.int64),
+                                  np.ascontiguousarray(grad_terms, dtype=np.float64), stride, g_theta)
+    return scatter_angle_grads(program, g_theta, inputs, weights)
+
+
+def trajectories(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_idx: np.ndarray,
+                 kraus: np.ndarray, kraus_count: np.ndarray, paulis: np.ndarray,
+                 uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Monte-Carlo unravelling, one statevector per (sample, trajectory).
+
+    uniforms: float64 [B, T, M + 1] in [0, 1), M = the number of noisy gates (one draw each) and
+    one for the measured outcome. Returns (expectations [B, T, K] of ``paulis`` per trajectory,
+    probabilities [B, 2**n] averaged over trajectories, outcomes int64 [B, T] basis states).
+    """
+    theta = sample_angles(program, inputs, weights)
+    b, t = uniforms.shape[:2]
+    if kraus.shape[0] == 0:
+        kraus = np.zeros((1, 1, 4, 4), dtype=np.complex128)
+        kraus_count = np.zeros(1, dtype=np.int32)
+    expvals = np.zeros((b, t, paulis.shape[0]))
+    probs = np.zeros((b, 1 << program.n_qubits))
+    outcomes = np.zeros((b, t), dtype=np.int64)
+    _kernels().trajectory_kernel(program.n_qubits, _gates(program), theta,
+                                 np.ascontiguousarray(chan_idx, dtype=np.int32),
+                                 np.ascontiguousarray(kraus, dtype=np.complex128),
+                                 np.ascontiguousarray(kraus_count, dtype=np.int32),
+                                 np.ascontiguousarray(paulis, dtype=np.int64),
+                                 np.ascontiguousarray(uniforms, dtype=np.float64), expvals, probs, outcomes)
+    return expvals, probs, outcomes
