@@ -5,7 +5,9 @@ PennyLane Lightning). Environment knobs:
   HDQNN_SKIP_EXT=1            install without compiling (the Numba / NumPy engines only)
   HDQNN_CUDA=AUTO|ON|OFF      build the CUDA engine (default AUTO: when nvcc is found)
   HDQNN_NATIVE=1              compile the CPU kernels with -march=native (not portable)
-  CMAKE_BUILD_PARALLEL_LEVEL  parallel compile jobs
+  HDQNN_CPU_VARIANTS=all|host x86-64 kernel variants (default all: portable; host: base and the best
+                              this CPU runs, fewer compiles, as scripts/setup.sh does)
+  CMAKE_BUILD_PARALLEL_LEVEL  parallel compile jobs (default: one per CPU)
   CMAKE_ARGS                  extra CMake arguments
 """
 from __future__ import annotations
@@ -72,12 +74,13 @@ class CMakeBuild(build_ext):
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
             f"-DHDQNN_CUDA={os.environ.get('HDQNN_CUDA', 'AUTO').upper()}",
             f"-DHDQNN_NATIVE={'ON' if _env_flag('HDQNN_NATIVE') else 'OFF'}",
+            f"-DHDQNN_CPU_VARIANTS={os.environ.get('HDQNN_CPU_VARIANTS', 'ALL').upper()}",
             *shlex.split(os.environ.get("CMAKE_ARGS", "")),
         ]
         subprocess.run(configure, check=True)
         build = [cmake, "--build", str(build_dir), "--config", config]
-        if "CMAKE_BUILD_PARALLEL_LEVEL" not in os.environ and self.parallel:
-            build += ["--parallel", str(self.parallel)]
+        if "CMAKE_BUILD_PARALLEL_LEVEL" not in os.environ:  # CMake's own default is one job
+            build += ["--parallel", str(self.parallel or os.cpu_count() or 1)]
         subprocess.run(build, check=True)
         (build_dir / "hdqnn-stamp.txt").write_text(stamp)
         if self.inplace or getattr(self, "editable_mode", False):

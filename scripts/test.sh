@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
-# The test suite (run after scripts/setup.sh), in two passes:
+# The test suite (run after scripts/setup.sh). First it completes the quick set-up: the test extras
+# (qiskit, aer, braket, ray, mujoco), every CPU kernel variant (the portable build that
+# `pip install .` makes) and, where nvcc exists, the CUDA module; the CMake build is incremental, so
+# only what setup.sh left out is compiled. Then two passes:
 #  1. everything except `slow`/`gpu` tests, with the C++ and Numba engines REQUIRED (a missing
 #     engine fails instead of skipping);
 #  2. the package installed with HDQNN_SKIP_EXT=1 (no compiler, Numba path) into a separate
 #     folder, and the engine tests run against that install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+STEPS_NAME=test
+. scripts/steps.sh
 VENV=${HDQNN_VENV:-.venv}
 . "$VENV/bin/activate"
 
-# Optional SDKs (qiskit, braket, ray, mujoco) are installed by setup.sh: their tests must run, not
+say "installing the test extras and completing the build (all kernel variants; CUDA where nvcc exists)"
+with_heartbeat "installing the build tools" install_build_tools
+HDQNN_CPU_VARIANTS=all HDQNN_CUDA=${HDQNN_CUDA:-AUTO} \
+  CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)} \
+  with_heartbeat "installing the test extras and building" \
+  pip_logged build/test-install.log --no-build-isolation -e ".[test]"
+
+# The optional SDKs (qiskit, braket, ray, mujoco) were installed above: their tests must run, not
 # skip; where nvcc exists the CUDA module must have been built (its GPU tests skip without a device).
 export HDQNN_REQUIRE_EXTRAS=all
 if command -v nvcc >/dev/null; then export HDQNN_REQUIRE_CUDA_BUILD=1; fi
 
-echo "== pass 1: full suite, compiled engine required =="
+say "pass 1: full suite, compiled engine required"
 HDQNN_REQUIRE_BACKENDS=cpp,numba python -m pytest -q -m "not slow and not gpu" "$@"
 
-echo "== pass 2: HDQNN_SKIP_EXT=1 install (Numba engine, no compiled module) =="
+say "pass 2: HDQNN_SKIP_EXT=1 install (Numba engine, no compiled module)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 HDQNN_SKIP_EXT=1 python -m pip install -q --no-deps --no-build-isolation --target "$work/site" .

@@ -260,6 +260,34 @@ def test_instruction_sets_agree(core, restore_settings):
         core.set_isa("sse9")
 
 
+#: /proc/cpuinfo flags engine.cpp checks before running a variant.
+ISA_FLAGS = {"avx2": {"avx2", "fma", "bmi2", "popcnt"},
+             "avx512": {"avx2", "fma", "bmi2", "popcnt", "avx512f", "avx512bw", "avx512dq", "avx512vl"}}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return set()
+    return set(line.partition(":")[2].split())
+
+
+def test_runs_the_best_instruction_set_of_this_cpu(core):
+    """Both builds, the portable one (HDQNN_CPU_VARIANTS=all, what scripts/test.sh and `pip install .`
+    make) and the local one (host: base plus this CPU's best, what scripts/setup.sh makes), run the
+    widest variant this CPU supports, and keep base as the fallback."""
+    import platform
+
+    flags = _cpu_flags()
+    if not flags or platform.machine().lower() not in ("x86_64", "amd64") or core.isa() == "native":
+        pytest.skip("needs an x86-64 Linux build with run-time variants")
+    best = next((isa for isa in ("avx512", "avx2") if ISA_FLAGS[isa] <= flags), "base")
+    assert core.isa() == best and core.available_isas()[0] == best
+    assert core.available_isas()[-1] == "base"
+
+
 @pytest.mark.parametrize("amplitude_parallel", [0, 1])
 @pytest.mark.parametrize("lanes", (1, 8))
 def test_many_z_terms_match_reference(core, restore_settings, lanes, amplitude_parallel):
