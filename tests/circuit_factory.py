@@ -16,6 +16,15 @@ def random_angle(rng: np.random.Generator, n_inputs: int, n_weights: int):
     return Weight(int(rng.integers(n_weights)), float(rng.uniform(-1.5, 1.5)))
 
 
+def bind_angle(angle, x, w):
+    """One sample's value of a gate angle: ``x`` and ``w`` are that sample's inputs and weights."""
+    if isinstance(angle, Input):
+        return angle.scale * x[angle.index]
+    if isinstance(angle, Weight):
+        return angle.scale * w[angle.index]
+    return angle
+
+
 def random_circuit(rng: np.random.Generator, n_qubits: int, n_gates: int | None = None,
                    n_inputs: int = 3, n_weights: int = 4) -> Circuit:
     """Every gate of the table at least once (those that fit), then random extra gates.

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..circuits import GATES_BY_CODE, Program
 from .channels import Channel
-from .model import NoiseModel
+from .model import NoiseModel, check_model
 
 #: Largest superoperator of a gate's channel: two qubits, (2**2)**2 = 16.
 SUPEROP_DIM = 16
@@ -47,18 +47,6 @@ class CompiledNoise:
     @property
     def n_channels(self) -> int:
         return self.superops.shape[0]
-
-
-def check_model(noise: object, n_qubits: int) -> NoiseModel:
-    """``noise`` as a NoiseModel whose wires all exist in an ``n_qubits`` circuit, or a clear error."""
-    if not isinstance(noise, NoiseModel):
-        raise TypeError(f"noise must be an hdqnn.noise.NoiseModel, got {type(noise).__name__}")
-    if noise.max_wire >= n_qubits:
-        raise ValueError(
-            f"the noise model names wire {noise.max_wire} but the circuit has {n_qubits} qubit(s) "
-            "(import a device model with layout=[...] to pick the physical qubits the wires use)"
-        )
-    return noise
 
 
 def _compose(channels: tuple[Channel, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -295,3 +295,15 @@ class NoiseModel:
         from .importers import from_backend
 
         return from_backend(backend, layout=layout, gate_map=gate_map)
+
+
+def check_model(noise: object, n_qubits: int) -> NoiseModel:
+    """``noise`` as a NoiseModel whose wires all exist in an ``n_qubits`` circuit, or a clear error."""
+    if not isinstance(noise, NoiseModel):
+        raise TypeError(f"noise must be an hdqnn.noise.NoiseModel, got {type(noise).__name__}")
+    if noise.max_wire >= n_qubits:
+        raise ValueError(
+            f"the noise model names wire {noise.max_wire} but the circuit has {n_qubits} qubit(s) "
+            "(import a device model with layout=[...] to pick the physical qubits the wires use)"
+        )
+    return noise

@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from ..circuits import Circuit, Input, Weight, compile_observables, gate_matrix
-from .model import NoiseModel
+from .model import NoiseModel, check_model
 
 _H = np.array([[1, 1], [1, -1]], dtype=np.complex128) / np.sqrt(2)
 _SDG = np.diag([1, -1j])
@@ -70,18 +70,6 @@ def _bind(circuit: Circuit, inputs, weights) -> tuple[int, list[np.ndarray]]:
     return batch, angles
 
 
-def _check_noise(noise: Optional[NoiseModel], n_qubits: int) -> None:
-    if noise is None:
-        return
-    if not isinstance(noise, NoiseModel):
-        raise TypeError(f"noise must be an hdqnn.noise.NoiseModel, got {type(noise).__name__}")
-    if noise.max_wire >= n_qubits:
-        raise ValueError(
-            f"the noise model names wire {noise.max_wire} but the circuit has {n_qubits} qubit(s) "
-            "(import a device model with layout=[...] to pick the physical qubits the wires use)"
-        )
-
-
 # ---------------------------------------------------------------------- tensor algebra
 def _apply_on_axes(t: np.ndarray, mats: np.ndarray, axes: list[int]) -> np.ndarray:
     """Multiply the tensor's ``axes`` (first most significant) by ``mats`` [B, m, m] from the left."""
@@ -114,7 +102,8 @@ def density_matrix(circuit: Circuit, inputs=None, weights=None, noise: Optional[
     """
     batch, angles = _bind(circuit, inputs, weights)
     n = circuit.n_qubits
-    _check_noise(noise, n)
+    if noise is not None:
+        check_model(noise, n)
     rho = np.zeros((batch,) + (2,) * (2 * n), dtype=np.complex128)
     rho[(slice(None),) + (0,) * (2 * n)] = 1.0
     for op, op_angles in zip(circuit.operations, angles):

@@ -134,15 +134,22 @@ def load_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint of ``run_dir``, its checksum verified; CheckpointError naming the problem otherwise."""
     path = _existing_checkpoint(run_dir)
     state = read_checksummed(path)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not an hdqnn RL checkpoint")
-    if state.get("version") != VERSION:
-        raise CheckpointError(f"{str(path)!r} has checkpoint version {state.get('version')}; "
-                              f"this hdqnn reads version {VERSION}")
-    missing = [k for k in REQUIRED_KEYS if k not in state]
-    if missing:
-        raise CheckpointError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}")
+    check_saved_state(state, path, "checkpoint", "an hdqnn RL checkpoint", FORMAT, VERSION, REQUIRED_KEYS)
     return state
+
+
+def check_saved_state(state: Any, path: str | os.PathLike, what: str, foreign: str, fmt: str, version: int,
+                      required: tuple[str, ...]) -> None:
+    """CheckpointError unless ``state`` is a dict of format ``fmt``, version ``version``, holding every
+    ``required`` key. ``what`` names the kind of file; a file of another format "is not ``foreign``"."""
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise CheckpointError(f"{str(path)!r} is not {foreign}")
+    if state.get("version") != version:
+        raise CheckpointError(f"{str(path)!r} has {what} version {state.get('version')}; "
+                              f"this hdqnn reads version {version}")
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CheckpointError(f"{what} {str(path)!r} lacks {', '.join(missing)}")
 
 
 def read_checksummed(path: str | os.PathLike, what: str = "checkpoint", headerless_ok: bool = True) -> Any:

@@ -278,9 +278,11 @@ class _SeededNoise:
 
     stream: int
 
-    def _seed_noise(self, seed: int | None) -> None:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        # Listed before the gym wrapper base, so super() is that wrapper's own reset.
         if seed is not None:
             self.rng = _episode_rng(seed, self.stream)
+        return super().reset(seed=seed, options=options)
 
 
 class ObservationNoise(_SeededNoise, gym.ObservationWrapper):
@@ -292,10 +294,6 @@ class ObservationNoise(_SeededNoise, gym.ObservationWrapper):
         super().__init__(env)
         self.std = check_level("obs_noise", std)
         self.rng = _episode_rng(0, self.stream)
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._seed_noise(seed)
-        return super().reset(seed=seed, options=options)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         obs = np.asarray(observation)
@@ -313,10 +311,6 @@ class ActionNoise(_SeededNoise, gym.ActionWrapper):
         space = env.action_space
         self.std = self.fraction * (space.high - space.low) / 2.0
         self.rng = _episode_rng(0, self.stream)
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._seed_noise(seed)
-        return super().reset(seed=seed, options=options)
 
     def action(self, action: np.ndarray) -> np.ndarray:
         a = np.asarray(action)

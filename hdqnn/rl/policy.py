@@ -59,7 +59,9 @@ from .. import __version__
 from ..autograd import CircuitRunner, QuantumLayer
 from ..qasm import dumps as qasm_dumps
 from .args import Args
-from .checkpoint import CheckpointError, load_checkpoint, read_checksummed, write_checksummed
+from .checkpoint import (
+    CheckpointError, check_saved_state, load_checkpoint, read_checksummed, write_checksummed,
+)
 from .envs import make_env
 from .networks import HybridActor, RandomBitsMiddle, make_actor
 
@@ -161,15 +163,9 @@ class Policy:
         if not Path(path).is_file():
             raise CheckpointError(f"no policy file {str(path)!r}")
         state = read_checksummed(path, what="policy file", headerless_ok=False)
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise CheckpointError(f"{str(path)!r} is not an hdqnn policy file (a run folder's checkpoint loads "
-                                  "with load_policy(DIR))")
-        if state.get("version") != VERSION:
-            raise CheckpointError(f"{str(path)!r} has policy file version {state.get('version')}; this hdqnn "
-                                  f"reads version {VERSION}")
-        missing = [k for k in REQUIRED_KEYS if k not in state]
-        if missing:
-            raise CheckpointError(f"policy file {str(path)!r} lacks {', '.join(missing)}")
+        check_saved_state(state, path, "policy file",
+                          "an hdqnn policy file (a run folder's checkpoint loads with load_policy(DIR))",
+                          FORMAT, VERSION, REQUIRED_KEYS)
         try:
             args = Args.from_dict(state["args"])
         except ValueError as exc:

@@ -4,7 +4,6 @@ sets) with the NumPy reference. Cross-engine comparisons live in test_backends.p
 from __future__ import annotations
 
 import importlib
-import os
 
 import numpy as np
 import pytest
@@ -16,17 +15,6 @@ from tests.circuit_factory import random_angle, random_circuit, random_paulis
 
 LANES = (1, 2, 4, 8, 16)
 TOL = {np.float64: 1e-10, np.float32: 1e-5}
-
-
-@pytest.fixture(scope="module")
-def core():
-    """hdqnn._core_cpu; skipped when not built, unless HDQNN_REQUIRE_BACKENDS names cpp."""
-    try:
-        return importlib.import_module("hdqnn._core_cpu")
-    except ImportError as exc:
-        if "cpp" in os.environ.get("HDQNN_REQUIRE_BACKENDS", "").split(","):
-            pytest.fail(f"the C++ engine is required but does not import: {exc}")
-        pytest.skip(f"the C++ engine is not built: {exc}")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ and daemon threads inside engine calls when the interpreter exits. Every scenari
 interpreter under a timeout, so that a hang fails its test instead of stalling the suite."""
 from __future__ import annotations
 
-import importlib
 import os
 import selectors
 import signal
@@ -21,15 +20,8 @@ HANG_TIMEOUT_S = 120  # generous: a healthy scenario takes a few seconds even on
 INTERRUPT_BOUND_S = 1.5  # the goal is 0.5 s; the margin absorbs a loaded machine
 
 
-@pytest.fixture(scope="module", autouse=True)
-def core():
-    """hdqnn._core_cpu; skipped when not built, unless HDQNN_REQUIRE_BACKENDS names cpp."""
-    try:
-        return importlib.import_module("hdqnn._core_cpu")
-    except ImportError as exc:
-        if "cpp" in os.environ.get("HDQNN_REQUIRE_BACKENDS", "").split(","):
-            pytest.fail(f"the C++ engine is required but does not import: {exc}")
-        pytest.skip(f"the C++ engine is not built: {exc}")
+# Every scenario needs the engine: skipped (or failed) as a whole without it.
+pytestmark = pytest.mark.usefixtures("core")
 
 
 # Run first by every script: a 14-qubit, one-sample call on two engine threads takes the OpenMP

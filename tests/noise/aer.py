@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hdqnn import Circuit, Input, Weight
+from hdqnn import Circuit
 from hdqnn.noise import Channel, NoiseModel
+from tests.circuit_factory import bind_angle
 from tests.qasm.optional import import_or_skip
 
 #: 2-qubit operators: hdqnn indexes 2*bit(wire0) + bit(wire1), Qiskit bit(qubit0) + 2*bit(qubit1).
@@ -45,14 +46,6 @@ def to_aer_model(model: NoiseModel, readout: bool = True):
     return aer
 
 
-def _bind(angle, x, w):
-    if isinstance(angle, Input):
-        return angle.scale * x[angle.index]
-    if isinstance(angle, Weight):
-        return angle.scale * w[angle.index]
-    return angle
-
-
 #: Gates Aer's density-matrix method does not run natively; they travel as labelled unitaries
 #: (Aer attaches noise to a unitary by its label), built from Qiskit's own gate, not our matrix.
 AER_DM_UNSUPPORTED = ("crx", "cry", "crz")
@@ -66,7 +59,7 @@ def to_qiskit(circuit: Circuit, x, w):
 
     qc = QuantumCircuit(circuit.n_qubits)
     for op in circuit.operations:
-        args = [_bind(a, x, w) for a in op.angles]
+        args = [bind_angle(a, x, w) for a in op.angles]
         if op.name in AER_DM_UNSUPPORTED:
             gate = getattr(QuantumCircuit(2), op.name)(*args, 0, 1)[0].operation
             qc.append(UnitaryGate(Operator(gate), label=op.name), list(op.wires))

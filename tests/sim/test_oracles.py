@@ -5,19 +5,11 @@ import numpy as np
 import pytest
 
 import hdqnn
-from hdqnn import Circuit, Input, Weight
+from hdqnn import Circuit, Input
 from hdqnn.circuits import GATES, gate_matrix, gate_matrix_derivative
-from tests.circuit_factory import random_circuit
+from tests.circuit_factory import bind_angle, random_circuit
 
 ENGINE_NAMES = ("cpp", "numba", "numpy")
-
-
-def _bind(angle, x, w):
-    if isinstance(angle, Input):
-        return angle.scale * x[angle.index]
-    if isinstance(angle, Weight):
-        return angle.scale * w[angle.index]
-    return angle
 
 
 def _to_qiskit(circuit: Circuit, x: np.ndarray, w: np.ndarray):
@@ -25,7 +17,7 @@ def _to_qiskit(circuit: Circuit, x: np.ndarray, w: np.ndarray):
 
     qc = QuantumCircuit(circuit.n_qubits)
     for op in circuit.operations:
-        getattr(qc, op.name)(*[_bind(a, x, w) for a in op.angles], *op.wires)
+        getattr(qc, op.name)(*[bind_angle(a, x, w) for a in op.angles], *op.wires)
     return qc
 
 
