@@ -160,7 +160,11 @@ def test_forked_child_policy_leaves_out_openmp():
 # correctly. Blocks of samples spread over the pool's workers, or one sample on the OpenMP path,
 # whose threads must agree on where to stop (or wait for each other forever).
 CTRL_C_BODY = """
+import signal
 import time
+
+# Python's Ctrl-C handler even where SIGINT was inherited as ignored (a shell's background job, CI)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 long_prog = ansatz.hardware_efficient({n_qubits}, 40).compile()
 long_args = (long_prog.gates, long_prog.angle_src, long_prog.angle_val, long_prog.n_qubits)
