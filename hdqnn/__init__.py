@@ -14,7 +14,7 @@ __all__ = [
 #: Public names of hdqnn.autograd, imported on first use so that `import hdqnn` does not load torch.
 _AUTOGRAD_EXPORTS = ("QuantumLayer", "QtDNN", "QtDNNConfig", "CircuitRunner", "parameter_shift_vjp")
 __all__ += list(_AUTOGRAD_EXPORTS)
-__all__ += ["from_qiskit"]
+__all__ += ["from_qiskit", "from_pennylane"]
 __all__ += ["qasm", "hardware", "noise"]
 
 
@@ -27,4 +27,8 @@ def __getattr__(name: str):
         from .interop import from_qiskit
 
         return from_qiskit
+    if name == "from_pennylane":  # likewise: PennyLane is loaded only when used
+        from .interop import from_pennylane
+
+        return from_pennylane
     raise AttributeError(f"module 'hdqnn' has no attribute {name!r}")

@@ -38,7 +38,7 @@ from pennylane.devices.preprocess import (decompose, validate_device_wires, vali
                                           validate_observables)
 from pennylane.devices.qubit import measure
 from pennylane.exceptions import DeviceError
-from pennylane.measurements import ExpectationMP, SampleMeasurement, StateMeasurement
+from pennylane.measurements import ExpectationMP, MidMeasureMP, SampleMeasurement, StateMeasurement
 from pennylane.ops.op_math import Adjoint
 from pennylane.transforms import diagonalize_measurements, split_non_commuting
 from pennylane.transforms.core import CompilePipeline, transform
@@ -46,7 +46,7 @@ from pennylane.transforms.core import CompilePipeline, transform
 from ..circuits import MAX_QUBITS, Circuit, Input, Weight
 from ..sim import expval, sample, statevector, vjp
 
-__all__ = ["HdqnnQubit"]
+__all__ = ["HdqnnQubit", "PennyLaneSlots", "from_pennylane"]
 
 #: PennyLane operation name -> hdqnn gate (same matrix, same parameter order).
 GATE_MAP = {
@@ -189,13 +189,12 @@ def build_structure(tape: Any, wire_index: dict, n_wires: int) -> Structure:
 class _Bound:
     """One tape's parameter values laid out for its structure: inputs [B, nI], weights [nW], phases."""
 
-    def __init__(self, tape: Any, structure: Structure) -> None:
-        self.batch = tape.batch_size or 1
-        self.broadcast = tape.batch_size is not None
+    def __init__(self, params: Sequence[Any], batch_size: int | None, structure: Structure) -> None:
+        self.batch = batch_size or 1
+        self.broadcast = batch_size is not None
         self.inputs = np.empty((self.batch, structure.n_inputs), dtype=np.float64)
         self.weights = np.empty(structure.n_weights, dtype=np.float64)
         self.phases = np.zeros(self.batch, dtype=np.float64)
-        params = [p for op in tape.operations for p in op.data]
         for slot, value in zip(structure.slots, params):
             value = np.real(np.asarray(value))
             if slot.kind == "input":
@@ -506,12 +505,17 @@ class _Group:
     def add(self, index: int, tape: Any) -> None:
         self.indices.append(index)
         self.tapes.append(tape)
-        self.bound.append(_Bound(tape, self.structure))
+        self.bound.append(_Bound(_operation_params(tape), tape.batch_size, self.structure))
 
     def rows(self) -> list[slice]:
         """Each tape's rows in the stacked batch."""
         ends = np.cumsum([b.batch for b in self.bound])
         return [slice(int(e - b.batch), int(e)) for e, b in zip(ends, self.bound)]
+
+
+def _operation_params(tape: Any) -> list[Any]:
+    """The tape's gate parameters in tape order: the first entries of ``tape.get_parameters``."""
+    return [p for op in tape.operations for p in op.data]
 
 
 def _observable_supported(obs: Any) -> bool:
@@ -525,3 +529,100 @@ def _cotangent_list(cotangent: Any, n_measurements: int) -> list[Any]:
 def _shape_result(values: list[Any]) -> Any:
     """One measurement's value alone, several as a tuple (PennyLane's return spec)."""
     return values[0] if len(values) == 1 else tuple(values)
+
+
+# ----------------------------------------------------------------------------- converter
+class PennyLaneSlots:
+    """How a circuit converted by :func:`from_pennylane` reads the tape's gate parameters.
+
+    tape:       the tape as converted (after decomposing gates outside hdqnn's set): its gate
+        parameters, in ``tape.get_parameters(trainable_only=False)`` order, are the ``values`` below.
+    parameters: per gate parameter p, its :class:`Slot`: an ``Input`` column (broadcast, ``(B,)``), a
+        ``Weight`` index (scalar) or a ``"phase"`` (``GlobalPhase``: no gate, see ``global_phase``).
+    trainable_params: the tape's trainable parameter indices (indices into ``parameters``).
+    wires:      the wire order: wire i is hdqnn wire i (the first the most significant bit).
+    """
+
+    def __init__(self, tape: Any, structure: Structure, wires: Any) -> None:
+        self.tape = tape
+        self.parameters = structure.slots
+        self.trainable_params = tuple(tape.trainable_params)
+        self.wires = wires
+        self.batch_size = tape.batch_size
+        self._structure = structure
+
+    @property
+    def n_parameters(self) -> int:
+        return len(self.parameters)
+
+    @property
+    def n_inputs(self) -> int:
+        return self._structure.n_inputs
+
+    @property
+    def n_weights(self) -> int:
+        return self._structure.n_weights
+
+    def check_values(self, values: Any = None) -> list[np.ndarray]:
+        """``values`` (default: the tape's own) as float64 arrays: ``(B,)`` for Input slots, scalars otherwise."""
+        if values is None:
+            values = _operation_params(self.tape)
+        values = [np.real(qml.math.to_numpy(v)).astype(np.float64) for v in values]
+        if len(values) != self.n_parameters:
+            raise ValueError(f"expected {self.n_parameters} gate parameter values in tape order, got {len(values)}")
+        sizes = {v.shape for v, s in zip(values, self.parameters) if s.kind == "input"}
+        if len(sizes) > 1 or any(len(shape) != 1 for shape in sizes):
+            raise ValueError("the broadcast parameters (Input slots) must all have one shape (B,), "
+                             f"got {sorted(sizes)}")
+        for p, (v, s) in enumerate(zip(values, self.parameters)):
+            if s.kind != "input" and v.ndim != 0:
+                raise ValueError(f"parameter {p} was not broadcast in the converted tape (a {s.kind} slot): it must "
+                                 f"be a scalar, got shape {v.shape}; convert a tape that broadcasts it instead")
+        return values
+
+    def _bound(self, values: Any) -> _Bound:
+        values = self.check_values(values)
+        batch = next((len(v) for v, s in zip(values, self.parameters) if s.kind == "input"), None)
+        return _Bound(values, batch, self._structure)
+
+    def inputs(self, values: Any = None) -> np.ndarray:
+        """The engine's input matrix [B, n_inputs] (B = 1 when nothing broadcasts)."""
+        return self._bound(values).inputs
+
+    def weights(self, values: Any = None) -> np.ndarray:
+        """The engine's weight vector [n_weights]."""
+        return self._bound(values).weights
+
+    def global_phase(self, values: Any = None) -> np.ndarray:
+        """[B] angles phi of the tape's ``GlobalPhase`` gates: PennyLane's state is ``exp(-i phi)`` hdqnn's."""
+        return self._bound(values).phases
+
+
+def from_pennylane(tape_or_qnode: Any, *args: Any, **kwargs: Any) -> tuple[Circuit, PennyLaneSlots]:
+    """``(hdqnn.Circuit, PennyLaneSlots)`` for a PennyLane tape, or for a QNode called with ``args``/``kwargs``.
+
+    Built exactly as ``hdqnn.qubit`` builds it: broadcast parameters become ``Input`` columns, the
+    others shared ``Weight``s, gates outside hdqnn's set are decomposed. A QNode's wire order is its
+    device's wires (else the tape's); a tape's is its own wires. Measurements are not converted.
+    """
+    if isinstance(tape_or_qnode, qml.QNode):
+        tape = qml.workflow.construct_tape(tape_or_qnode, level="user")(*args, **kwargs)
+        wires = tape_or_qnode.device.wires
+    elif isinstance(tape_or_qnode, qml.tape.QuantumScript):
+        if args or kwargs:
+            raise TypeError("from_pennylane: arguments are for a QNode; a tape already holds its parameter values")
+        tape, wires = tape_or_qnode, None
+    else:
+        raise TypeError("from_pennylane expects a QNode or a QuantumTape/QuantumScript, "
+                        f"got {type(tape_or_qnode).__name__}")
+    if any(isinstance(op, MidMeasureMP) for op in tape.operations):
+        raise ValueError("from_pennylane: mid-circuit measurements have no hdqnn circuit (hdqnn.qubit defers them "
+                         "with extra wires; apply qml.defer_measurements to the tape first)")
+    (tape,), _ = decompose(tape, stopping_condition=supported_op, skip_initial_state_prep=False, name="hdqnn.qubit")
+    wires = tape.wires if wires is None else wires
+    if tape.wires - wires:
+        raise ValueError(f"the tape uses wires {(tape.wires - wires).tolist()} outside the device's {wires.tolist()}")
+    if not 1 <= len(wires) <= MAX_QUBITS:
+        raise ValueError(f"hdqnn circuits have 1 to {MAX_QUBITS} wires, the tape has {len(wires)}")
+    structure = build_structure(tape, {w: i for i, w in enumerate(wires)}, len(wires))
+    return structure.circuit, PennyLaneSlots(tape, structure, wires)

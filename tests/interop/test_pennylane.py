@@ -347,3 +347,81 @@ def test_sampled_hermitian_is_read_in_its_eigenbasis():
     got = qml.set_shots(qml.QNode(circuit, HdqnnQubit(wires=2, seed=4)), shots)()
     spread = 5 * np.abs(np.linalg.eigvalsh(h)).max() ** 2 / np.sqrt(shots)
     np.testing.assert_allclose(got, exact, atol=spread)
+
+
+# ----------------------------------------------------------------------------- from_pennylane
+def _converted_state(circuit, slots, values=None):
+    import hdqnn
+
+    psi = np.asarray(hdqnn.statevector(circuit, slots.inputs(values), slots.weights(values)))
+    return psi * np.exp(-1j * slots.global_phase(values))[:, None]
+
+
+@pytest.mark.parametrize("batch", [0, 1, 4])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_from_pennylane_qnode_state_and_expval_match_default_qubit(batch, seed):
+    import hdqnn
+
+    _, theirs = _pair(qml.state)
+    x, w = _args(batch, seed)
+    circuit, slots = hdqnn.from_pennylane(theirs, x, w)
+    expected = np.reshape(theirs(x, w), (max(batch, 1), -1))
+    np.testing.assert_allclose(_converted_state(circuit, slots), expected, atol=1e-12)
+    assert slots.batch_size == (batch or None) and slots.inputs().shape == (max(batch, 1), slots.n_inputs)
+
+    _, word = _pair(lambda: qml.expval(qml.Z(0) @ qml.X(2)))
+    ev = hdqnn.expval(circuit, slots.inputs(), slots.weights(), observables=[("ZX", (0, 2))])
+    np.testing.assert_allclose(np.asarray(ev)[:, 0], np.reshape(word(x, w), -1), atol=1e-12)
+
+
+def test_from_pennylane_tape_maps_parameters_in_tape_order():
+    import hdqnn
+
+    tape = qml.tape.QuantumScript([qml.RX(np.array([0.1, 0.2]), 0), qml.RY(0.3, 1), qml.CNOT([0, 1]),
+                                   qml.RZ(np.array([0.4, 0.5]), 1), qml.PhaseShift(0.6, 0)],
+                                  [qml.expval(qml.Z(1))])
+    circuit, slots = hdqnn.from_pennylane(tape)
+    assert [(s.kind, s.index) for s in slots.parameters] == [("input", 0), ("weight", 0), ("input", 1),
+                                                             ("weight", 1)]
+    np.testing.assert_array_equal(slots.inputs(), [[0.1, 0.4], [0.2, 0.5]])
+    np.testing.assert_array_equal(slots.weights(), [0.3, 0.6])
+    values = [np.array([1.0, 2.0]), 3.0, np.array([4.0, 5.0]), 6.0]  # new values, same layout
+    np.testing.assert_array_equal(slots.inputs(values), [[1.0, 4.0], [2.0, 5.0]])
+    np.testing.assert_array_equal(slots.weights(values), [3.0, 6.0])
+    expected = qml.execute([tape], qml.device("default.qubit", wires=2))[0]
+    ev = hdqnn.expval(circuit, slots.inputs(), slots.weights(), observables=[("Z", (1,))])
+    np.testing.assert_allclose(np.asarray(ev)[:, 0], expected, atol=1e-12)
+
+
+def test_from_pennylane_torch_qnode_keeps_trainable_indices():
+    import hdqnn
+
+    @qml.qnode(qml.device("default.qubit", wires=2), interface="torch")
+    def circuit(x, w):
+        qml.RX(x, 0)
+        qml.RY(w, 1)
+        qml.CZ([0, 1])
+        return qml.expval(qml.Z(0))
+
+    x = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64, requires_grad=True)
+    _, slots = hdqnn.from_pennylane(circuit, x, w=torch.tensor(0.7, dtype=torch.float64))
+    assert slots.trainable_params == (0,)
+    np.testing.assert_allclose(slots.inputs()[:, 0], [0.1, 0.2, 0.3])
+    np.testing.assert_allclose(slots.weights(), [0.7])
+
+
+def test_from_pennylane_errors():
+    import hdqnn
+
+    tape = qml.tape.QuantumScript([qml.RX(np.array([0.1, 0.2]), 0), qml.RY(0.3, 0)])
+    _, slots = hdqnn.from_pennylane(tape)
+    with pytest.raises(TypeError, match="QNode or a QuantumTape"):
+        hdqnn.from_pennylane(lambda x: x)
+    with pytest.raises(TypeError, match="arguments are for a QNode"):
+        hdqnn.from_pennylane(tape, 0.1)
+    with pytest.raises(ValueError, match="expected 2 gate parameter values"):
+        slots.inputs([0.1])
+    with pytest.raises(ValueError, match="must be a scalar"):
+        slots.weights([np.array([0.1, 0.2]), np.array([0.3, 0.4])])
+    with pytest.raises(ValueError, match="mid-circuit measurements"):
+        hdqnn.from_pennylane(qml.tape.QuantumScript([qml.measurements.MidMeasureMP(0)]))
