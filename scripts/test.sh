@@ -4,7 +4,7 @@
 # `pip install .` makes) and, where nvcc exists, the CUDA module; the CMake build is incremental, so
 # only what setup.sh left out is compiled. Then two passes:
 #  1. everything except `slow`/`gpu` tests, with the C++ and Numba engines REQUIRED (a missing
-#     engine fails instead of skipping);
+#     engine fails instead of skipping), then PennyLane's own device suite on hdqnn.qubit;
 #  2. the package installed with HDQNN_SKIP_EXT=1 (no compiler, Numba path) into a separate
 #     folder, and the engine tests run against that install.
 set -euo pipefail
@@ -28,6 +28,21 @@ if command -v nvcc >/dev/null; then export HDQNN_REQUIRE_CUDA_BUILD=1; fi
 
 say "pass 1: full suite, compiled engine required"
 HDQNN_REQUIRE_BACKENDS=cpp,numba python -m pytest -q -m "not slow and not gpu" "$@"
+
+# PennyLane's own device suite on hdqnn.qubit, analytic and with shots. No --skip-ops: the tests
+# hdqnn.qubit cannot run are deselected by name from a checked file (each with its reason), so an
+# unsupported operation anywhere else fails. The seed makes the shot tests reproducible.
+if python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then  # PennyLane needs Python >= 3.11
+  mapfile -t pl_deselect < <(sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' \
+    -e 's/[[:space:]]*|.*//' -e 's/^/--deselect=/' tests/interop/pl_device_skips.txt)
+  for pl_shots in None 10000; do
+    say "PennyLane device suite: pl-device-test --device hdqnn.qubit --shots $pl_shots"
+    pl-device-test --device hdqnn.qubit --shots "$pl_shots" --device-kwargs seed=1234 \
+      -q --disable-warnings -p no:cacheprovider "${pl_deselect[@]}"
+  done
+else
+  say "PennyLane device suite skipped: PennyLane needs Python >= 3.11"
+fi
 
 say "pass 2: HDQNN_SKIP_EXT=1 install (Numba engine, no compiled module)"
 work=$(mktemp -d)

@@ -52,6 +52,20 @@ def test_test_script_installs_the_extras_and_the_full_build():
     assert "export HDQNN_REQUIRE_EXTRAS=all" in TEST and "HDQNN_REQUIRE_CUDA_BUILD=1" in TEST
 
 
+def test_test_script_runs_pennylanes_device_suite_without_skip_ops():
+    """pl-device-test on hdqnn.qubit, analytic and with 10000 shots, seeded, deselecting only the
+    checked file's tests (no --skip-ops, which would turn any "not supported" failure into a skip)."""
+    assert "for pl_shots in None 10000; do" in TEST
+    (call,) = [line for line in TEST.replace("\\\n", " ").splitlines() if line.lstrip().startswith("pl-device-test")]
+    assert "--device hdqnn.qubit" in call and '--shots "$pl_shots"' in call and "--device-kwargs seed=" in call
+    assert '"${pl_deselect[@]}"' in call
+    assert not [line for line in TEST.splitlines() if "--skip-ops" in line and not line.lstrip().startswith("#")]
+    assert "tests/interop/pl_device_skips.txt" in TEST and (ROOT / "tests/interop/pl_device_skips.txt").is_file()
+    assert TEST.index("pass 1:") < TEST.index("pl-device-test") < TEST.index("pass 2:")
+    extras = " ".join(PYPROJECT["project"]["optional-dependencies"]["test"])
+    assert "pytest-mock" in extras and "flaky" in extras  # what pl-device-test checks before it starts
+
+
 def test_build_tools_match_pyproject():
     """steps.sh installs pyproject's [build-system] requires (for --no-build-isolation builds)."""
     text = STEPS.read_text()

@@ -197,6 +197,56 @@ def test_torch_layer_training_step_matches_default_qubit():
         torch.testing.assert_close(g, v, atol=1e-10, rtol=0)
 
 
+def test_torch_tapes_reach_execute_unconverted(monkeypatch):
+    """Torch tapes on the device-gradient path skip PennyLane's per-operation NumPy conversion (the
+    device reads the tensors); torch observable data (here Hamiltonian coefficients) is converted by
+    PennyLane; other interfaces and gradient methods keep the conversion."""
+    config = HdqnnQubit(wires=1).setup_execution_config
+    assert not config(qml.devices.ExecutionConfig(interface="torch", gradient_method="adjoint")).convert_to_numpy
+    assert config(qml.devices.ExecutionConfig(interface="torch", gradient_method="parameter-shift")).convert_to_numpy
+    assert config(qml.devices.ExecutionConfig(interface="autograd", gradient_method="adjoint")).convert_to_numpy
+    seen = []
+    real = HdqnnQubit.execute
+    monkeypatch.setattr(HdqnnQubit, "execute", lambda self, tapes, execution_config=None: seen.extend(
+        type(p).__name__ for t in tapes for p in t.get_parameters(trainable_only=False))
+        or real(self, tapes, execution_config))
+    coeffs = np.array([0.5, -1.5])
+
+    def circuit(x, w, c):
+        _ansatz(x, w)
+        return qml.expval(qml.Z(0) @ qml.X(2)), qml.expval(qml.Hamiltonian(c, [qml.Y(1), qml.Z(0) @ qml.Z(2)]))
+
+    x, w = _args(4, seed=5)
+    ours = qml.QNode(circuit, HdqnnQubit(wires=N_WIRES), interface="torch", diff_method="adjoint")
+    got = ours(torch.tensor(x), torch.tensor(w), torch.tensor(coeffs))
+    want = qml.QNode(circuit, qml.device("default.qubit", wires=N_WIRES))(x, w, coeffs)
+    assert "Tensor" in seen
+    for g, v in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), v, atol=1e-10)
+
+
+def test_broadcast_global_phase_alone_sets_the_batch():
+    tape = qml.tape.QuantumScript([qml.Hadamard(0), qml.RX(0.4, 1), qml.GlobalPhase(np.array([0.1, 0.2, 0.3]))],
+                                  [qml.state()])
+    (got,) = HdqnnQubit(wires=2).execute([tape])
+    (want,) = qml.device("default.qubit", wires=2).execute([tape])
+    assert got.shape == (3, 4)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_broadcast_parameters_of_different_lengths_are_refused():
+    tape = qml.tape.QuantumScript([qml.RX(np.array([0.1, 0.2]), 0), qml.RY(np.array([0.1, 0.2, 0.3]), 0)],
+                                  [qml.expval(qml.Z(0))])
+    with pytest.raises(ValueError, match="broadcast parameters of different lengths 2 and 3"):
+        HdqnnQubit(wires=1).execute([tape])
+
+
+def test_wire_labels_of_controlled_gates_are_their_wires():
+    for op in [qml.CNOT([3, 1]), qml.CRX(0.1, ["a", "b"]), qml.Toffoli([0, 1, 2]), qml.adjoint(qml.CRZ(0.3, [2, 0])),
+               qml.ctrl(qml.RX(0.2, 1), control=[0, 3], work_wires=[5]), qml.RY(0.1, 2)]:
+        assert hdqnn_pl._wire_labels(op) == op.wires.labels
+
+
 def test_float32_parameters_run_in_c_dtype():
     circuit = lambda x: (qml.RX(x, 0), qml.expval(qml.Z(0)))[1]  # noqa: E731
     x = np.float32(0.3)
