@@ -151,7 +151,7 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys, argv, message):
 
 def test_unknown_algorithm_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["train", "--algo", "ppo"])
+        main(["train", "--algo", "a2c"])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 

@@ -1,5 +1,5 @@
-"""Reinforcement learning: TD3 and SAC, hDQNN-TD3 and hDQNN-SAC (a PQC in the actor) and their FC and
-RBG ablations.
+"""Reinforcement learning: TD3, SAC and PPO, hDQNN-TD3, hDQNN-SAC and hDQNN-PPO (a PQC in the actor)
+and their FC and RBG ablations.
 
 ``train(Args(...))`` runs one training (``hdqnn train``), ``compare_runs`` aggregates several
 (``hdqnn compare``); ``evaluate`` runs a deterministic policy; ``load_policy(DIR)`` makes a run's
@@ -25,7 +25,7 @@ _EXPORTS = {
     "apply_perturbations": "perturb", "PERTURBATIONS": "perturb",
     "Actor": "networks", "HybridActor": "networks", "QNetwork": "networks", "make_actor": "networks",
     "Policy": "policy", "load_policy": "policy",
-    "OffPolicyAgent": "offpolicy", "polyak_update": "offpolicy", "TD3": "td3", "SAC": "sac",
+    "OffPolicyAgent": "offpolicy", "polyak_update": "offpolicy", "TD3": "td3", "SAC": "sac", "PPO": "ppo",
     "make_agent": "agents",
     "train": "train",
 }

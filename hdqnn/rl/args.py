@@ -19,13 +19,15 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-#: Every agent: TD3 and SAC with a classical actor, and each with the hybrid actor (``hdqnn-``: the PQC
-#: in the middle) and its two ablations (``fc-``: a dense layer, ``rbg-``: random bits instead).
-ALGOS = ("td3", "hdqnn-td3", "fc-td3", "rbg-td3", "sac", "hdqnn-sac", "fc-sac", "rbg-sac")
-#: Algorithms whose actor is PreDNN -> middle layer -> PostDNN (-> tanh, or a tanh-squashed Gaussian).
-HYBRID_ALGOS = ("hdqnn-td3", "fc-td3", "rbg-td3", "hdqnn-sac", "fc-sac", "rbg-sac")
+#: Every agent: TD3, SAC and PPO with a classical actor, and each with the hybrid actor (``hdqnn-``: the
+#: PQC in the middle) and its two ablations (``fc-``: a dense layer, ``rbg-``: random bits instead).
+ALGOS = ("td3", "hdqnn-td3", "fc-td3", "rbg-td3", "sac", "hdqnn-sac", "fc-sac", "rbg-sac",
+         "ppo", "hdqnn-ppo", "fc-ppo", "rbg-ppo")
+#: Algorithms whose actor is PreDNN -> middle layer -> PostDNN (-> tanh, a tanh-squashed Gaussian, or
+#: the mean of PPO's Gaussian).
+HYBRID_ALGOS = ("hdqnn-td3", "fc-td3", "rbg-td3", "hdqnn-sac", "fc-sac", "rbg-sac", "hdqnn-ppo", "fc-ppo", "rbg-ppo")
 #: Algorithms whose actor's middle layer is the PQC.
-QUANTUM_ALGOS = ("hdqnn-td3", "hdqnn-sac")
+QUANTUM_ALGOS = ("hdqnn-td3", "hdqnn-sac", "hdqnn-ppo")
 #: ``ent_coef`` values besides a fixed positive number: tuned automatically from 1 or from the given start.
 AUTO_ENT_COEF = "auto"
 GRAD_MODES = ("qtdnn", "adjoint", "parameter-shift")
@@ -35,8 +37,9 @@ QTDNN_PRESETS = ("default", "paper", "normalized", "sobolev")
 @dataclass
 class Args:
     algo: str = "hdqnn-td3"
-    """agent: td3 or sac (classical), hdqnn-td3 or hdqnn-sac (PQC in the actor), fc-td3 or fc-sac (PQC
-    replaced by a dense layer), rbg-td3 or rbg-sac (PQC replaced by random +-1 bits)"""
+    """agent: td3, sac or ppo (classical), hdqnn-td3, hdqnn-sac or hdqnn-ppo (PQC in the actor), fc-td3,
+    fc-sac or fc-ppo (PQC replaced by a dense layer), rbg-td3, rbg-sac or rbg-ppo (PQC replaced by random
+    +-1 bits)"""
     env_id: str = "Pendulum-v1"
     """Gymnasium environment id with Box observation and action spaces"""
     total_timesteps: int = 10_000
@@ -51,7 +54,8 @@ class Args:
     """torch and engine threads; 1 lets several runs share the cores without fighting"""
 
     learning_rate: float = 3e-4
-    """Adam learning rate of the actor and the critics"""
+    """Adam learning rate of the actor and the critics (PPO: of the actor and the value network; the
+    start of the decay with anneal_lr)"""
     buffer_size: int = 1_000_000
     """replay buffer capacity (its storage grows as it fills)"""
     gamma: float = 0.99
@@ -59,7 +63,7 @@ class Args:
     tau: float = 0.005
     """Polyak coefficient of the target networks"""
     batch_size: int = 256
-    """minibatch size of each update"""
+    """minibatch size of each update of TD3 and SAC (PPO's minibatches: num_minibatches)"""
     learning_starts: int = 1_000
     """random-action steps before the first update"""
     exploration_noise: float = 0.1
@@ -78,7 +82,47 @@ class Args:
     target_noise_clip: float = 0.5
     """TD3: clip of the target policy smoothing noise (fraction of the half-width)"""
     hidden_sizes: tuple[int, ...] = (256, 256)
-    """hidden widths of the critics and of the classical actor"""
+    """hidden widths of the critics and of the classical actor (PPO: of its value network and classical
+    actor, tanh layers as CleanRL's; CleanRL and SB3 use 64 64)"""
+
+    num_envs: int = 1
+    """PPO: environments stepped together (gymnasium.vector.SyncVectorEnv); each of their steps is num_envs
+    env steps, and the actor acts on all of them in one batched call (one circuit call); TD3 and SAC: 1"""
+    num_steps: int = 2048
+    """PPO: steps of each environment per rollout (SB3's n_steps); a rollout holds num_steps * num_envs
+    transitions, and the steps after the last full rollout of a run are not learnt from"""
+    gae_lambda: float = 0.95
+    """PPO: lambda of the generalized advantage estimate"""
+    num_minibatches: int = 32
+    """PPO: minibatches per pass over the rollout (CleanRL's; SB3's batch_size is num_steps * num_envs /
+    num_minibatches, 64 by default)"""
+    update_epochs: int = 10
+    """PPO: passes over each rollout (SB3's n_epochs)"""
+    norm_adv: bool = True
+    """PPO: normalize the advantages of each minibatch (SB3's normalize_advantage)"""
+    clip_coef: float = 0.2
+    """PPO: clip of the probability ratio in the surrogate objective (SB3's clip_range), and of the value
+    change with clip_vloss"""
+    clip_vloss: bool = True
+    """PPO: clip the value loss as CleanRL does (SB3's clip_range_vf = clip_coef)"""
+    ppo_ent_coef: float = 0.0
+    """PPO: weight of the entropy bonus in the loss (SB3's ent_coef of PPO; ent_coef is SAC's and stays
+    'auto' for PPO)"""
+    vf_coef: float = 0.5
+    """PPO: weight of the value loss in the loss"""
+    max_grad_norm: float = 0.5
+    """PPO: clip of the global gradient norm of each minibatch step"""
+    target_kl: float = 0.0
+    """PPO: end an update after the epoch whose last minibatch's approximate KL divergence exceeds this
+    (CleanRL's check); 0 = never"""
+    anneal_lr: bool = True
+    """PPO: decay the learning rate linearly towards 0 over the run's rollouts"""
+    normalize_observation: bool = True
+    """PPO: normalize observations by their running mean and variance (shared by the envs, clipped to
+    +-10, as CleanRL's); evaluations and policies apply the statistics frozen"""
+    normalize_reward: bool = True
+    """PPO: scale rewards by the running std of the discounted return (gymnasium's NormalizeReward,
+    clipped to +-10, as CleanRL's)"""
 
     pre_hidden: tuple[int, ...] = (256,)
     """hidden widths of the PreDNN (observation -> PQC inputs) of the hybrid actors"""
@@ -103,6 +147,11 @@ class Args:
     the qtDNN's gradient for the weights is poor, and they widen the surrogate's input)"""
     shots: int = 0
     """measurement shots per PQC evaluation; 0 = exact expectations"""
+    noise: str = ""
+    """noisy device the PQC runs on (hdqnn- algos): a fake IBM device of qiskit_ibm_runtime.fake_provider
+    (fake_manila or FakeManilaV2, any case: its calibrated gate, relaxation and readout errors on qubits
+    0..qubits-1) or a NoiseModel JSON file (NoiseModel.to_json); resolved once at the start and kept in the
+    run folder (noise.json); empty: a perfect device"""
     grad: str = "qtdnn"
     """gradient through the PQC: qtdnn (the paper's surrogate), adjoint (exact) or parameter-shift"""
     qtdnn_preset: str = "default"
@@ -166,7 +215,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 _POSITIVE = ("total_timesteps", "buffer_size", "batch_size", "policy_delay", "target_network_frequency", "qubits",
-             "eval_freq",
+             "num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_freq",
              "eval_episodes", "log_freq", "fidelity_freq", "checkpoint_freq", "threads")
 #: Fields with a fixed set of values.
 CHOICES = {"algo": ALGOS, "grad": GRAD_MODES, "qtdnn_preset": QTDNN_PRESETS,
@@ -197,17 +246,51 @@ def validate(args: Args) -> None:
     for name in ("exploration_noise", "target_policy_noise", "target_noise_clip"):
         if not getattr(args, name) >= 0:
             raise ValueError(f"{name} must be >= 0; got {getattr(args, name)}")
+    for name in ("ppo_ent_coef", "vf_coef", "target_kl"):
+        if not 0 <= getattr(args, name) < float("inf"):
+            raise ValueError(f"{name} must be a finite number >= 0; got {getattr(args, name)}")
+    for name in ("clip_coef", "max_grad_norm"):
+        if not 0 < getattr(args, name) < float("inf"):
+            raise ValueError(f"{name} must be a finite number > 0; got {getattr(args, name)}")
+    if not 0.0 <= args.gae_lambda <= 1.0:
+        raise ValueError(f"gae_lambda must be in [0, 1]; got {args.gae_lambda}")
     for name in ("hidden_sizes", "pre_hidden", "post_hidden"):
         sizes = getattr(args, name)
         if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
             raise ValueError(f"{name} must be positive integers; got {sizes!r}")
     parse_ent_coef(args.ent_coef)
+    _validate_ppo(args)
+    if args.noise and args.algo not in QUANTUM_ALGOS:
+        raise ValueError(f"noise={args.noise!r} simulates the PQC on a noisy device: it needs an algo with a PQC "
+                         f"({', '.join(QUANTUM_ALGOS)}), not {args.algo!r}")
     if args.shots and args.grad == "adjoint":
         raise ValueError("grad='adjoint' is exact and cannot be used with shots; use qtdnn or parameter-shift")
     if args.shots and args.qtdnn_preset == "sobolev":
         # measured: shot noise in the directional derivatives turns the fit's gradients away (cosine 0.1)
         raise ValueError("qtdnn_preset='sobolev' fits on directional derivatives that shot noise ruins; with "
                          "shots use 'normalized' (bench/qtdnn_options.md)")
+
+
+def _validate_ppo(args: Args) -> None:
+    """The PPO arguments that depend on the algorithm or on each other."""
+    if base_algo(args.algo) != "ppo":
+        if args.num_envs != 1:
+            raise ValueError(f"num_envs is PPO's (vectorised environments); {args.algo} acts in one environment, "
+                             f"so num_envs must be 1; got {args.num_envs}")
+        return
+    if str(args.ent_coef) != AUTO_ENT_COEF:
+        raise ValueError(f"ent_coef is SAC's entropy coefficient (got {args.ent_coef!r}); PPO's entropy bonus is "
+                         "ppo_ent_coef (--ppo-ent-coef)")
+    if args.total_timesteps % args.num_envs:
+        raise ValueError(f"total_timesteps ({args.total_timesteps}) must be a multiple of num_envs "
+                         f"({args.num_envs}): each step of the vectorised environments is num_envs env steps")
+    rollout = args.num_steps * args.num_envs
+    if rollout % args.num_minibatches:
+        raise ValueError(f"num_minibatches ({args.num_minibatches}) must divide the rollout of num_steps * "
+                         f"num_envs = {rollout} transitions into equal minibatches")
+    if args.norm_adv and rollout // args.num_minibatches < 2:
+        raise ValueError(f"norm_adv normalizes the advantages of each minibatch, which needs 2 transitions or more; "
+                         f"num_minibatches ({args.num_minibatches}) leaves 1 of the rollout's {rollout}")
 
 
 def parse_ent_coef(ent_coef: str) -> tuple[bool, float]:
@@ -226,7 +309,7 @@ def parse_ent_coef(ent_coef: str) -> tuple[bool, float]:
 
 
 def base_algo(algo: str) -> str:
-    """The learning algorithm of ``algo`` whatever its actor: ``td3`` or ``sac``."""
+    """The learning algorithm of ``algo`` whatever its actor: ``td3``, ``sac`` or ``ppo``."""
     return algo.rsplit("-", 1)[-1]
 
 
@@ -267,7 +350,7 @@ ALIASES = {"total_timesteps": ["--steps"], "env_id": ["--env"], "out_dir": ["--o
 #: Namespace attribute where the parser records each given field's flag as it was typed.
 TYPED_FLAGS = "typed_flags"
 TRAIN_DESCRIPTION = (
-    "Train TD3, SAC, hDQNN-TD3, hDQNN-SAC or an ablation on a Gymnasium environment. With no flags: a "
+    "Train TD3, SAC, PPO, hDQNN-TD3, hDQNN-SAC, hDQNN-PPO or an ablation on a Gymnasium environment. With no flags: a "
     "short real hDQNN-TD3 run on Pendulum-v1. Writes metrics.jsonl, TensorBoard files (tb/), learning_curve.png, "
     "checkpoint.pt and summary.json in the run folder.")
 

@@ -32,15 +32,15 @@ def make_env(env_id: str) -> gym.Env:
 
 
 def check_spaces(env_id: str, env: gym.Env) -> None:
-    """TD3 and SAC act in a bounded continuous action space on flat observations."""
+    """TD3, SAC and PPO act in a bounded continuous action space on flat observations."""
     act, obs = env.action_space, env.observation_space
     if not isinstance(act, gym.spaces.Box) or len(act.shape) != 1:
-        raise ValueError(f"{env_id} has action space {act}: TD3 and SAC need a continuous (Box) 1-D action space; "
+        raise ValueError(f"{env_id} has action space {act}: TD3, SAC and PPO need a continuous (Box) 1-D action space; "
                          "discrete-action environments are not supported")
     if not (np.all(np.isfinite(act.low)) and np.all(np.isfinite(act.high))):
-        raise ValueError(f"{env_id} has an unbounded action space {act}: TD3 and SAC need finite bounds")
+        raise ValueError(f"{env_id} has an unbounded action space {act}: TD3, SAC and PPO need finite bounds")
     if not isinstance(obs, gym.spaces.Box):
-        raise ValueError(f"{env_id} has observation space {obs}: TD3 and SAC here need a Box observation space")
+        raise ValueError(f"{env_id} has observation space {obs}: TD3, SAC and PPO here need a Box observation space")
 
 
 class EpisodeRecorder:

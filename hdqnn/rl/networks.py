@@ -1,10 +1,12 @@
-"""Actors and critics of TD3, SAC and their hybrid (hDQNN) variants.
+"""Actors and critics of TD3, SAC, PPO and their hybrid (hDQNN) variants.
 
 The hybrid actor is PreDNN -> middle -> PostDNN -> tanh, where the middle is the PQC (``hdqnn-td3``),
 a dense layer of the same widths (``fc-td3``) or a random-bit generator (``rbg-td3``): the paper's
 model and its two ablations differ in that one module only. SAC's actors (``sac``, ``hdqnn-sac``,
 ``fc-sac``, ``rbg-sac``) are the same networks with twice the outputs: the mean and log-std of a
-tanh-squashed Gaussian; called on observations, every actor returns its deterministic action.
+tanh-squashed Gaussian. PPO's actors (``ppo``, ``hdqnn-ppo``, ...) output the mean of a Gaussian over
+the action itself, with a log-std parameter of its own (CleanRL's); their actions are clipped to the
+bounds. Called on observations, every actor returns its deterministic action.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from torch import nn
 from ..autograd import CircuitRunner, QtDNNConfig, QuantumLayer
 from ..circuits import Circuit, Weight, ansatz
 from .args import Args, base_algo
+from .device_noise import actor_noise
 
 #: Bounds of the Gaussian policy's log-std (CleanRL's): the network's output is mapped into them by tanh.
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -26,11 +29,11 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 SQUASH_EPS = 1e-6
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
-    """Linear/ReLU stack: in_dim -> hidden... -> out_dim (no activation on the output)."""
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """Linear/``activation`` stack: in_dim -> hidden... -> out_dim (no activation on the output)."""
     layers: list[nn.Module] = []
     for width in hidden:
-        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        layers += [nn.Linear(in_dim, width), activation()]
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
@@ -70,10 +73,13 @@ class _ScaledActor(nn.Module):
     """Shared action scaling: tanh output in [-1, 1] -> the env's [low, high].
 
     The network's output (``raw``) is the action before tanh, or, for a ``gaussian`` actor (SAC),
-    the mean and the log-std of a Gaussian over it (``out_dim`` = 2 * act_dim).
+    the mean and the log-std of a Gaussian over it (``out_dim`` = 2 * act_dim). A ``clipped_gaussian``
+    actor (PPO, CleanRL's) outputs the mean of a Gaussian over the action itself, whose log-std is the
+    parameter ``actor_logstd`` [1, act_dim], the same for every observation; its deterministic action
+    is the mean clipped to the bounds, as the env clips PPO's sampled actions (``ClipAction``).
     """
 
-    def __init__(self, action_space: gym.spaces.Box, gaussian: bool = False):
+    def __init__(self, action_space: gym.spaces.Box, gaussian: bool = False, clipped_gaussian: bool = False):
         super().__init__()
         low = torch.as_tensor(action_space.low, dtype=torch.float32)
         high = torch.as_tensor(action_space.high, dtype=torch.float32)
@@ -81,7 +87,12 @@ class _ScaledActor(nn.Module):
         self.register_buffer("action_bias", (high + low) / 2.0)
         self.act_dim = int(action_space.shape[0])
         self.gaussian = gaussian
+        self.clipped_gaussian = clipped_gaussian
         self.out_dim = 2 * self.act_dim if gaussian else self.act_dim
+        if clipped_gaussian:
+            self.register_buffer("action_low", low)
+            self.register_buffer("action_high", high)
+            self.actor_logstd = nn.Parameter(torch.zeros(1, self.act_dim))
 
     def squash(self, pre_tanh: torch.Tensor) -> torch.Tensor:
         return torch.tanh(pre_tanh) * self.action_scale + self.action_bias
@@ -91,7 +102,10 @@ class _ScaledActor(nn.Module):
         raise NotImplementedError
 
     def deterministic(self, raw: torch.Tensor) -> torch.Tensor:
-        """The action without exploration: the squashed output, or the squashed Gaussian mean."""
+        """The action without exploration: the squashed output, the squashed Gaussian mean (SAC) or the
+        clipped Gaussian mean (PPO)."""
+        if self.clipped_gaussian:
+            return torch.clamp(raw, self.action_low, self.action_high)
         return self.squash(raw[:, :self.act_dim])
 
     def sample(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,9 +122,10 @@ class Actor(_ScaledActor):
     """Classical actor: obs [B, obs_dim] -> actions [B, act_dim] in the env's bounds (an MLP whose
     output is the action before tanh, or a Gaussian over it)."""
 
-    def __init__(self, obs_dim: int, action_space: gym.spaces.Box, hidden: Sequence[int], gaussian: bool = False):
-        super().__init__(action_space, gaussian)
-        self.net = mlp(obs_dim, hidden, self.out_dim)
+    def __init__(self, obs_dim: int, action_space: gym.spaces.Box, hidden: Sequence[int], gaussian: bool = False,
+                 clipped_gaussian: bool = False, activation: type[nn.Module] = nn.ReLU):
+        super().__init__(action_space, gaussian, clipped_gaussian)
+        self.net = mlp(obs_dim, hidden, self.out_dim, activation)
 
     def raw(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
@@ -150,15 +165,16 @@ class RandomBitsMiddle(nn.Module):
 
 class HybridActor(_ScaledActor):
     """PreDNN -> middle -> PostDNN -> tanh: obs [B, obs_dim] -> actions [B, act_dim] (a
-    ``gaussian`` one's PostDNN gives the mean and log-std).
+    ``gaussian`` one's PostDNN gives the mean and log-std, a ``clipped_gaussian`` one's the mean).
 
     The PreDNN's output passes through tanh, so the middle's inputs lie in [-1, 1]; the PQC's
     encoding turns them into angles (``Args.angle_scale`` radians at most).
     """
 
     def __init__(self, obs_dim: int, action_space: gym.spaces.Box, width: int, middle: nn.Module,
-                 pre_hidden: Sequence[int], post_hidden: Sequence[int], gaussian: bool = False):
-        super().__init__(action_space, gaussian)
+                 pre_hidden: Sequence[int], post_hidden: Sequence[int], gaussian: bool = False,
+                 clipped_gaussian: bool = False):
+        super().__init__(action_space, gaussian, clipped_gaussian)
         self.pre = mlp(obs_dim, pre_hidden, width)
         self.middle = middle
         self.post = mlp(width, post_hidden, self.out_dim)
@@ -220,22 +236,26 @@ def actor_circuit(args: Args) -> Circuit:
 
 
 def quantum_layer(args: Args, runner: CircuitRunner | None = None) -> QuantumLayer:
-    """The actor's QuantumLayer from ``args`` (circuit, shots, gradient mode, qtDNN settings);
-    ``runner`` (a hardware backend) executes its circuits instead of the simulator."""
+    """The actor's QuantumLayer from ``args`` (circuit, shots, gradient mode, qtDNN settings, and the
+    noisy device of ``args.noise``, see ``device_noise.actor_noise``); ``runner`` (a hardware backend,
+    which brings its own noise) executes its circuits instead of the simulator."""
     qtdnn = qtdnn_config(args) if args.grad == "qtdnn" else None
+    noise = actor_noise(args) if runner is None else None
     return QuantumLayer(actor_circuit(args), grad=args.grad, shots=args.shots or None, qtdnn=qtdnn, seed=args.seed,
-                        runner=runner)
+                        runner=runner, noise=noise)
 
 
 def make_actor(args: Args, obs_dim: int, action_space: gym.spaces.Box,
                runner: CircuitRunner | None = None) -> nn.Module:
     """The actor of ``args.algo``: a classical MLP or a hybrid actor with the matching middle
-    (``runner``: where an hdqnn-td3/hdqnn-sac actor's PQC runs, see ``quantum_layer``); SAC's
-    actors are Gaussian."""
-    gaussian = base_algo(args.algo) == "sac"
+    (``runner``: where an hdqnn- actor's PQC runs, see ``quantum_layer``); SAC's actors are
+    tanh-squashed Gaussians, PPO's clipped Gaussians (its classical actor with tanh layers, CleanRL's)."""
+    algo = base_algo(args.algo)
+    gaussian, clipped_gaussian = algo == "sac", algo == "ppo"
     kind = args.algo.split("-")[0]
-    if kind in ("td3", "sac"):
-        return Actor(obs_dim, action_space, args.hidden_sizes, gaussian)
+    if kind == algo:
+        activation = nn.Tanh if clipped_gaussian else nn.ReLU
+        return Actor(obs_dim, action_space, args.hidden_sizes, gaussian, clipped_gaussian, activation)
     width = args.qubits
     if kind == "hdqnn":
         middle: nn.Module = quantum_layer(args, runner)
@@ -243,7 +263,8 @@ def make_actor(args: Args, obs_dim: int, action_space: gym.spaces.Box,
         middle = DenseMiddle(width)
     else:
         middle = RandomBitsMiddle(width, seed=args.seed)
-    return HybridActor(obs_dim, action_space, width, middle, args.pre_hidden, args.post_hidden, gaussian)
+    return HybridActor(obs_dim, action_space, width, middle, args.pre_hidden, args.post_hidden, gaussian,
+                       clipped_gaussian)
 
 
 def box_dims(env: gym.Env) -> tuple[int, int]:

@@ -18,13 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .args import QUANTUM_ALGOS, Args
+from .actor_telemetry import ActorTelemetry, Probe, fidelity_metrics, trust_metrics
+from .args import Args
 from .buffer import Batch
-from .networks import HybridActor, QNetwork, make_actor
-from .timing import StepTimer
-
-#: The PQC's input and output in one actor forward, kept to compare the qtDNN's gradient with the exact one.
-Probe = tuple[torch.Tensor, torch.Tensor]
+from .networks import QNetwork, make_actor
 
 
 @torch.no_grad()
@@ -34,33 +31,14 @@ def polyak_update(params: Iterable[torch.Tensor], target_params: Iterable[torch.
         target.mul_(1.0 - tau).add_(param, alpha=tau)
 
 
-def _fidelity_metrics(fidelity: dict[str, Any]) -> dict[str, float]:
-    """Log keys of ``QuantumLayer.gradient_fidelity``: ``qtdnn/grad_cosine`` and ``grad_rel_error``
-    cover every gradient the layer gives (its inputs', i.e. what reaches the PreDNN, and its
-    weights' when the PQC's angles are trained); the ``_inputs``/``_weights`` parts separately."""
-    keys = {"cosine": "grad_cosine", "rel_error": "grad_rel_error", "cosine_inputs": "grad_cosine_inputs",
-            "cosine_weights": "grad_cosine_weights"}
-    return {f"qtdnn/{name}": float(fidelity[key]) for key, name in keys.items() if fidelity.get(key) is not None}
-
-
-def _trust_metrics(stats: dict[str, Any]) -> dict[str, float]:
-    """The surrogate's hardware-side trust figures, when its options measure them (issue 15):
-    ``qtdnn/holdout_error`` (``holdout``), ``qtdnn/tangent_cosine`` and ``qtdnn/tangent_rel_error``
-    (``sobolev_samples``: its directional derivatives against the circuit's, before the fit); a
-    NaN (the circuit's derivatives all zero) is left out like a missing figure."""
-    values = {key: stats.get(f"last_{key}") for key in ("holdout_error", "tangent_cosine", "tangent_rel_error")}
-    return {f"qtdnn/{key}": float(v) for key, v in values.items() if v is not None and np.isfinite(v)}
-
-
-class OffPolicyAgent:
+class OffPolicyAgent(ActorTelemetry):
     """Actor, twin critics, their targets and optimizers, timers; subclasses write ``update()``."""
 
     def __init__(self, args: Args, obs_dim: int, action_space: gym.spaces.Box):
         self.gamma = args.gamma
         self.tau = args.tau
         self.policy_delay = args.policy_delay
-        self.fidelity_freq = args.fidelity_freq
-        self.has_surrogate = args.algo in QUANTUM_ALGOS and args.grad == "qtdnn"
+        self._init_telemetry(args)
 
         self.actor = make_actor(args, obs_dim, action_space)
         act_dim = action_space.shape[0]
@@ -75,8 +53,6 @@ class OffPolicyAgent:
         self.action_low = torch.as_tensor(action_space.low, dtype=torch.float32)
         self.action_high = torch.as_tensor(action_space.high, dtype=torch.float32)
         self.n_updates = 0
-        self.timer = StepTimer()
-        self._seen_quantum_seconds = (0.0, 0.0)  # freshly built layers have run nothing yet
 
     def _observation(self, obs: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
@@ -100,23 +76,12 @@ class OffPolicyAgent:
         return {"losses/qf1_loss": qf1_loss.item(), "losses/qf2_loss": qf2_loss.item(),
                 "losses/qf_loss": qf_loss.item() / 2.0, "losses/qf1_values": qf1_a_values.mean().item()}
 
-    def _actor_output(self, obs: torch.Tensor, measure: bool) -> tuple[torch.Tensor, Probe | None]:
-        """The online actor's output [B, out_dim] (timed as ``actor_forward``), and with ``measure``
-        the PQC's input and output, kept for ``_actor_step`` to compare gradients."""
-        with self.timer("actor_forward"):
-            if not measure:
-                return self.actor.raw(obs), None
-            pqc_in = self.actor.encode(obs)
-            pqc_out = self.actor.middle(pqc_in)
-            pqc_out.retain_grad()
-            return self.actor.post(pqc_out), (pqc_in, pqc_out)
-
     def _actor_step(self, actor_loss: torch.Tensor, probe: Probe | None, metrics: dict[str, float]) -> None:
         """Backward and Adam step of the actor; qtDNN telemetry into ``metrics``."""
         layer = self.quantum_layer
         if self.has_surrogate:
             metrics["qtdnn/fit_loss"] = float(layer.stats["last_fit_loss"])
-            metrics.update(_trust_metrics(layer.stats))
+            metrics.update(trust_metrics(layer.stats))
         with self.timer("actor_backward"):
             self.actor_optimizer.zero_grad()
             actor_loss.backward()
@@ -124,54 +89,14 @@ class OffPolicyAgent:
             pqc_in, pqc_out = probe
             with self.timer("fidelity"):
                 fidelity = layer.gradient_fidelity(pqc_in.detach(), pqc_out.grad)
-            metrics.update(_fidelity_metrics(fidelity))
+            metrics.update(fidelity_metrics(fidelity))
         with self.timer("actor_backward"):
             self.actor_optimizer.step()
         metrics["losses/actor_loss"] = actor_loss.item()
 
-    def _measures(self, actor_step: int) -> bool:
-        """Whether actor step ``actor_step`` (counted from 0) probes the qtDNN's gradient."""
-        return self.has_surrogate and actor_step % self.fidelity_freq == 0
-
     def _update_critic_targets(self) -> None:
         polyak_update(self.qf1.parameters(), self.qf1_target.parameters(), self.tau)
         polyak_update(self.qf2.parameters(), self.qf2_target.parameters(), self.tau)
-
-    # ----------------------------------------------------------------------------- telemetry
-    @property
-    def quantum_layer(self) -> nn.Module | None:
-        """The online actor's QuantumLayer (None for the classical actor and the ablations)."""
-        return self.actor.quantum_layer if isinstance(self.actor, HybridActor) else None
-
-    def _quantum_layers(self) -> list[nn.Module]:
-        return [m.quantum_layer for m in self.modules().values()
-                if isinstance(m, HybridActor) and m.quantum_layer is not None]
-
-    def circuit_executions(self) -> int:
-        """Circuit executions of the actors' PQCs (restored with a checkpoint)."""
-        return sum(int(layer.stats["circuit_executions_total"]) for layer in self._quantum_layers())
-
-    def _quantum_seconds(self) -> tuple[float, float]:
-        """Cumulative (PQC forward, qtDNN fit) seconds of the actors' layers."""
-        stats = [layer.stats for layer in self._quantum_layers()]
-        return (sum(s["forward_seconds_total"] for s in stats), sum(s["fit_seconds_total"] for s in stats))
-
-    def take_timings(self) -> dict[str, float]:
-        """Seconds spent in each part since the last call (then restarts the count).
-
-        Parts: ``act``/``env`` (timed by the trainer), ``critic_update``, ``actor_forward`` (which
-        contains the online PQC forward and the ``qtdnn_fit``), ``actor_backward``, ``target_update``,
-        ``fidelity`` (telemetry), ``alpha_update`` (SAC), and ``pqc_forward``: circuit time in acting,
-        targets and the actor.
-        """
-        pqc, fit = self._quantum_seconds()
-        if self._quantum_layers():
-            self.timer.add("pqc_forward", pqc - self._seen_quantum_seconds[0])
-            self.timer.add("qtdnn_fit", fit - self._seen_quantum_seconds[1])
-        self._seen_quantum_seconds = (pqc, fit)
-        seconds = dict(self.timer.seconds)
-        self.timer.reset()
-        return seconds
 
     # ----------------------------------------------------------------------------- state
     def modules(self) -> dict[str, nn.Module]:

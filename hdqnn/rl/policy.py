@@ -21,6 +21,10 @@ What "deterministic" means per algorithm:
   (the run's, or ``shots=`` here, or any hardware ``runner``) every call draws fresh shots: the
   actions carry shot noise. On the simulator the shot RNG starts from the checkpoint's state, so a
   freshly loaded policy repeats ``hdqnn eval``'s actions call for call.
+* PPO's actors (``ppo``, ``hdqnn-ppo``, ``fc-ppo``, ``rbg-ppo``): the Gaussian mean clipped to the
+  action bounds, on observations normalised with the run's statistics at its checkpoint, frozen
+  (``ppo.NormalizedActor``; none where the run had ``normalize_observation`` off); otherwise as their
+  TD3/SAC twins below.
 * ``rbg-td3``/``rbg-sac``: by design its middle layer ignores the observation and emits fresh random +-1 bits on
   every call (the ablation's point). The bits come from the actor's own generator, whose state is
   loaded with the policy: a freshly loaded policy gives a reproducible *sequence* of actions, but
@@ -35,11 +39,13 @@ one of the latest complete checkpoint, never a torn one.
 
 The policy file (``save``) is the checkpoint's format (``checkpoint.write_checksummed``: a SHA-256
 header, then one ``torch.save`` payload read with ``weights_only=True``) holding the run's
-arguments, the actor's state dict, the observation and action spaces, the hdqnn version and, for
-an hDQNN actor, the PQC as OpenQASM 3. Loading rebuilds the actor from the arguments and refuses a file
-whose stored PQC differs from the one this hdqnn builds, so a changed ansatz never loads silently.
+arguments, the actor's state dict, the observation and action spaces, the hdqnn version, for
+an hDQNN actor the PQC as OpenQASM 3, and for a PPO actor its frozen observation statistics.
+Loading rebuilds the actor from the arguments and refuses a file whose stored PQC differs from the
+one this hdqnn builds, so a changed ansatz never loads silently.
 
-``export`` writes TorchScript for the purely classical actors (td3, fc-td3, sac, fc-sac). The hDQNN
+``export`` writes TorchScript for the purely classical actors (td3, fc-td3, sac, fc-sac, ppo, fc-ppo,
+with their observation normalisation). The hDQNN
 actor's PQC runs hdqnn's simulator (or a hardware runner) from Python, which is not a TorchScript
 op, and the RBG ablation's bits come from a stateful generator: their portable form is ``save``.
 """
@@ -63,7 +69,8 @@ from .checkpoint import (
     CheckpointError, check_saved_state, load_checkpoint, read_checksummed, write_checksummed,
 )
 from .envs import make_env
-from .networks import HybridActor, RandomBitsMiddle, make_actor
+from .networks import RandomBitsMiddle, make_actor
+from .ppo import NormalizedActor, ObservationNormalizer
 
 FORMAT = "hdqnn-rl-policy"
 VERSION = 1
@@ -148,8 +155,10 @@ class Policy:
             "args": self.args.to_dict(),
             "observation_space": _box_state(self.observation_space),
             "action_space": _box_state(self.action_space),
-            "actor": {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in self.actor.state_dict().items()},
+            "actor": {k: v.cpu() if isinstance(v, torch.Tensor) else v
+                      for k, v in _actor(self.actor).state_dict().items()},
             "circuit": _circuit_qasm(self.actor),
+            "observation_normalization": _normalization_state(self.actor),
         })
 
     @classmethod
@@ -172,7 +181,7 @@ class Policy:
             raise CheckpointError(f"policy file {str(path)!r} (saved by hdqnn {state['hdqnn_version']}) has "
                                   f"arguments this hdqnn cannot read: {exc}") from exc
         policy = _restore(args, _box(state["observation_space"]), _box(state["action_space"]), state["actor"],
-                          device, runner, shots)
+                          device, runner, shots, state.get("observation_normalization"))
         if _circuit_qasm(policy.actor) != state["circuit"]:
             raise CheckpointError(f"policy file {str(path)!r} was saved by hdqnn {state['hdqnn_version']}, whose "
                                   f"PQC for these arguments differs from the one hdqnn {__version__} builds; "
@@ -192,7 +201,7 @@ class Policy:
         if reason is not None:
             raise ValueError(f"a {self.args.algo} policy cannot be exported to TorchScript: {reason}. Use "
                              "policy.save(PATH) and hdqnn.rl.Policy.load(PATH) instead (one self-contained "
-                             "file); TorchScript export covers the classical actors (td3, sac, fc-*)")
+                             "file); TorchScript export covers the classical actors (td3, sac, ppo, fc-*)")
         actor = copy.deepcopy(self.actor).cpu().eval()
         example = torch.zeros(1, self.obs_dim)
         module = torch.jit.script(_TorchScriptPolicy(torch.jit.trace(actor, example), self.obs_dim))
@@ -239,13 +248,16 @@ def load_policy(run_dir: str | os.PathLike, device: str | torch.device | None = 
         observation_space, action_space = env.observation_space, env.action_space
     finally:
         env.close()
-    return _restore(args, observation_space, action_space, checkpoint["agent"]["actor"], device, runner, shots)
+    normalization = checkpoint.get("normalization", {}).get("observation")  # PPO's running statistics
+    return _restore(args, observation_space, action_space, checkpoint["agent"]["actor"], device, runner, shots,
+                    normalization)
 
 
 def _restore(args: Args, observation_space: gym.spaces.Box, action_space: gym.spaces.Box,
              actor_state: dict[str, Any], device: str | torch.device | None, runner: CircuitRunner | None,
-             shots: int | None) -> Policy:
-    """The actor that ``make_actor`` builds for ``args``, with ``actor_state`` loaded, as a Policy."""
+             shots: int | None, normalization: dict[str, Any] | None = None) -> Policy:
+    """The actor that ``make_actor`` builds for ``args``, with ``actor_state`` loaded, as a Policy;
+    behind the observation normalisation ``normalization`` (its ``mean`` and ``var``) if given."""
     args = _acting_args(args, runner, shots)
     try:
         device = torch.device("cpu" if device is None else device)
@@ -259,6 +271,8 @@ def _restore(args: Args, observation_space: gym.spaces.Box, action_space: gym.sp
         raise ValueError(f"an {args.algo} policy runs on the CPU (its random bits come from a CPU "
                          f"torch.Generator); got device={str(device)!r}")
     actor.load_state_dict(actor_state)
+    if normalization is not None:
+        actor = NormalizedActor(ObservationNormalizer(normalization["mean"], normalization["var"]), actor)
     return Policy(actor.to(device).eval(), args, observation_space, action_space, device)
 
 
@@ -274,7 +288,19 @@ def _acting_args(args: Args, runner: CircuitRunner | None, shots: int | None) ->
 
 
 def _quantum_layer(actor: nn.Module) -> QuantumLayer | None:
-    return actor.quantum_layer if isinstance(actor, HybridActor) else None
+    return next((m for m in actor.modules() if isinstance(m, QuantumLayer)), None)
+
+
+def _actor(actor: nn.Module) -> nn.Module:
+    """The actor network of a policy's module (inside a PPO policy's observation normalisation)."""
+    return actor.actor if isinstance(actor, NormalizedActor) else actor
+
+
+def _normalization_state(actor: nn.Module) -> dict[str, torch.Tensor] | None:
+    """A PPO policy's frozen observation statistics (``mean``, ``var``), or None."""
+    if not isinstance(actor, NormalizedActor):
+        return None
+    return {"mean": actor.normalizer.mean.cpu(), "var": actor.normalizer.var.cpu()}
 
 
 def _has_random_bits(actor: nn.Module) -> bool:

@@ -1,4 +1,5 @@
-"""The training loop of TD3, SAC and their hDQNN variants: act, step, store, update, log, evaluate, checkpoint.
+"""The training loop of TD3, SAC and their hDQNN variants: act, step, store, update, log, evaluate, checkpoint
+(PPO's loop, on vectorised environments, is ``onpolicy``'s; ``train`` runs either).
 
 A run folder holds ``run.json`` (arguments), ``metrics.jsonl`` and ``tb/`` (logs), ``checkpoint.pt``
 (the latest atomic checkpoint), ``learning_curve.png`` and, once finished, ``summary.json``.
@@ -29,10 +30,11 @@ import torch
 
 from ..backends import set_num_threads as set_engine_threads
 from .agents import make_agent
-from .args import Args, resolve_env_id
+from .args import Args, base_algo, resolve_env_id
 from .buffer import ReplayBuffer
 from .checkpoint import (RunFolderLock, checkpoint_path, global_rng_state, load_checkpoint, save_checkpoint,
                          seed_everything, set_global_rng_state)
+from .device_noise import check_run_noise, start_run_noise
 from .envs import EpisodeRecorder, make_env
 from .evaluate import evaluate
 from .metrics import PLOT_FILE, RUN_FILE, SUMMARY_FILE, MetricLogger, read_metrics
@@ -149,10 +151,17 @@ def _train(lock: RunFolderLock, args: Args | None, resume: str | os.PathLike | N
             raise ValueError(f"{args.out_dir!r} already holds a run with a checkpoint: continue it with "
                              f"hdqnn train --resume {args.out_dir} (or resume=...), or choose another output folder")
 
+    # --noise is resolved once, here: a bad value fails before anything is written
+    noise_record = (check_run_noise(args, Path(resume)) if checkpoint is not None
+                    else start_run_noise(args, Path(args.out_dir)))
     torch.set_num_threads(args.threads)
     set_engine_threads(args.threads)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if base_algo(args.algo) == "ppo":
+        from .onpolicy import train_on_policy  # imported here: onpolicy builds on this module's helpers
+
+        return train_on_policy(args, checkpoint, out_dir, command, noise_record)
 
     # ---------------------------------------------------------------- environment, agent, buffer
     env = make_env(args.env_id)
@@ -165,13 +174,13 @@ def _train(lock: RunFolderLock, args: Args | None, resume: str | os.PathLike | N
     recorder = EpisodeRecorder(args.seed)
     progress = Progress()
     if checkpoint is None:
-        _write_json(out_dir / RUN_FILE, args.to_dict())
+        _write_json(out_dir / RUN_FILE, {**args.to_dict(), **noise_record})
         obs = recorder.reset(env)
         logger = MetricLogger(out_dir, tensorboard=args.tensorboard, truncate_to=0)
     else:
         # restore first: a checkpoint that cannot be restored must leave the folder as it was
         obs = _restore(checkpoint, agent, rb, recorder, env, progress, args)
-        _record_extension(out_dir, checkpoint, args, command)
+        _record_extension(out_dir, checkpoint, args, command, noise_record)
         logger = MetricLogger(out_dir, tensorboard=args.tensorboard, truncate_to=checkpoint["metrics_bytes"])
     executions_offset = progress.circuit_executions - agent.circuit_executions()
     session_start, wall_offset = time.perf_counter(), progress.wall_seconds
@@ -229,7 +238,7 @@ def _train(lock: RunFolderLock, args: Args | None, resume: str | os.PathLike | N
                                 eval="-" if progress.last_eval is None else f"{progress.last_eval:.0f}")
                 window_train_seconds, window_steps, metrics = progress.train_seconds, 0, {}
             if step % args.eval_freq == 0 or step == args.total_timesteps:
-                _evaluate(agent, eval_env, args, logger, progress, step)
+                _evaluate(agent.actor, eval_env, args, logger, progress, step)
             saved = step % args.checkpoint_freq == 0 or step == args.total_timesteps
             if saved:
                 save()
@@ -344,8 +353,10 @@ def _progress_bar(args: Args, initial: int):
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
 
 
-def _evaluate(agent: OffPolicyAgent, eval_env, args: Args, logger: MetricLogger, progress: Progress, step: int) -> None:
-    returns = evaluate(agent.actor, eval_env, args.eval_episodes, args.seed)
+def _evaluate(actor: torch.nn.Module, eval_env, args: Args, logger: MetricLogger, progress: Progress,
+              step: int) -> None:
+    """Evaluate ``actor`` (deterministic, on raw observations), log and plot."""
+    returns = evaluate(actor, eval_env, args.eval_episodes, args.seed)
     mean = float(returns.mean())
     progress.last_eval = mean
     progress.best_eval = mean if progress.best_eval is None else max(progress.best_eval, mean)
@@ -394,9 +405,10 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _record_extension(out_dir: Path, checkpoint: dict[str, Any], args: Args, command: str | None) -> None:
-    """A resume that changes total_timesteps: ``run.json`` gets the new arguments and a record of
-    the change, and a summary of the shorter run no longer describes the run."""
+def _record_extension(out_dir: Path, checkpoint: dict[str, Any], args: Args, command: str | None,
+                      noise_record: dict[str, str]) -> None:
+    """A resume that changes total_timesteps: ``run.json`` gets the new arguments (and keeps the noise
+    model's hash) and a record of the change, and a summary of the shorter run no longer describes the run."""
     before = checkpoint["args"]["total_timesteps"]
     if args.total_timesteps == before:
         return
@@ -407,7 +419,7 @@ def _record_extension(out_dir: Path, checkpoint: dict[str, Any], args: Args, com
     extensions.append({"from_steps": before, "to_steps": args.total_timesteps,
                        "at_step": checkpoint["global_step"], "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                        "command": command})
-    _write_json(out_dir / RUN_FILE, {**args.to_dict(), EXTENSIONS_KEY: extensions})
+    _write_json(out_dir / RUN_FILE, {**args.to_dict(), **noise_record, EXTENSIONS_KEY: extensions})
     (out_dir / SUMMARY_FILE).unlink(missing_ok=True)
 
 

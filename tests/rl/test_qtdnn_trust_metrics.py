@@ -5,7 +5,7 @@ import torch
 
 import hdqnn
 from hdqnn.autograd import QuantumLayer
-from hdqnn.rl.offpolicy import _trust_metrics
+from hdqnn.rl.actor_telemetry import trust_metrics as _trust_metrics
 
 
 def _trained_layer(**qtdnn) -> QuantumLayer:
