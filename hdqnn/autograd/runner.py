@@ -11,11 +11,12 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..circuits import Circuit
-from ..sim import expval, expval_from_samples, sample
+from ..sim import expval
+from ..sim.sampling import shot_expval
 
 #: Pauli letter of each code of a compiled observable table.
 PAULI_LETTERS = "IXYZ"
-#: Largest working set (bytes) of one sampling chunk: probabilities, CDF and the shots.
+#: Largest working set (bytes) of one chunk of shot estimates (its probabilities and counts).
 SAMPLE_CHUNK_BYTES = 64 << 20
 
 
@@ -62,8 +63,9 @@ def check_diagonal(table: np.ndarray) -> None:
 class SimulatorRunner:
     """The simulator as a :class:`CircuitRunner`: exact expectations, or shot estimates.
 
-    Shot estimates come from bitstrings drawn with this runner's own NumPy generator, so a run is
-    reproducible from ``seed`` and the generator's state can be checkpointed (``get_state``).
+    Shot estimates come from outcome counts (one multinomial draw per row, ``sim.sampling.shot_expval``)
+    drawn with this runner's own NumPy generator, so a run is reproducible from ``seed`` and the
+    generator's state can be checkpointed (``get_state``).
     """
 
     def __init__(self, backend: Any = None, seed: int | None = None, noise: Any = None) -> None:
@@ -78,14 +80,14 @@ class SimulatorRunner:
             return expval(circuit, inputs, weights, observables, backend=self.backend, noise=self.noise)
         check_diagonal(observables)
         rows = inputs.shape[0]
-        per_row = 3 * 8 * 2**circuit.n_qubits + shots * (circuit.n_qubits + 8 * (len(observables) + 2))
+        per_row = 4 * 8 * 2**circuit.n_qubits  # probabilities, their normalisation, counts, products
         chunk = max(1, SAMPLE_CHUNK_BYTES // per_row)
         out = np.empty((rows, len(observables)), dtype=np.float64)
         for lo in range(0, rows, chunk):
             hi = min(rows, lo + chunk)
             w = weights[lo:hi] if weights.ndim == 2 else weights
-            bits = sample(circuit, inputs[lo:hi], w, shots, seed=self.rng, backend=self.backend, noise=self.noise)
-            out[lo:hi] = expval_from_samples(bits, observables)
+            out[lo:hi] = shot_expval(circuit, inputs[lo:hi], w, observables, shots, seed=self.rng,
+                                     backend=self.backend, noise=self.noise)
         return out
 
     def get_state(self) -> dict:

@@ -236,3 +236,15 @@ def sample(p: Prepared, shots: int, noise: Any, method: str, trajectories: Optio
     bits = ((outcomes[:, :, None] >> (n - 1 - np.arange(n))) & 1).astype(np.uint8)
     _flip_readout(bits, confusion, streams)
     return bits
+
+
+def density_probabilities(p: Prepared, noise: Any, readout: bool = True) -> Optional[np.ndarray]:
+    """The exact noisy probabilities [B, 2**n] float64 (readout applied) when ``method="auto"`` runs the
+    density matrix for this call, else None (the register needs trajectories, whose shots must each
+    come from their own trajectory: see ``sample``)."""
+    if _resolve("auto", p, "probabilities") != "density_matrix":
+        return None
+    tables = _compiled_noise(p, noise)
+    check_memory("noisy probabilities", density_need("probabilities", p))
+    probs = engine.density_probabilities(p.program, p.inputs, p.weights, tables.channel_index, tables.superops)
+    return read_out(probs, _confusion(tables, readout))

@@ -133,6 +133,45 @@ def marginals(bitstrings: Any):
     return wrap(bits.mean(axis=1, dtype=np.float64), is_torch(bitstrings))
 
 
+def z_signs(paulis: np.ndarray) -> np.ndarray:
+    """[K, 2**n] float64: the eigenvalue (+-1) of each diagonal Pauli string of ``paulis`` int8 [K, n]
+    on each basis state (wire 0 the most significant index bit)."""
+    n = paulis.shape[1]
+    states = np.arange(1 << n, dtype=np.int64)
+    bits = (states[None, :] >> (n - 1 - np.arange(n))[:, None]) & 1  # [n, 2**n]
+    parity = ((paulis == 3).astype(np.int64) @ bits) & 1
+    return 1.0 - 2.0 * parity
+
+
+def shot_expval(circuit: Circuit, inputs: Any, weights: Any, observables: Any, shots: int,
+                seed: int | np.random.Generator | None = None, *, backend: Any = None, noise: Any = None) -> np.ndarray:
+    """Shot estimates [B, K] float64 of diagonal (I/Z-only) Pauli strings, as ``expval_from_samples(sample(...))``
+    gives them in distribution, without the B x shots bitstrings: each row's outcome counts are one
+    multinomial draw from its exact probabilities (noisy ones, readout included, with ``noise``), so
+    the cost is O(B 2**n), not O(B shots n). Noisy registers too large for the density matrix sample
+    their shots from trajectories, one per shot, as ``sample`` does."""
+    shots = _check_shots(shots)
+    p = prepare(circuit, inputs, weights, np.complex128)
+    paulis = compile_observables(observables, p.program.n_qubits)
+    if np.any((paulis == 1) | (paulis == 2)):
+        raise ValueError("shot estimates need diagonal observables (I and Z only); X/Y need basis rotations")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if noise is None:
+        engine = get_backend(backend)
+        with reserved("shot_expval", engine_need(engine, "probabilities", p)):
+            probs = engine.probabilities(p.program, p.inputs, p.weights, p.dtype)
+    else:
+        from . import noisy
+
+        probs = noisy.density_probabilities(p, noise)
+        if probs is None:
+            return expval_from_samples(noisy.sample(p, shots, noise, "auto", None, rng, True), paulis)
+    probs = np.clip(probs, 0.0, None)
+    probs /= probs.sum(axis=1, keepdims=True)  # the multinomial refuses sums past 1 by rounding
+    counts = rng.multinomial(shots, probs)
+    return (counts @ z_signs(paulis).T) / shots
+
+
 def expval_from_samples(bitstrings: Any, observables: Any = None):
     """Shot estimates of diagonal (I/Z-only) Pauli strings, [B, K] float64; unbiased."""
     bits = _as_bits(bitstrings)
