@@ -12,6 +12,8 @@ import sys
 from typing import Any, Sequence
 
 EXIT_USAGE = 2
+#: ``hdqnn eval --video`` where this machine cannot render the env or write MP4 (the reason is printed).
+EXIT_NO_VIDEO = 1
 #: 128 + SIGINT, the shell's status of a command stopped by Ctrl-C.
 EXIT_INTERRUPTED = 130
 TRAIN_HELP = "train an agent (default: a quick hDQNN-TD3 run on Pendulum-v1)"
@@ -39,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also save the deterministic policy to one self-contained file "
                         "(hdqnn.rl.Policy.load(FILE) acts without the run folder)")
     p.add_argument("--export", metavar="FILE", default=None,
-                   help="also export a classical actor (td3, fc-td3, sac, fc-sac) to TorchScript")
+                   help="also export a classical actor (td3, fc-td3, sac, fc-sac, ppo, fc-ppo) to TorchScript")
+    p.add_argument("--video", metavar="FILE.mp4", default=None,
+                   help="first record the first evaluation episode as an MP4 (offscreen rendering: MuJoCo "
+                        "through MUJOCO_GL, default egl; pygame for classic control; imageio-ffmpeg)")
 
     p = subparsers.add_parser("generalize", help="sweep perturbation levels over runs: returns and relative drops",
                               description="Evaluate each run's deterministic policy unperturbed and at several "
@@ -169,6 +174,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     perturb = parse_perturbations(ns.perturb) if ns.perturb else {}
     if ns.save_policy or ns.export:
         _save_policy(ns.run_dir, ns.save_policy, ns.export)
+    if ns.video and not _record_video(ns.run_dir, ns.video, ns.seed, perturb):
+        return EXIT_NO_VIDEO
     actor, args = load_run_actor(ns.run_dir)
     returns = evaluate_actor(actor, args, ns.episodes, ns.seed, perturb)
     under = f" under {format_spec(perturb)}" if perturb else ""
@@ -191,6 +198,24 @@ def _save_policy(run_dir: str, policy_file: str | None, torchscript_file: str | 
         print(f"policy saved to {policy.save(policy_file)} (load with hdqnn.rl.Policy.load)")
     if torchscript_file:
         print(f"TorchScript actor exported to {policy.export(torchscript_file)} (load with torch.jit.load)")
+
+
+def _record_video(run_dir: str, path: str, seed: int | None, perturb: dict[str, float]) -> bool:
+    """Record the run's first deterministic evaluation episode to ``path``; False (with the reason
+    on stderr) where this machine cannot render it or write MP4."""
+    from .rl.policy import load_policy
+    from .rl.video import VideoUnavailable, check_mujoco_gl, record_video
+
+    try:
+        check_mujoco_gl()  # before load_policy makes the env, where a broken MUJOCO_GL would fail first
+        policy = load_policy(run_dir)
+        video = record_video(policy, policy.args.env_id, path, policy.args.seed if seed is None else seed, perturb)
+    except VideoUnavailable as exc:
+        print(f"hdqnn eval: no video recorded: {exc}", file=sys.stderr)
+        return False
+    print(f"video: {video.path} ({video.frames} frames at {video.fps:g} fps; the first evaluation episode, "
+          f"return {video.episode_return:.1f})")
+    return True
 
 
 def cmd_generalize(ns: argparse.Namespace) -> int:
