@@ -171,9 +171,14 @@ class BlockRunner {
       matrix_of(controlled_base(row[0]), row[3], m);
       return;
     }
-    const int32_t* row = gate_row(job_.plan.gate_order[op.begin]);
+    range_matrix(op.begin, op.end, m);
+  }
+
+  /// The product of the gates gate_order[begin, end) (end > begin), for all lanes.
+  void range_matrix(int begin, int end, Complex<L> m[4]) const {
+    const int32_t* row = gate_row(job_.plan.gate_order[begin]);
     matrix_of(row[0], row[3], m);
-    for (int e = op.begin + 1; e < op.end; ++e) {
+    for (int e = begin + 1; e < end; ++e) {
       row = gate_row(job_.plan.gate_order[e]);
       Complex<L> u[4], prod[4];
       matrix_of(row[0], row[3], u);
@@ -181,6 +186,9 @@ class BlockRunner {
       for (int k = 0; k < 4; ++k) m[k] = prod[k];
     }
   }
+
+  /// End of the gates an op differentiates in gate_order (see Op::grad_end).
+  static int gradient_end(const Op& op) { return op.grad_end >= 0 ? op.grad_end : op.end; }
 
   /// Calls f(pair) with the update of ``op`` (its inverse when ``dagger``), typed by shape.
   template <class F>
@@ -211,6 +219,13 @@ class BlockRunner {
     }
     Complex<L> m[4];
     op_matrix(op, m);
+    with_rotation_pair(m, f);
+  }
+
+  /// Calls f(pair) with the rotation m = [[c, -s], [s, c]] (per lane), scaled when every lane
+  /// has the same larger entry, its factor taken into scale_; else as a real matrix.
+  template <class F>
+  void with_rotation_pair(const Complex<L> m[4], F&& f) {
     const L c = m[0].re, s = m[2].re;
     T cs[S], ss[S];
     store_lanes(cs, c);
@@ -233,14 +248,13 @@ class BlockRunner {
   /// Multiplies the state by the rotations' dropped factors (per lane) and resets them. Each
   /// scaled op grows the norm by at most sqrt(2): this runs every kMaxScaledOps of them (and at
   /// the end), far from overflow even in float.
-  void apply_scale() {
+  void apply_scale(bool with_lambda = false) {
     Index jb, je;
     team_.range(dim_, jb, je);
-    T* pr = buf_.psi_re;
-    T* pi = buf_.psi_im;
-    for (Index j = jb; j < je; ++j) {
-      store_lanes(pr + j * S, load_lanes<L>(pr + j * S) * scale_);
-      store_lanes(pi + j * S, load_lanes<L>(pi + j * S) * scale_);
+    T* const arrays[4] = {buf_.psi_re, buf_.psi_im, buf_.lam_re, buf_.lam_im};
+    for (int a = 0; a < (with_lambda ? 4 : 2); ++a) {
+      T* x = arrays[a];
+      for (Index j = jb; j < je; ++j) store_lanes(x + j * S, load_lanes<L>(x + j * S) * scale_);
     }
     team_.sync();
     scale_ = L{} + T(1);
@@ -412,23 +426,7 @@ class BlockRunner {
   /// (amplitude = product of high-wire and low-wire tables), one pass instead of one per wire.
   void prepare_product_state() {
     T vr[kMaxQubits][2][S], vi[kMaxQubits][2][S];
-    for (int w = 0; w < n_; ++w) {
-      for (int l = 0; l < S; ++l) {
-        vr[w][0][l] = T(1);
-        vi[w][0][l] = T(0);
-        vr[w][1][l] = T(0);
-        vi[w][1][l] = T(0);
-      }
-    }
-    for (int i = 0; i < job_.plan.n_initial; ++i) {
-      const Op& op = job_.plan.ops[i];
-      Complex<L> m[4];
-      op_matrix(op, m);  // the wire's state is m |0> = column 0
-      store_lanes(vr[op.wire0][0], m[0].re);
-      store_lanes(vi[op.wire0][0], m[0].im);
-      store_lanes(vr[op.wire0][1], m[2].re);
-      store_lanes(vi[op.wire0][1], m[2].im);
-    }
+    wire_states(vr, vi);
     const int n_high = n_ / 2, n_low = n_ - n_high;
     const Index high_size = Index(1) << n_high, low_size = Index(1) << n_low;
     T* hr = buf_.table;
@@ -441,20 +439,9 @@ class BlockRunner {
     team_.range(dim_, jb, je);
     T* pr = buf_.psi_re;
     T* pi = buf_.psi_im;
-    // with an initial map, amplitude j reads product-state index i(j); going from j - 1 to j flips
-    // bits 0..ctz(j) of j, so i changes by the XOR of those columns, flip[ctz(j)]
-    const Mask* map = job_.plan.initial_map;
-    Mask flip[kMaxQubits] = {};
-    Index i = jb;
-    if (map != nullptr) {
-      i = 0;
-      for (int b = 0; b < n_; ++b) {
-        flip[b] = (b > 0 ? flip[b - 1] : 0) ^ map[b];
-        if ((jb >> b) & 1) i ^= Index(map[b]);
-      }
-    }
+    ProductIndex index(job_.plan.initial_map, n_, jb);
     for (Index j = jb; j < je && !pass_cancelled(j); ++j) {  // the first touch of a new workspace
-      if (j > jb) i = map != nullptr ? i ^ Index(flip[__builtin_ctzll(j)]) : j;
+      const Index i = index.step(j);
       const Index h = (i >> n_low) * S, lo = (i & (low_size - 1)) * S, o = j * S;
 #pragma omp simd
       for (int l = 0; l < S; ++l) {
@@ -465,6 +452,51 @@ class BlockRunner {
     }
     team_.sync();
   }
+
+  /// The state m |0> = column 0 of every wire's product-state op (|0> for wires without one).
+  void wire_states(T (&vr)[kMaxQubits][2][S], T (&vi)[kMaxQubits][2][S]) const {
+    for (int w = 0; w < n_; ++w) {
+      for (int l = 0; l < S; ++l) {
+        vr[w][0][l] = T(1);
+        vi[w][0][l] = T(0);
+        vr[w][1][l] = T(0);
+        vi[w][1][l] = T(0);
+      }
+    }
+    for (int i = 0; i < job_.plan.n_initial; ++i) {
+      const Op& op = job_.plan.ops[i];
+      Complex<L> m[4];
+      op_matrix(op, m);
+      store_lanes(vr[op.wire0][0], m[0].re);
+      store_lanes(vi[op.wire0][0], m[0].im);
+      store_lanes(vr[op.wire0][1], m[2].re);
+      store_lanes(vi[op.wire0][1], m[2].im);
+    }
+  }
+
+  /// The product-state index that amplitude j reads (PlanView::initial_map; j itself without a
+  /// map), stepped through j = jb, jb + 1, ...: going from j - 1 to j flips bits 0..ctz(j) of j,
+  /// so the index changes by the XOR of those columns, flip[ctz(j)].
+  struct ProductIndex {
+    const Mask* map;
+    Mask flip[kMaxQubits] = {};
+    Index first;
+    Index i;
+
+    ProductIndex(const Mask* initial_map, int n_qubits, Index jb) : map(initial_map), first(jb), i(jb) {
+      if (map == nullptr) return;
+      i = 0;
+      for (int b = 0; b < n_qubits; ++b) {
+        flip[b] = (b > 0 ? flip[b - 1] : 0) ^ map[b];
+        if ((jb >> b) & 1) i ^= Index(map[b]);
+      }
+    }
+    /// The index for j, called with consecutive j from jb.
+    HDQNN_INLINE Index step(Index j) {
+      if (j > first) i = map != nullptr ? i ^ Index(flip[__builtin_ctzll(j)]) : j;
+      return i;
+    }
+  };
 
   /// tr, ti [2**(last - first), S] <- tensor product of the wire states first..last-1 (the first
   /// wire most significant), by doubling in place.
@@ -491,10 +523,11 @@ class BlockRunner {
     }
   }
 
-  /// The deferred-phase table ``t`` of the plan (defer_phases).
-  PhaseTable<T, S> phase_table(int t) const {
+  /// The deferred-phase table ``t`` of the plan (defer_phases), or (kConj) its conjugate.
+  template <bool kConj = false>
+  PhaseTable<T, S, kConj> phase_table(int t) const {
     const T* re = job_.phase_tables + 2 * dim_ * Index(t);
-    return PhaseTable<T, S>{re, re + dim_};
+    return PhaseTable<T, S, kConj>{re, re + dim_};
   }
 
   void forward_op(const Op& op) {
@@ -639,7 +672,7 @@ class BlockRunner {
     rzz_phases(op, true, de);
     const Complex<L> r_even = make_complex(load_lanes<L>(acc[0]), load_lanes<L>(acc[1]));
     const Complex<L> r_odd = make_complex(load_lanes<L>(acc[2]), load_lanes<L>(acc[3]));
-    add_angle_gradient(gate_row(op.begin)[3], (de[0] * r_even + de[1] * r_odd).re);
+    add_angle_gradient(gate_row(op.begin)[3], (de[0] * r_even + de[1] * r_odd).re * (scale_ * scale_));
   }
 
   /// 4x4 of rxx / ryy for all lanes (its inverse, or its derivative).
@@ -710,7 +743,7 @@ class BlockRunner {
     });
     if (!op.needs_grad) return;
     team_.reduce(&acc[0][0], 2 * S);
-    add_angle_gradient(gate_row(op.begin)[3], load_lanes<L>(acc[0]));
+    add_angle_gradient(gate_row(op.begin)[3], load_lanes<L>(acc[0]) * (scale_ * scale_));
   }
 
   // ---------------------------------------------------------------------------- outputs
@@ -870,9 +903,13 @@ class BlockRunner {
   void backward() {
     const Index n_grads = Index(job_.program.n_slots) * S;
     for (Index i = 0; i < n_grads; ++i) buf_.gtheta[i] = T(0);
+    scale_ = L{} + T(1);
+    scaled_ops_ = 0;
     const cpu::PlanView& plan = job_.plan;
     if (plan.n_phases == 0) {
-      backward_ops(0, plan.n_ops);
+      backward_ops(plan.n_initial, plan.n_ops);
+      if (team_.cancelled()) return;
+      initial_gradients();
       return;
     }
     for (Index i = 0; i < n_grads; ++i) buf_.gchunk[i] = T(0);
@@ -889,16 +926,114 @@ class BlockRunner {
     for (Index i = 0; i < n_grads; ++i) buf_.gtheta[i] += buf_.gchunk[i];
   }
 
-  /// Ops [begin, end) of the plan in reverse, one pass over psi and lambda each.
+  /// Ops [begin, end) of the plan in reverse, one pass over psi and lambda each (two chained
+  /// cx-tail ops share one pass, as in the forward pass).
   void backward_ops(int begin, int end) {
+    const Op* ops = job_.plan.ops;
     for (int i = end - 1; i >= begin; --i) {
       if (team_.cancelled()) return;
-      backward_op(job_.plan.ops[i]);
+      if (backward_chained_pass(ops, begin, i)) {
+        --i;
+      } else {
+        backward_op(ops[i]);
+      }
       team_.sync();
+      if (scaled_ops_ >= kMaxScaledOps) apply_scale(true);
+    }
+  }
+
+  /// Undoes ops[i - 1] and ops[i] in one chained pass where the forward pass chained them and
+  /// both have gradients (or ops[i] is a plain cx); false (nothing run) else.
+  bool backward_chained_pass(const Op* ops, int begin, int i) {
+    if constexpr (S == 1) {
+      return false;
+    } else {
+      if (n_ > kMaxChainQubits || i - 1 < begin || !chains(ops[i - 1], ops[i])) return false;
+      const Op& first = ops[i - 1];
+      const Op& second = ops[i];
+      if (!first.needs_grad || (second.kind != OpKind::kCx && !second.needs_grad)) return false;
+      backward_cx_chain(first, second);
+      return true;
+    }
+  }
+
+  void backward_cx_chain(const Op& first, const Op& second) {
+    const bool tail = second.kind == OpKind::kFused1qCx;
+    const int ba = wire_bit(first.wire1, n_), bb = wire_bit(first.wire0, n_);
+    const int bc = wire_bit(tail ? second.wire0 : second.wire1, n_);
+    int bits[3] = {ba, bb, bc};
+    sort3(bits);
+    Index tb, te;
+    group_range<3>(tb, te);
+    auto run = [&](const auto& op2, const L scale2) {  // a copy: cross_scale_ changes below
+      using P2 = typename std::decay<decltype(op2)>::type;
+      with_backward_pair_op(first, [&](const auto& op1) {
+        using P1 = typename std::decay<decltype(op1)>::type;
+        T acc[P1::kAcc + P2::kAcc][S];
+        cx_chain_adjoint<T, S>(buf_.psi_re, buf_.psi_im, buf_.lam_re, buf_.lam_im, bits, (Index(1) << ba) * S,
+                               (Index(1) << bb) * S, (Index(1) << bc) * S, op1, op2, acc, tb, te);
+        team_.reduce(&acc[0][0], (P1::kAcc + P2::kAcc) * S);
+        differentiate<P1>(first, &acc[0][0], cross_scale_);
+        if constexpr (P2::kAcc > 0) differentiate<P2>(second, &acc[P1::kAcc][0], scale2);
+      });
+    };
+    if (tail) {
+      with_backward_pair_op(second, [&](const auto& op2) { run(op2, cross_scale_); });
+    } else {
+      run(IdentityPair(), scale_);
+    }
+  }
+
+  /// Calls f(post) with what the backward pass of ``op`` does after undoing it: undo the
+  /// deferred-phase table the forward applied before it (conjugate phases), or nothing.
+  template <class F>
+  void with_backward_post(const Op& op, F&& f) const {
+    if (op.phase_table >= 0) {
+      f(phase_table<true>(op.phase_table));
+    } else {
+      f(NoPhase());
+    }
+  }
+
+  /// Calls f(pair) with the inverse update of a fused block or controlled gate and the cross
+  /// terms its gradients need: complex ones when diagonal gates deferred from the block are
+  /// differentiated there (Op::grad_end), real ones for real blocks, RotationCross for ry blocks.
+  /// Rotations run scaled (their factors in scale_, as in the forward pass); cross_scale_ gets
+  /// what turns that op's cross terms into the true ones.
+  template <class F>
+  void with_backward_pair_op(const Op& op, F&& f) {
+    Complex<L> m[4], md[4];
+    op_matrix(op, m);
+    mat2_dagger(m, md);
+    const L before = scale_;
+    auto run = [&](const auto& pair) {
+      using P = typename std::decay<decltype(pair)>::type;
+      // lambda at the old scale; psi at the old one too when read after the block, else the new
+      cross_scale_ = P::kAfterBlock ? before * before : before * scale_;
+      f(pair);
+    };
+    const bool complex_cross = gradient_end(op) > op.end;
+    if (op.shape == kShapeDiagonal) {
+      run(DiagPair<T, S>(md));
+    } else if (op.shape == kShapeGeneral) {
+      run(GeneralPair<T, S>(md));
+    } else if (op.shape == cpu::kShapeRotation) {
+      with_rotation_pair(md, [&](const auto& pair) {
+        using P = typename std::decay<decltype(pair)>::type;
+        run(CrossPair<P, RotationCross<T, S>>(pair));
+      });
+    } else if (complex_cross) {
+      run(CrossPair<RealPair<T, S>, GeneralPair<T, S>>(RealPair<T, S>(md)));
+    } else {
+      run(RealPair<T, S>(md));
     }
   }
 
   void backward_op(const Op& op) {
+    T* pr = buf_.psi_re;
+    T* pi = buf_.psi_im;
+    T* lr = buf_.lam_re;
+    T* li = buf_.lam_im;
     switch (op.kind) {
       case OpKind::kRzz:
         rzz_backward(op);
@@ -906,24 +1041,30 @@ class BlockRunner {
       case OpKind::kPairRotation:
         pair_rotation_backward(op);
         return;
+      case OpKind::kPhaseTable: {
+        // its gates are differentiated at the blocks they left (Op::grad_end)
+        Index jb, je;
+        team_.range(dim_, jb, je);
+        phase_table_apply<T, S>(pr, pi, phase_table<true>(op.phase_table), jb, je);
+        phase_table_apply<T, S>(lr, li, phase_table<true>(op.phase_table), jb, je);
+        return;
+      }
       default:
         break;
     }
-    T* pr = buf_.psi_re;
-    T* pi = buf_.psi_im;
-    T* lr = buf_.lam_re;
-    T* li = buf_.lam_im;
     if (op.kind == OpKind::kFused1qCx) {
       with_cx_tail_geometry(op, [&](const int (&bits)[2], Index off_t, Index off_c, Index tb, Index te) {
-        with_pair_op(op, true, [&](const auto& pair) {
+        with_backward_pair_op(op, [&](const auto& pair) {
           using P = typename std::decay<decltype(pair)>::type;
-          if (!op.needs_grad) {
-            cx_tail_apply2<T, S>(pr, pi, lr, li, bits, off_t, off_c, pair, tb, te);
-            return;
-          }
-          T acc[P::kAcc][S];
-          cx_tail_adjoint<T, S>(pr, pi, lr, li, bits, off_t, off_c, pair, acc, tb, te);
-          reduce_and_differentiate<P>(op, acc);
+          with_backward_post(op, [&](const auto& post) {
+            if (!op.needs_grad) {
+              cx_tail_apply2<T, S>(pr, pi, lr, li, bits, off_t, off_c, pair, tb, te, post);
+              return;
+            }
+            T acc[P::kAcc][S];
+            cx_tail_adjoint<T, S>(pr, pi, lr, li, bits, off_t, off_c, pair, acc, tb, te, post);
+            reduce_and_differentiate<P>(op, acc);
+          });
         });
       });
       return;
@@ -941,15 +1082,17 @@ class BlockRunner {
         pair_apply2<T, S>(pr, pi, lr, li, bits, set, off_a, off_b, NegatePair(), tb, te);
         return;
       }
-      with_pair_op(op, true, [&](const auto& pair) {
+      with_backward_pair_op(op, [&](const auto& pair) {
         using P = typename std::decay<decltype(pair)>::type;
-        if (!op.needs_grad) {
-          pair_apply2<T, S>(pr, pi, lr, li, bits, set, off_a, off_b, pair, tb, te);
-          return;
-        }
-        T acc[P::kAcc][S];
-        pair_adjoint<T, S>(pr, pi, lr, li, bits, set, off_a, off_b, pair, acc, tb, te);
-        reduce_and_differentiate<P>(op, acc);
+        with_backward_post(op, [&](const auto& post) {
+          if (!op.needs_grad) {
+            pair_apply2<T, S>(pr, pi, lr, li, bits, set, off_a, off_b, pair, tb, te, post);
+            return;
+          }
+          T acc[P::kAcc][S];
+          pair_adjoint<T, S>(pr, pi, lr, li, bits, set, off_a, off_b, pair, acc, tb, te, post);
+          reduce_and_differentiate<P>(op, acc);
+        });
       });
     });
   }
@@ -957,9 +1100,61 @@ class BlockRunner {
   template <class P>
   void reduce_and_differentiate(const Op& op, T (&acc)[P::kAcc][S]) {
     team_.reduce(&acc[0][0], P::kAcc * S);
+    differentiate<P>(op, &acc[0][0], cross_scale_);
+  }
+
+  /// Gradients of op's gates from its reduced cross terms acc [P::kAcc, S], which times ``scale``
+  /// (per lane) are the true ones.
+  template <class P>
+  void differentiate(const Op& op, const T* acc, const L& scale) {
+    if constexpr (P::kAfterBlock) {
+      rotation_gradients(op, acc, scale);
+    } else {
+      complex_gradients<P>(op, acc, scale);
+    }
+  }
+
+  template <class P>
+  void complex_gradients(const Op& op, const T* acc, const L& scale) {
     Complex<L> r[4];
-    P::cross(acc, r);
+    P::cross(*reinterpret_cast<const T(*)[P::kAcc][S]>(acc), r);
+    for (int k = 0; k < 4; ++k) r[k] = make_complex(r[k].re * scale, r[k].im * scale);
+    const int gend = gradient_end(op);
+    if (gend > op.end) {
+      // lambda after the block's deferred diagonal D is D lambda: R_ab -> conj(d_a) R_ab
+      Complex<L> d[4];
+      range_matrix(op.end, gend, d);
+      r[0] = conj(d[0]) * r[0];
+      r[1] = conj(d[0]) * r[1];
+      r[2] = conj(d[3]) * r[2];
+      r[3] = conj(d[3]) * r[3];
+    }
     block_gradients(op, r);
+  }
+
+  /// Gradients of a block of ry gates and its deferred diagonal gates from RotationCross's sums
+  /// acc [3, S] (times ``scale`` the true ones): each ry gets G / 2; a diagonal gate d(phi), whose
+  /// conj(d_a) d'_a = i c_a is imaginary (|d_a| = 1), gets Re sum_a i c_a C_a = -sum_a c_a Im C_a.
+  void rotation_gradients(const Op& op, const T* acc, const L& scale) {
+    const L g = load_lanes<L>(acc) * scale;
+    const L im_c0 = load_lanes<L>(acc + S) * scale, im_c1 = load_lanes<L>(acc + 2 * S) * scale;
+    const cpu::ProgramView& p = job_.program;
+    for (int e = op.begin; e < gradient_end(op); ++e) {
+      const int32_t* row = gate_row(job_.plan.gate_order[e]);
+      const int n_angles = gate_info(row[0]).n_angles;
+      for (int a = 0; a < n_angles; ++a) {
+        if (p.angle_src[2 * (row[3] + a)] == kSrcConst) continue;
+        if (e < op.end) {  // an ry
+          add_angle_gradient(row[3] + a, g * T(0.5));
+          continue;
+        }
+        Complex<L> m[4], du[4];
+        matrix_of(row[0], row[3], m);
+        derivative_of(row[0], row[3], a, du);
+        const L c0 = (conj(m[0]) * du[0]).im, c1 = (conj(m[3]) * du[3]).im;
+        add_angle_gradient(row[3] + a, -(c0 * im_c0 + c1 * im_c1));
+      }
+    }
   }
 
   /// gtheta[slot] += 2 re, for all lanes (re is Re <lambda| dU |psi>).
@@ -968,14 +1163,14 @@ class BlockRunner {
     store_lanes(g, load_lanes<L>(g) + (re + re));
   }
 
-  /// Angle gradients of the gates of a fused block (or one controlled gate), all lanes at once,
-  /// from the cross matrix R_ab = sum conj(lambda_after_a) psi_before_b of the block
-  /// U = U_k ... U_1: d/dtheta_j = 2 Re tr(dU_j Q_j) with Q_1 = R^T U U_1^dag and
-  /// Q_{j+1} = U_j Q_j U_{j+1}^dag.
+  /// Angle gradients of the gates of a fused block (gate_order [begin, gradient_end)) or of one
+  /// controlled gate, all lanes at once, from the cross matrix R_ab = sum conj(lambda_after_a)
+  /// psi_before_b of the block U = U_k ... U_1: d/dtheta_j = 2 Re tr(dU_j Q_j) with
+  /// Q_1 = R^T U U_1^dag and Q_{j+1} = U_j Q_j U_{j+1}^dag.
   void block_gradients(const Op& op, const Complex<L> r[4]) {
     Complex<L> q[4] = {r[0], r[2], r[1], r[3]};  // R^T
     const bool controlled = op.kind == OpKind::kControlled;
-    const int count = controlled ? 1 : op.end - op.begin;
+    const int count = controlled ? 1 : gradient_end(op) - op.begin;
     auto row_of = [&](int e) { return gate_row(controlled ? op.begin : job_.plan.gate_order[op.begin + e]); };
     auto code_of = [&](const int32_t* row) { return controlled ? controlled_base(row[0]) : int(row[0]); };
     Complex<L> cur[4], tmp[4], dag[4];
@@ -983,7 +1178,7 @@ class BlockRunner {
     matrix_of(code_of(row), row[3], cur);
     if (!controlled) {
       Complex<L> total[4];
-      op_matrix(op, total);
+      range_matrix(op.begin, op.begin + count, total);
       mat2_mul(q, total, tmp);
       mat2_dagger(cur, dag);
       mat2_mul(tmp, dag, q);
@@ -1009,6 +1204,110 @@ class BlockRunner {
         q[k] = tmp2[k];
         cur[k] = next[k];
       }
+    }
+  }
+
+  /// Angle gradients of the product-state ops (plan.ops[0, n_initial)) from lambda right after
+  /// them (and the absorbed permutation), without undoing them: the state there is
+  /// P (v_0 x ... x v_{n-1}), so a gate on wire q gets 2 Re sum_b e_q[b] dv_q[b], e_q being
+  /// conj(lambda) contracted with every other wire's v. One pass over lambda contracts it with the
+  /// high wires' table (A, indexed by the low wires) and with the low wires' table (B); e_q then
+  /// needs only the small A or B.
+  void initial_gradients() {
+    const cpu::PlanView& plan = job_.plan;
+    bool any = false;
+    for (int i = 0; i < plan.n_initial; ++i) any = any || plan.ops[i].needs_grad != 0;
+    if (!any) return;
+    T vr[kMaxQubits][2][S], vi[kMaxQubits][2][S];
+    wire_states(vr, vi);
+    const int n_high = n_ / 2, n_low = n_ - n_high;
+    const Index high_size = Index(1) << n_high, low_size = Index(1) << n_low;
+    T* hr = buf_.table;  // the tables, then A, B and one scratch table (Layout::table)
+    T* hi = hr + high_size * S;
+    T* tlr = hi + high_size * S;
+    T* tli = tlr + low_size * S;
+    T* ar = tli + low_size * S;
+    T* ai = ar + low_size * S;
+    T* br = ai + low_size * S;
+    T* bi = br + high_size * S;
+    T* sr = bi + high_size * S;
+    T* si = sr + low_size * S;  // low_size >= high_size
+    build_table(vr, vi, 0, n_high, hr, hi);
+    build_table(vr, vi, n_high, n_, tlr, tli);
+    for (Index k = 0; k < 2 * (low_size + high_size) * S; ++k) ar[k] = T(0);
+    Index jb, je;
+    team_.range(dim_, jb, je);
+    ProductIndex index(plan.initial_map, n_, jb);
+    for (Index j = jb; j < je && !pass_cancelled(j); ++j) {
+      const Index i = index.step(j);
+      const Index h = (i >> n_low) * S, lo = (i & (low_size - 1)) * S;
+      const Complex<L> lam = load<L>(buf_.lam_re, buf_.lam_im, j * S);
+      store(ar, ai, lo, conj_mul_add(load<L>(ar, ai, lo), lam, load<L>(hr, hi, h)));
+      store(br, bi, h, conj_mul_add(load<L>(br, bi, h), lam, load<L>(tlr, tli, lo)));
+    }
+    team_.reduce(ar, static_cast<int>(2 * (low_size + high_size) * S));
+    for (int i = 0; i < plan.n_initial; ++i) {
+      const Op& op = plan.ops[i];
+      if (!op.needs_grad) continue;
+      const int q = op.wire0;
+      const bool high = q < n_high;
+      const Index size = high ? high_size : low_size;
+      const T* xr = high ? br : ar;
+      const T* xi = high ? bi : ai;
+      Complex<L> e[2];
+      for (int b = 0; b < 2; ++b) {
+        // the other wires' table with wire q fixed to bit b
+        T keep_r[2][S], keep_i[2][S];
+        for (int c = 0; c < 2; ++c) {
+          for (int l = 0; l < S; ++l) {
+            keep_r[c][l] = vr[q][c][l];
+            keep_i[c][l] = vi[q][c][l];
+            vr[q][c][l] = T(c == b ? 1 : 0);
+            vi[q][c][l] = T(0);
+          }
+        }
+        build_table(vr, vi, high ? 0 : n_high, high ? n_high : n_, sr, si);
+        for (int c = 0; c < 2; ++c) {
+          for (int l = 0; l < S; ++l) {
+            vr[q][c][l] = keep_r[c][l];
+            vi[q][c][l] = keep_i[c][l];
+          }
+        }
+        Complex<L> sum = make_complex(L{}, L{});
+        for (Index x = 0; x < size; ++x) sum = sum + load<L>(xr, xi, x * S) * load<L>(sr, si, x * S);
+        e[b] = make_complex(sum.re * scale_, sum.im * scale_);  // lambda's true scale
+      }
+      product_state_gradients(op, e);
+    }
+  }
+
+  /// Gradients of the gates of product-state op ``op`` (v = U_k ... U_1 |0>) given e (see
+  /// initial_gradients): 2 Re sum_b e[b] (U_k ... dU_j ... U_1 |0>)[b].
+  void product_state_gradients(const Op& op, const Complex<L> (&e)[2]) {
+    Complex<L> prefix[2] = {make_complex(L{} + T(1), L{}), make_complex(L{}, L{})};  // U_{j-1} ... U_1 |0>
+    for (int g = op.begin; g < op.end; ++g) {
+      const int32_t* row = gate_row(job_.plan.gate_order[g]);
+      const int n_angles = gate_info(row[0]).n_angles;
+      for (int a = 0; a < n_angles; ++a) {
+        if (job_.program.angle_src[2 * (row[3] + a)] == kSrcConst) continue;
+        Complex<L> m[4], x[2];
+        derivative_of(row[0], row[3], a, m);
+        x[0] = m[0] * prefix[0] + m[1] * prefix[1];
+        x[1] = m[2] * prefix[0] + m[3] * prefix[1];
+        for (int h = g + 1; h < op.end; ++h) {
+          const int32_t* later = gate_row(job_.plan.gate_order[h]);
+          matrix_of(later[0], later[3], m);
+          const Complex<L> y0 = m[0] * x[0] + m[1] * x[1];
+          x[1] = m[2] * x[0] + m[3] * x[1];
+          x[0] = y0;
+        }
+        add_angle_gradient(row[3] + a, (e[0] * x[0] + e[1] * x[1]).re);
+      }
+      Complex<L> m[4];
+      matrix_of(row[0], row[3], m);
+      const Complex<L> y0 = m[0] * prefix[0] + m[1] * prefix[1];
+      prefix[1] = m[2] * prefix[0] + m[3] * prefix[1];
+      prefix[0] = y0;
     }
   }
 
@@ -1049,8 +1348,10 @@ class BlockRunner {
   Index block_ = 0;
   Index b0_ = 0;
   int nvalid_ = 0;
-  L scale_{};           ///< per lane: the factors scaled rotations left out of the state so far
-  int scaled_ops_ = 0;  ///< scaled rotations since the state last took scale_
+  L scale_ = L{} + T(1);  ///< per lane: the factors scaled rotations left out of the state (and
+                          ///< lambda) so far
+  int scaled_ops_ = 0;    ///< scaled rotations since the state last took scale_
+  L cross_scale_ = L{} + T(1);  ///< backward: true / computed cross terms of the current op
 };
 
 }  // namespace

@@ -225,8 +225,8 @@ Policy choose_policy(Task task, int n_qubits, Index batch, int n_ops, size_t rea
   policy.amplitude_parallel = choice.amplitude_parallel;
   policy.chunk_bits = chunk_bits_for(task, n_qubits, choice.lanes, real_size, g_chunk_override.load());
   policy.low_bits = policy.chunk_bits > 0 ? chunk_low_bits(policy.chunk_bits, choice.lanes, real_size) : 0;
-  policy.defer_phases = g_phase_deferral.load() != 0 && task != Task::kVjp && policy.chunk_bits == 0 &&
-                        n_qubits <= kMaxDeferQubits && batch >= kMinDeferBatch;
+  policy.defer_phases = g_phase_deferral.load() != 0 && policy.chunk_bits == 0 && n_qubits <= kMaxDeferQubits &&
+                        batch >= kMinDeferBatch;
   return policy;
 }
 
@@ -251,10 +251,11 @@ void set_policy(int lanes, int amplitude_parallel, int chunk_bits, int phase_def
   g_phase_deferral.store(phase_deferral != 0 ? 1 : 0);
 }
 
-/// Whether the output reads phases, not only magnitudes: states, and Pauli terms with X or Y.
+/// Whether the output reads phases, not only magnitudes: states, and Pauli terms with X or Y
+/// (expectations, or the adjoint's lambda = sum_k g_k P_k psi).
 bool reads_phases(Task task, const std::vector<PauliTerm>& terms) {
   if (task == Task::kStatevector) return true;
-  if (task != Task::kExpval) return false;
+  if (task != Task::kExpval && task != Task::kVjp) return false;
   for (const PauliTerm& term : terms) {
     if (term.flip != 0) return true;
   }

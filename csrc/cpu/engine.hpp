@@ -50,7 +50,8 @@ struct Policy {
   bool amplitude_parallel;
   int chunk_bits;  ///< cache blocking: qubits of a chunk, 0 for plain full passes (Phase)
   int low_bits;    ///< lowest amplitude-index bits every chunk includes
-  bool defer_phases;  ///< forward passes defer diagonal phases (plan.hpp, defer_phases)
+  bool defer_phases;  ///< passes defer diagonal phases (plan.hpp, defer_phases); the adjoint sweeps
+                      ///< the same schedule back
 };
 
 Policy choose_policy(Task task, int n_qubits, Index batch, int n_ops, size_t real_size);

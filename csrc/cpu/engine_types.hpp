@@ -45,6 +45,9 @@ struct Op {
   int needs_grad;  ///< 1 when some angle of the op comes from an input or a weight
   int phase_table = -1;  ///< CPU forward only: the deferred-phase table multiplied into the
                          ///< amplitudes before the op (kPhaseTable: the table it applies), or -1
+  int grad_end = -1;     ///< CPU adjoint only: a fused block whose trailing diagonal gates went into
+                         ///< a deferred-phase table (defer_phases) differentiates gate_order
+                         ///< [begin, grad_end) at its own place; -1: just [begin, end)
 };
 
 /// A deferred diagonal single-qubit gate (see defer_phases): amplitude j is multiplied by the

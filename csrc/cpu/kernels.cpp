@@ -39,6 +39,11 @@ namespace kernels {
 namespace {
 
 constexpr size_t kAlignment = 64;
+/// Gap after each state array, so that psi and lambda (whose sizes are multiples of 4 KiB from
+/// 7 qubits on) do not start at the same address modulo 4 KiB: the adjoint stores psi[j] and then
+/// loads lambda[j], which the core would otherwise treat as possibly dependent (4K aliasing), and
+/// the amplitudes of a pair or quad in all four arrays would compete for one L1 set.
+constexpr Index kStateGapBytes = 4 * kAlignment;
 /// Workspaces from this size are placed on transparent huge pages: a 20-qubit block is tens of MiB,
 /// and with 4 KiB pages each call spends more time in page faults than in a gate pass, and the
 /// chunk copies of cache blocking touch a new page every few runs (TLB misses).
@@ -80,7 +85,7 @@ HDQNN_INLINE Index align_up(Index count, Index elem_size) {
 /// Sizes (in elements) of one worker's buffers.
 template <class T, int S>
 struct Layout {
-  Index state;    ///< one of psi_re, psi_im, lam_re, lam_im
+  Index state;    ///< one of psi_re, psi_im, lam_re, lam_im, and its gap (kStateGapBytes)
   Index slots;    ///< one of half_cos, half_sin, gtheta
   Index table;
   Index gk;
@@ -93,9 +98,11 @@ struct Layout {
   explicit Layout(const Job<T>& job) {
     states = job.task == Task::kVjp ? 4 : 2;
     const int n = job.program.n_qubits;
-    state = align_up((Index(1) << n) * S, sizeof(T));
+    state = align_up((Index(1) << n) * S, sizeof(T)) + kStateGapBytes / Index(sizeof(T));
     slots = align_up(Index(job.program.n_slots > 0 ? job.program.n_slots : 1) * S, sizeof(T));
-    table = align_up(2 * ((Index(1) << (n / 2)) + (Index(1) << (n - n / 2))) * S, sizeof(T));
+    // the product-state tables; the adjoint's initial_gradients adds as much again and a scratch
+    const Index tables = 2 * ((Index(1) << (n / 2)) + (Index(1) << (n - n / 2))) * S;
+    table = align_up(job.task == Task::kVjp ? 3 * tables : tables, sizeof(T));
     gk = align_up(Index(job.n_terms > 0 ? job.n_terms : 1) * S, sizeof(T));
     acc = align_up(Index(2) * (job.n_terms > 0 ? job.n_terms : 1) * S, sizeof(double));
     angles = align_up(Index(job.program.n_slots > 0 ? job.program.n_slots : 1) * S, sizeof(double));

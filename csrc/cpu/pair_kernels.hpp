@@ -25,6 +25,7 @@ template <class T, int S>
 struct GeneralPair {
   using L = lane_t<T, S>;
   static constexpr int kAcc = 8;
+  static constexpr bool kAfterBlock = false;  ///< cross terms of psi before the block (see RotationCross)
   Complex<L> m[4];
 
   explicit GeneralPair(const Complex<L> mat[4]) : m{mat[0], mat[1], mat[2], mat[3]} {}
@@ -50,6 +51,7 @@ template <class T, int S>
 struct RealPair {
   using L = lane_t<T, S>;
   static constexpr int kAcc = 4;
+  static constexpr bool kAfterBlock = false;
   L m[4];
 
   explicit RealPair(const Complex<L> mat[4]) : m{mat[0].re, mat[1].re, mat[2].re, mat[3].re} {}
@@ -75,6 +77,7 @@ template <class T, int S>
 struct DiagPair {
   using L = lane_t<T, S>;
   static constexpr int kAcc = 4;
+  static constexpr bool kAfterBlock = false;
   Complex<L> d0, d1;
 
   explicit DiagPair(const Complex<L> mat[4]) : d0(mat[0]), d1(mat[3]) {}
@@ -93,6 +96,24 @@ struct DiagPair {
     r[1] = make_complex(L{}, L{});
     r[2] = r[1];
     r[3] = make_complex(load_lanes<L>(acc[2]), load_lanes<L>(acc[3]));
+  }
+};
+
+/// Cross terms of a block of ry gates followed by deferred diagonal gates (Op::grad_end), read off
+/// psi and lambda after the block, before it is undone: every ry has the gradient
+/// Re <lambda| -iY/2 |psi> = G / 2 with G = sum Re(conj(l1) p0 - conj(l0) p1), and a diagonal gate
+/// d(phi) one of Im C_a = sum Im(conj(l_a) p_a), a = 0, 1. Three sums instead of eight.
+template <class T, int S>
+struct RotationCross {
+  static constexpr int kAcc = 3;
+  static constexpr bool kAfterBlock = true;
+
+  template <class A, class V>
+  static HDQNN_INLINE void accumulate(A&& acc, const Complex<V>& l0, const Complex<V>& l1, const Complex<V>& p0,
+                                      const Complex<V>& p1) {
+    acc(0) = acc(0) + l1.re * p0.re + l1.im * p0.im - l0.re * p1.re - l0.im * p1.im;
+    acc(1) = acc(1) + l0.re * p0.im - l0.im * p0.re;
+    acc(2) = acc(2) + l1.re * p1.im - l1.im * p1.re;
   }
 };
 
@@ -119,10 +140,35 @@ struct ScaledRotationPair {
   }
 };
 
-/// No update (a plain cx in a chain: only its relabelling remains).
+/// The adjoint's update ``P`` (e.g. a scaled rotation) with the cross terms of ``C`` (one of the
+/// pair types above): the terms depend on what the gradients need, not on how the update runs.
+template <class P, class C>
+struct CrossPair : P {
+  static constexpr int kAcc = C::kAcc;
+  static constexpr bool kAfterBlock = C::kAfterBlock;
+
+  explicit CrossPair(const P& pair) : P(pair) {}
+  template <class A, class V>
+  static HDQNN_INLINE void accumulate(A&& acc, const Complex<V>& l0, const Complex<V>& l1, const Complex<V>& p0,
+                                      const Complex<V>& p1) {
+    C::accumulate(acc, l0, l1, p0, p1);
+  }
+  template <class U, int S>
+  static void cross(const U (&acc)[kAcc][S], Complex<lane_t<U, S>> r[4]) {
+    C::cross(acc, r);
+  }
+};
+
+/// No update (a plain cx in a chain: only its relabelling remains), and no cross terms.
 struct IdentityPair {
+  static constexpr int kAcc = 0;
+  static constexpr bool kAfterBlock = false;
+
   template <class V>
   HDQNN_INLINE void apply(Complex<V>&, Complex<V>&) const {}
+  template <class A, class V>
+  static HDQNN_INLINE void accumulate(A&&, const Complex<V>&, const Complex<V>&, const Complex<V>&,
+                                      const Complex<V>&) {}
 };
 
 /// cx on the control=1 half, swap on (|01>, |10>): exchange the two amplitudes.
@@ -150,7 +196,8 @@ struct NoPhase {
   HDQNN_INLINE void operator()(Complex<V>&, Index) const {}
 };
 
-template <class T, int S>
+/// kConj: times the conjugate phase (the adjoint undoing a table).
+template <class T, int S, bool kConj = false>
 struct PhaseTable {
   const T* re;  ///< [2**n]
   const T* im;
@@ -158,14 +205,14 @@ struct PhaseTable {
   template <class V>
   HDQNN_INLINE void operator()(Complex<V>& a, Index o) const {
     const Index j = o / S;
-    const T pr = re[j], pi = im[j];
+    const T pr = re[j], pi = kConj ? -im[j] : im[j];
     a = make_complex(a.re * pr - a.im * pi, a.re * pi + a.im * pr);
   }
 };
 
 /// A kPhaseTable pass: every amplitude in [jb, je) times its phase.
-template <class T, int S>
-void phase_table_apply(T* re, T* im, const PhaseTable<T, S>& phase, Index jb, Index je) {
+template <class T, int S, class Phase>
+void phase_table_apply(T* re, T* im, const Phase& phase, Index jb, Index je) {
   using L = lane_t<T, S>;
   for (Index j = jb; j < je; ++j) {
     Complex<L> a = load<L>(re, im, j * S);
@@ -189,40 +236,61 @@ void pair_apply(T* re, T* im, const int (&bits)[NB], Mask set, Index off_a, Inde
   });
 }
 
-/// Backward update of psi and lambda by the same (already inverted) op, without gradients.
-template <class T, int S, int NB, class P>
+/// Backward update of psi and lambda by the same (already inverted) op, without gradients; then
+/// ``post`` on every amplitude (the conjugate of a deferred-phase table the forward applied first).
+template <class T, int S, int NB, class P, class Post = NoPhase>
 void pair_apply2(T* pr, T* pi, T* lr, T* li, const int (&bits)[NB], Mask set, Index off_a, Index off_b,
-                 const P& op, Index tb, Index te) {
+                 const P& op, Index tb, Index te, const Post& post = Post()) {
   using L = lane_t<T, S>;
   for_each_group<S>(bits, set, tb, te, [&](Index o) {
     Complex<L> a0 = load<L>(pr, pi, o + off_a), a1 = load<L>(pr, pi, o + off_b);
     op.apply(a0, a1);
+    post(a0, o + off_a);
+    post(a1, o + off_b);
     store(pr, pi, o + off_a, a0);
     store(pr, pi, o + off_b, a1);
     Complex<L> b0 = load<L>(lr, li, o + off_a), b1 = load<L>(lr, li, o + off_b);
     op.apply(b0, b1);
+    post(b0, o + off_a);
+    post(b1, o + off_b);
     store(lr, li, o + off_a, b0);
     store(lr, li, o + off_b, b1);
   });
 }
 
 /// Backward update with gradient cross terms: psi <- U^dag psi, R += conj(lambda) psi (lambda
-/// taken after the gate, psi before it), lambda <- U^dag lambda. One pass over both states.
-template <class T, int S, int NB, class P>
+/// taken after the gate, psi before it), lambda <- U^dag lambda, then ``post`` on both. One pass
+/// over both states.
+template <class T, int S, int NB, class P, class Post = NoPhase>
 void pair_adjoint(T* pr, T* pi, T* lr, T* li, const int (&bits)[NB], Mask set, Index off_a, Index off_b,
-                  const P& op_dagger, T (&out)[P::kAcc][S], Index tb, Index te) {
+                  const P& op_dagger, T (&out)[P::kAcc][S], Index tb, Index te, const Post& post = Post()) {
   using L = lane_t<T, S>;
   reduce_groups<T, S>(bits, set, tb, te, out, [&](Index o, auto&& acc) {
     Complex<L> p0 = load<L>(pr, pi, o + off_a), p1 = load<L>(pr, pi, o + off_b);
+    Complex<L> l0 = load<L>(lr, li, o + off_a), l1 = load<L>(lr, li, o + off_b);
+    if constexpr (P::kAfterBlock) P::accumulate(acc, l0, l1, p0, p1);
     op_dagger.apply(p0, p1);
+    if constexpr (!P::kAfterBlock) P::accumulate(acc, l0, l1, p0, p1);
+    post(p0, o + off_a);
+    post(p1, o + off_b);
     store(pr, pi, o + off_a, p0);
     store(pr, pi, o + off_b, p1);
-    Complex<L> l0 = load<L>(lr, li, o + off_a), l1 = load<L>(lr, li, o + off_b);
-    P::accumulate(acc, l0, l1, p0, p1);
     op_dagger.apply(l0, l1);
+    post(l0, o + off_a);
+    post(l1, o + off_b);
     store(lr, li, o + off_a, l0);
     store(lr, li, o + off_b, l1);
   });
+}
+
+/// ``post`` on the quad (a0, a1, a2, a3) stored at element offsets i0..i3.
+template <class Post, class V>
+HDQNN_INLINE void post4(const Post& post, Index i0, Index i1, Index i2, Index i3, Complex<V>& a0, Complex<V>& a1,
+                        Complex<V>& a2, Complex<V>& a3) {
+  post(a0, i0);
+  post(a1, i1);
+  post(a2, i2);
+  post(a3, i3);
 }
 
 // A fused block U on the target of the cx that follows it, in one pass over quads (a00, a01, a10,
@@ -283,16 +351,18 @@ void cx_chain_apply(T* re, T* im, const int (&bits)[3], Index off_a, Index off_b
   });
 }
 
-/// Backward of cx_tail_apply on psi and lambda: undo the cx (swapped loads), then U^dag.
-template <class T, int S, class P>
+/// Backward of cx_tail_apply on psi and lambda: undo the cx (swapped loads), then U^dag, then
+/// ``post`` (see pair_apply2).
+template <class T, int S, class P, class Post = NoPhase>
 void cx_tail_apply2(T* pr, T* pi, T* lr, T* li, const int (&bits)[2], Index off_t, Index off_c, const P& op_dagger,
-                    Index tb, Index te) {
+                    Index tb, Index te, const Post& post = Post()) {
   using L = lane_t<T, S>;
   for_each_group<S>(bits, Mask(0), tb, te, [&](Index o) {
     const Index i0 = o, i1 = o + off_t, i2 = o + off_c, i3 = o + off_c + off_t;
     Complex<L> p0 = load<L>(pr, pi, i0), p1 = load<L>(pr, pi, i1), p2 = load<L>(pr, pi, i3), p3 = load<L>(pr, pi, i2);
     op_dagger.apply(p0, p1);
     op_dagger.apply(p2, p3);
+    post4(post, i0, i1, i2, i3, p0, p1, p2, p3);
     store(pr, pi, i0, p0);
     store(pr, pi, i1, p1);
     store(pr, pi, i2, p2);
@@ -300,6 +370,7 @@ void cx_tail_apply2(T* pr, T* pi, T* lr, T* li, const int (&bits)[2], Index off_
     Complex<L> l0 = load<L>(lr, li, i0), l1 = load<L>(lr, li, i1), l2 = load<L>(lr, li, i3), l3 = load<L>(lr, li, i2);
     op_dagger.apply(l0, l1);
     op_dagger.apply(l2, l3);
+    post4(post, i0, i1, i2, i3, l0, l1, l2, l3);
     store(lr, li, i0, l0);
     store(lr, li, i1, l1);
     store(lr, li, i2, l2);
@@ -308,28 +379,96 @@ void cx_tail_apply2(T* pr, T* pi, T* lr, T* li, const int (&bits)[2], Index off_
 }
 
 /// cx_tail_apply2 with the cross terms of U accumulated over both target pairs.
-template <class T, int S, class P>
+template <class T, int S, class P, class Post = NoPhase>
 void cx_tail_adjoint(T* pr, T* pi, T* lr, T* li, const int (&bits)[2], Index off_t, Index off_c, const P& op_dagger,
-                     T (&out)[P::kAcc][S], Index tb, Index te) {
+                     T (&out)[P::kAcc][S], Index tb, Index te, const Post& post = Post()) {
   using L = lane_t<T, S>;
   reduce_groups<T, S>(bits, Mask(0), tb, te, out, [&](Index o, auto&& acc) {
     const Index i0 = o, i1 = o + off_t, i2 = o + off_c, i3 = o + off_c + off_t;
     Complex<L> p0 = load<L>(pr, pi, i0), p1 = load<L>(pr, pi, i1), p2 = load<L>(pr, pi, i3), p3 = load<L>(pr, pi, i2);
+    Complex<L> l0 = load<L>(lr, li, i0), l1 = load<L>(lr, li, i1), l2 = load<L>(lr, li, i3), l3 = load<L>(lr, li, i2);
+    if constexpr (P::kAfterBlock) {
+      P::accumulate(acc, l0, l1, p0, p1);
+      P::accumulate(acc, l2, l3, p2, p3);
+    }
     op_dagger.apply(p0, p1);
     op_dagger.apply(p2, p3);
+    if constexpr (!P::kAfterBlock) {
+      P::accumulate(acc, l0, l1, p0, p1);
+      P::accumulate(acc, l2, l3, p2, p3);
+    }
+    post4(post, i0, i1, i2, i3, p0, p1, p2, p3);
     store(pr, pi, i0, p0);
     store(pr, pi, i1, p1);
     store(pr, pi, i2, p2);
     store(pr, pi, i3, p3);
-    Complex<L> l0 = load<L>(lr, li, i0), l1 = load<L>(lr, li, i1), l2 = load<L>(lr, li, i3), l3 = load<L>(lr, li, i2);
-    P::accumulate(acc, l0, l1, p0, p1);
-    P::accumulate(acc, l2, l3, p2, p3);
     op_dagger.apply(l0, l1);
     op_dagger.apply(l2, l3);
+    post4(post, i0, i1, i2, i3, l0, l1, l2, l3);
     store(lr, li, i0, l0);
     store(lr, li, i1, l1);
     store(lr, li, i2, l2);
     store(lr, li, i3, l3);
+  });
+}
+
+/// One half (fixed bit a) of a chain's octet undone on psi and lambda: the quads are loaded from
+/// the element offsets at[from[k]] (the forward's relabelled stores), op2^dag undone on pairs
+/// (0, 1) and (2, 3) with its cross terms into acc(P1::kAcc + i), then op1^dag on (0, 2) and
+/// (1, 3) with its cross terms into acc(i), and stored back at at[k].
+template <class L, class T, class P1, class P2, class A>
+HDQNN_INLINE void chain_half_adjoint(T* pr, T* pi, T* lr, T* li, const Index (&at)[4], const int (&from)[4],
+                                     const P1& op1, const P2& op2, A&& acc) {
+  auto acc2 = [&](int i) -> decltype(acc(0)) { return acc(P1::kAcc + i); };
+  Complex<L> p[4], l[4];
+  for (int k = 0; k < 4; ++k) p[k] = load<L>(pr, pi, at[from[k]]);
+  for (int k = 0; k < 4; ++k) l[k] = load<L>(lr, li, at[from[k]]);
+  if constexpr (P2::kAfterBlock) {
+    P2::accumulate(acc2, l[0], l[1], p[0], p[1]);
+    P2::accumulate(acc2, l[2], l[3], p[2], p[3]);
+  }
+  op2.apply(p[0], p[1]);
+  op2.apply(p[2], p[3]);
+  if constexpr (!P2::kAfterBlock) {
+    P2::accumulate(acc2, l[0], l[1], p[0], p[1]);
+    P2::accumulate(acc2, l[2], l[3], p[2], p[3]);
+  }
+  op2.apply(l[0], l[1]);
+  op2.apply(l[2], l[3]);
+  if constexpr (P1::kAfterBlock) {
+    P1::accumulate(acc, l[0], l[2], p[0], p[2]);
+    P1::accumulate(acc, l[1], l[3], p[1], p[3]);
+  }
+  op1.apply(p[0], p[2]);
+  op1.apply(p[1], p[3]);
+  if constexpr (!P1::kAfterBlock) {
+    P1::accumulate(acc, l[0], l[2], p[0], p[2]);
+    P1::accumulate(acc, l[1], l[3], p[1], p[3]);
+  }
+  op1.apply(l[0], l[2]);
+  op1.apply(l[1], l[3]);
+  for (int k = 0; k < 4; ++k) store(pr, pi, at[k], p[k]);
+  for (int k = 0; k < 4; ++k) store(lr, li, at[k], l[k]);
+}
+
+/// Backward of cx_chain_apply on psi and lambda in one pass over octets, with the cross terms of
+/// both ops: out[0, P1::kAcc) for op1, then P2's. op1 / op2 are the inverse updates. The halves
+/// a = 0 and a = 1 of an octet are independent (no op pairs them), so each runs on its own and
+/// the registers hold a quad of psi and of lambda at a time.
+template <class T, int S, class P1, class P2>
+void cx_chain_adjoint(T* pr, T* pi, T* lr, T* li, const int (&bits)[3], Index off_a, Index off_b, Index off_c,
+                      const P1& op1, const P2& op2, T (&out)[P1::kAcc + P2::kAcc][S], Index tb, Index te) {
+  using L = lane_t<T, S>;
+  // where the forward stored x[k] of each half (see cx_chain_apply): a = 0 x0 x1 x3 x2 at
+  // (b, c) = 00 01 10 11, a = 1 x6 x7 x5 x4
+  static constexpr int kFromA0[4] = {0, 1, 3, 2};
+  static constexpr int kFromA1[4] = {3, 2, 0, 1};
+  reduce_groups<T, S>(bits, Mask(0), tb, te, out, [&](Index o, auto&& acc) {
+    using V = typename std::decay<decltype(acc(0))>::type;
+    const Index half0[4] = {o, o + off_c, o + off_b, o + off_b + off_c};
+    const Index half1[4] = {o + off_a, o + off_a + off_c, o + off_a + off_b, o + off_a + off_b + off_c};
+    chain_half_adjoint<V>(pr, pi, lr, li, half0, kFromA0, op1, op2, acc);
+    chain_half_adjoint<V>(pr, pi, lr, li, half1, kFromA1, op1, op2, acc);
   });
 }
 

@@ -251,8 +251,14 @@ class PhaseDeferral {
       }
       if (fused) peel(op);
       out.push_back(op);
+      if (op.grad_end >= 0) peeled_ops_.push_back(out.size() - 1);
     }
-    if (!pending_.empty() && keep_final) out.push_back(table_op(flush()));
+    if (!pending_.empty() && keep_final) {
+      out.push_back(table_op(flush()));
+    } else {
+      // dropped phases change no output: their angles' gradients are zero
+      for (size_t i : peeled_ops_) out[i].grad_end = -1;
+    }
     plan_.ops = out;
   }
 
@@ -290,13 +296,26 @@ class PhaseDeferral {
     }
   }
 
-  /// Takes the block's trailing deferrable gates (keeping at least one gate in it) into pending.
+  bool has_gradient(int g) const {
+    const int32_t* row = p_.gates + 4 * g;
+    for (int a = row[3]; a < row[3] + gate_info(row[0]).n_angles; ++a) {
+      if (p_.angle_src[2 * a] != kSrcConst) return true;
+    }
+    return false;
+  }
+
+  /// Takes the block's trailing deferrable gates (keeping at least one gate in it) into pending;
+  /// the adjoint differentiates them at the block (Op::grad_end) when some have a gradient.
   void peel(Op& op) {
     const Mask wire = bit(op.wire0);
+    const int full_end = op.end;
+    bool gradient = false;
     while (op.end - op.begin > 1 && static_cast<int>(pending_.size()) < kMaxPhaseFactors &&
            deferrable(plan_.gate_order[op.end - 1])) {
       pending_.push_back(PhaseFactor{plan_.gate_order[--op.end], wire});
+      gradient = gradient || has_gradient(pending_.back().gate);
     }
+    if (gradient) op.grad_end = full_end;
     bool rotation = true;
     op.shape = gate_info(p_.gates[4 * plan_.gate_order[op.begin]]).shape;
     for (int e = op.begin; e < op.end; ++e) {
@@ -313,6 +332,7 @@ class PhaseDeferral {
     plan_.factors.insert(plan_.factors.end(), pending_.begin(), pending_.end());
     plan_.table_start.push_back(static_cast<int>(plan_.factors.size()));
     pending_.clear();
+    peeled_ops_.clear();
     return plan_.n_tables() - 1;
   }
 
@@ -326,6 +346,7 @@ class PhaseDeferral {
   const ProgramView& p_;
   const bool shared_weights_;
   std::vector<PhaseFactor> pending_;
+  std::vector<size_t> peeled_ops_;  ///< ops of the output whose peeled gates are still pending
 };
 
 }  // namespace

@@ -56,19 +56,22 @@ constexpr int kMaxDeferQubits = 14;
 /// Most gates one deferred-phase table multiplies (its build costs 2**factors + 2**n products).
 constexpr int kMaxPhaseFactors = 12;
 
-/// Phase deferral, for forward passes without cache blocking: trailing diagonal gates of fused
+/// Phase deferral, for passes without cache blocking: trailing diagonal gates of fused
 /// blocks (rz, p, z, s, t, ... whose angles are the same for every sample: constants, or weights
 /// shared by the batch) leave their blocks, which often become real (ry) and cheaper, and move
 /// forward past cx / swap (which only relabel the parity they act on), cz, rzz and ops on other
 /// wires. Where an op would touch a wire they depend on, all pending phases are multiplied into the
 /// amplitudes in that op's own pass (a fused block) or in a kPhaseTable pass; at the end they are
 /// dropped when only magnitudes are read (``keep_final`` false), else applied. A table covers at
-/// most kMaxPhaseFactors gates. Requires n_qubits <= kMaxDeferQubits.
+/// most kMaxPhaseFactors gates. Requires n_qubits <= kMaxDeferQubits. The adjoint runs the same
+/// schedule backwards: a table's gates are differentiated at the block they left (Op::grad_end),
+/// where the phase is exactly the block's own trailing diagonal; dropped ones have no gradient.
 void defer_phases(Plan& plan, const ProgramView& program, bool shared_weights, bool keep_final);
 
-/// For forward passes without cache blocking: the cx / swap ops right after the product-state ops
-/// only permute its amplitudes, so the product state is built permuted (PlanView::initial_map)
-/// and they leave the schedule (a ring entangler's first layer: one pass instead of n + 1).
+/// For passes without cache blocking: the cx / swap ops right after the product-state ops only
+/// permute its amplitudes, so the product state is built permuted (PlanView::initial_map) and they
+/// leave the schedule (a ring entangler's first layer: one pass instead of n + 1). The adjoint
+/// reads the product-state gradients off lambda through the same map.
 void absorb_initial_permutation(Plan& plan, int n_qubits);
 
 /// Pauli masks of the int8 table [n_terms, n_qubits]; throws std::invalid_argument on a code
