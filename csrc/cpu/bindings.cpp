@@ -10,6 +10,7 @@
 #include <complex>
 #include <string>
 
+#include "density.hpp"
 #include "engine.hpp"
 #include "hdqnn/gil.hpp"
 
@@ -279,6 +280,125 @@ py::object vjp(const py::object& gates, const py::object& angle_src, const py::o
   });
 }
 
+// ------------------------------------------------------------------- noisy density-matrix engine
+hdqnn::cpu::DensityTask density_task_named(const std::string& name) {
+  using hdqnn::cpu::DensityTask;
+  if (name == "expval") return DensityTask::kExpval;
+  if (name == "probabilities") return DensityTask::kProbabilities;
+  if (name == "state") return DensityTask::kState;
+  if (name == "vjp") return DensityTask::kVjp;
+  value_error("unknown density task '" + name + "'; use expval, probabilities, state or vjp");
+}
+
+/// Runs the density engine without the GIL; false when the call was cancelled.
+bool run_density_without_gil(const hdqnn::cpu::DensityJob& job, int lanes, int stride, int hermitian) {
+  return hdqnn::without_gil([&] {
+    try {
+      hdqnn::cpu::run_density(job, lanes, stride, hermitian);
+      return true;
+    } catch (const hdqnn::cpu::Cancelled&) {
+      return false;
+    }
+  });
+}
+
+/// As run_released: a long call on the main thread stops on Ctrl-C and raises what Python's SIGINT
+/// handler raises; when that handler returns instead, the call starts over.
+void run_density_released(hdqnn::cpu::DensityJob job, int lanes, int stride, int hermitian) {
+  if (!hdqnn::cpu::is_long_density_call(job.n_qubits, job.batch, job.n_gates) || !on_main_thread()) {
+    run_density_without_gil(job, lanes, stride, hermitian);
+    return;
+  }
+  for (;;) {
+    bool finished;
+    {
+      const SigintCancels sigint;
+      job.cancel = sigint.flag();
+      finished = run_density_without_gil(job, lanes, stride, hermitian);
+    }
+    if (finished) return;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
+}
+
+py::object density(const std::string& task_name, int n_qubits, const py::object& gates, const py::object& constant,
+                   const py::object& chan_idx, const py::object& superops, const py::object& theta,
+                   const py::object& paulis, const py::object& grad_terms, int lanes, int stride, int hermitian) {
+  using hdqnn::cpu::DensityTask;
+  const DensityTask task = density_task_named(task_name);
+  if (n_qubits < 1 || n_qubits > 14) value_error("n_qubits must be in [1, 14], got " + std::to_string(n_qubits));
+  const py::array g = checked(gates, "gates", py::dtype::of<int32_t>(), 2);
+  require_dim(g, "gates", 1, 4, "(code, wire0, wire1, slot)");
+  const py::ssize_t n_gates = g.shape(0);
+  const py::array k = checked(constant, "constant", py::dtype::of<uint8_t>(), 1);
+  require_dim(k, "constant", 0, n_gates, "the number of gates");
+  const py::array ci = checked(chan_idx, "chan_idx", py::dtype::of<int32_t>(), 1);
+  require_dim(ci, "chan_idx", 0, n_gates, "the number of gates");
+  const py::array so = checked(superops, "superops", py::dtype::of<std::complex<double>>(), 3);
+  require_dim(so, "superops", 1, 16, "16");
+  require_dim(so, "superops", 2, 16, "16");
+  const py::array th = checked(theta, "theta", py::dtype::of<double>(), 2);
+  const py::ssize_t batch = th.shape(0);
+  if (batch < 1) value_error("theta must hold at least one sample, got shape " + shape_of(th));
+  const bool needs_terms = task == DensityTask::kExpval || task == DensityTask::kVjp;
+  py::array pa, gt;
+  if (needs_terms) {
+    pa = checked(paulis, "paulis", py::dtype::of<int8_t>(), 2);
+    require_dim(pa, "paulis", 1, n_qubits, "n_qubits");
+    if (pa.shape(0) < 1) value_error("paulis must hold at least one Pauli string");
+  }
+  if (task == DensityTask::kVjp) {
+    gt = checked(grad_terms, "grad_terms", py::dtype::of<double>(), 2);
+    require_dim(gt, "grad_terms", 0, batch, "the batch size of theta");
+    require_dim(gt, "grad_terms", 1, pa.shape(0), "the number of Pauli strings");
+  }
+  hdqnn::cpu::DensityJob job{};
+  job.task = task;
+  job.n_qubits = n_qubits;
+  job.n_gates = static_cast<int>(n_gates);
+  job.gates = static_cast<const int32_t*>(g.data());
+  job.constant = static_cast<const uint8_t*>(k.data());
+  job.chan_idx = static_cast<const int32_t*>(ci.data());
+  job.n_channels = static_cast<int>(so.shape(0));
+  job.superops = static_cast<const double*>(so.data());
+  job.batch = batch;
+  job.n_angles = static_cast<int>(th.shape(1));
+  job.theta = static_cast<const double*>(th.data());
+  job.n_terms = needs_terms ? static_cast<int>(pa.shape(0)) : 0;
+  job.paulis = needs_terms ? static_cast<const int8_t*>(pa.data()) : nullptr;
+  job.grad_terms = task == DensityTask::kVjp ? static_cast<const double*>(gt.data()) : nullptr;
+  const py::ssize_t dim = py::ssize_t(1) << n_qubits;
+  py::array out;
+  switch (task) {
+    case DensityTask::kExpval: out = py::array_t<double>({batch, pa.shape(0)}); break;
+    case DensityTask::kProbabilities: out = py::array_t<double>({batch, dim}); break;
+    case DensityTask::kState: out = py::array_t<std::complex<double>>({batch, dim, dim}); break;
+    case DensityTask::kVjp: out = py::array_t<double>({batch, th.shape(1)}); break;
+  }
+  job.out = static_cast<double*>(out.mutable_data());
+  run_density_released(job, lanes, stride, hermitian);
+  return out;
+}
+
+py::dict density_plan(const std::string& task, int n_qubits, Index n_blocks, Index n_stored, Index batch, int lanes,
+                      int stride) {
+  if (n_qubits < 1 || n_qubits > 14) value_error("n_qubits must be in [1, 14], got " + std::to_string(n_qubits));
+  if (batch < 1) value_error("batch must be >= 1");
+  if (n_blocks < 0 || n_stored < 0 || n_stored > n_blocks) value_error("need 0 <= n_stored <= n_blocks");
+  const hdqnn::cpu::DensityPlan p =
+      hdqnn::cpu::density_plan(density_task_named(task), n_qubits, static_cast<int>(n_blocks),
+                               static_cast<int>(n_stored), batch, lanes, stride);
+  py::dict d;
+  d["lanes"] = p.lanes;
+  d["threads"] = p.threads;
+  d["workers"] = p.workers;
+  d["stride"] = p.stride;
+  d["states_per_worker"] = p.states_per_worker;
+  d["workspace_bytes"] = static_cast<Index>(p.workspace_bytes);
+  d["hermitian"] = p.hermitian;
+  return d;
+}
+
 Task task_named(const std::string& name) {
   if (name == "statevector") return Task::kStatevector;
   if (name == "probabilities") return Task::kProbabilities;
@@ -322,6 +442,21 @@ PYBIND11_MODULE(_core_cpu, m) {
         py::arg("inputs"), py::arg("weights"), py::arg("paulis"), py::arg("grad_output"),
         "(grad_inputs [B, D], grad_weights shaped like weights) of sum(grad_output * expval), by the "
         "adjoint method.");
+  m.def("density", &density, py::arg("task"), py::arg("n_qubits"), py::arg("gates"), py::arg("constant"),
+        py::arg("chan_idx"), py::arg("superops"), py::arg("theta"), py::arg("paulis") = py::none(),
+        py::arg("grad_terms") = py::none(), py::arg("lanes") = 0, py::arg("stride") = 0, py::arg("hermitian") = -1,
+        "Noisy density-matrix engine (complex128). task: expval -> [B, K] Tr(P_k rho_b); probabilities -> "
+        "[B, 2**n] diagonals; state -> [B, 2**n, 2**n]; vjp -> d sum(grad_terms * expval) / d theta [B, A]. "
+        "gates: int32 [G, 4]; constant: uint8 [G] (1: every angle constant); chan_idx: int32 [G] (-1: "
+        "noiseless); superops: complex128 [C, 16, 16]; theta: float64 [B, A] per-sample angles; paulis: "
+        "int8 [K, n]; grad_terms: float64 [B, K]; testing hooks: lanes (0 automatic, or 1, 4, 8 samples "
+        "simulated together), stride (0 automatic, or the VJP's blocks between checkpoints) and hermitian (-1 "
+        "automatic, 0 / 1: passes over every entry / half of them, mirroring the rest).");
+  m.def("density_plan", &density_plan, py::arg("task"), py::arg("n_qubits"), py::arg("n_blocks"), py::arg("n_stored"),
+        py::arg("batch"),
+        py::arg("lanes") = 0, py::arg("stride") = 0,
+        "How a density call over n_blocks blocks (n_stored of them with angles) runs and what it allocates: "
+        "lanes, threads, workers, stride (vjp checkpoints), states_per_worker, workspace_bytes.");
   m.def("set_num_threads", &hdqnn::cpu::set_num_threads, py::arg("n"), "Threads used across samples (>= 1).");
   m.def("get_num_threads", &hdqnn::cpu::num_threads, "Threads a large call uses.");
   m.def("openmp_enabled", &hdqnn::cpu::openmp_enabled, "Whether the module was built with OpenMP.");

@@ -3,8 +3,11 @@
 They execute a circuit's compiled ``Program`` with noise compiled to flat tables
 (``hdqnn.noise.compiled``): ``chan_idx`` int32 [G] (-1: noiseless gate), ``superops`` complex128
 [C, 16, 16] and, for trajectories, ``kraus`` complex128 [C, R, 4, 4] with ``kraus_count`` int32
-[C]. No noise object enters here. Every call is one Numba kernel over the batch (see
-``_density_kernels``); the engines compute in complex128 and return float64.
+[C]. No noise object enters here. Every call is one kernel over the batch; the engines compute in
+complex128 and return float64. The density matrix runs on the compiled engine
+(``hdqnn._core_cpu.density``, csrc/cpu/density_kernels.cpp) where it is built, else on its Numba
+twin (``_density_kernels``); ``HDQNN_BACKEND=numba`` (or ``numpy``) picks the twin, and every
+density function takes ``engine="cpp" | "numba"`` to choose explicitly. Trajectories run on Numba.
 
 Readout errors are applied by the caller (``hdqnn.sim``): to probabilities through the confusion
 matrices, and to expectations by measuring the Pauli strings ``readout_terms`` gives.
@@ -12,6 +15,8 @@ matrices, and to expectations by measuring the Pauli strings ``readout_terms`` g
 from __future__ import annotations
 
 import math
+import os
+from typing import Any, Optional
 
 import numpy as np
 
@@ -23,9 +28,14 @@ _AMPLITUDE = np.dtype(np.complex128).itemsize
 #: Programs whose constant-gate superoperators are kept (a training loop reuses one or two).
 _FIXED_CACHE_SIZE = 16
 _fixed_cache: dict[tuple[int, int], tuple] = {}
-#: The VJP keeps every block's input density matrix of a sample up to this size (no forward is
-#: run twice; (8 qubits, 4 layers) needs 72 MiB), else ~2 sqrt(blocks) of them (checkpoints).
+#: Per program (as _fixed_cache): which gates have only constant angles (the compiled engine's input).
+_constant_cache: dict[int, tuple] = {}
+#: The Numba VJP keeps every block's input density matrix of a sample up to this size (no forward
+#: is run twice; (8 qubits, 4 layers) needs 72 MiB), else ~2 sqrt(blocks) of them (checkpoints).
+#: The compiled engine sizes its own (``_core_cpu.density_plan``).
 STORE_ALL_BYTES = 128 << 20
+#: Engines of the density-matrix method.
+DENSITY_ENGINES = ("cpp", "numba")
 
 
 def _kernels():
@@ -33,6 +43,60 @@ def _kernels():
     from . import _density_kernels
 
     return _density_kernels
+
+
+def _compiled() -> Optional[Any]:
+    """hdqnn._core_cpu when it loads (through the backend registry, so that hdqnn.set_num_threads
+    reaches it) and has the density engine, else None."""
+    from . import get_backend
+
+    try:
+        get_backend("cpp")
+    except RuntimeError:
+        return None
+    from .. import _core_cpu
+
+    return _core_cpu if hasattr(_core_cpu, "density") else None
+
+
+def density_engine(engine: Optional[str] = None) -> str:
+    """The density-matrix engine a call runs on: ``engine`` when given ("cpp" fails where the
+    compiled module lacks it), else "numba" under HDQNN_BACKEND=numba|numpy, else "cpp" where it is
+    built, else "numba"."""
+    if engine is None:
+        if os.environ.get("HDQNN_BACKEND") in ("numba", "numpy"):
+            return "numba"
+        return "cpp" if _compiled() is not None else "numba"
+    if engine not in DENSITY_ENGINES:
+        raise ValueError(f"unknown density engine {engine!r}; choose one of {', '.join(DENSITY_ENGINES)}")
+    if engine == "cpp" and _compiled() is None:
+        raise RuntimeError("the compiled density engine is unavailable: hdqnn._core_cpu is not built (or "
+                           "predates it); build it with pip install -e . or use engine='numba'")
+    return engine
+
+
+def _constant_gates(program: Program) -> np.ndarray:
+    """uint8 [G]: 1 for a gate whose angles are all constants (fused once per call), kept per
+    program (a training loop reuses one)."""
+    hit = _constant_cache.get(id(program))
+    if hit is not None and hit[0] is program:
+        return hit[1]
+    constant = np.array([_is_constant(program, g) for g in range(len(program.gates))], dtype=np.uint8)
+    if len(_constant_cache) >= _FIXED_CACHE_SIZE:
+        _constant_cache.clear()
+    _constant_cache[id(program)] = (program, constant)
+    return constant
+
+
+def _run_compiled(task: str, program: Program, theta: np.ndarray, chan_idx: np.ndarray, superops: np.ndarray,
+                  paulis: Optional[np.ndarray] = None, grad_terms: Optional[np.ndarray] = None) -> np.ndarray:
+    """One call of the compiled engine over per-sample angles ``theta`` [B, A]."""
+    idx, sup = _tables(chan_idx, superops)
+    return _compiled().density(
+        task, program.n_qubits, np.ascontiguousarray(program.gates, dtype=np.int32), _constant_gates(program), idx,
+        sup, np.ascontiguousarray(theta, dtype=np.float64),
+        None if paulis is None else np.ascontiguousarray(paulis, dtype=np.int8),
+        None if grad_terms is None else np.ascontiguousarray(grad_terms, dtype=np.float64))
 
 
 def _tables(chan_idx: np.ndarray, superops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,22 +172,42 @@ def checkpoint_stride(n_gates: int, n_qubits: int) -> int:
 
 
 def density_states_per_worker(task: str, n_qubits: int, n_gates: int) -> int:
-    """Density matrices [4**n] one sample holds at once (each worker runs one sample at a time)."""
+    """Density matrices [4**n] one sample holds at once in the Numba engine (each worker runs one
+    sample at a time)."""
     if task != "vjp":
         return 1
     stride = checkpoint_stride(n_gates, n_qubits)
     return 2 + stride + -(-max(n_gates, 1) // stride)
 
 
-def density_workspace_bytes(task: str, n_qubits: int, n_gates: int, workers: int) -> int:
-    """Bytes the density-matrix engine allocates for ``task`` with ``workers`` samples in flight."""
+def block_counts(program: Program) -> tuple[int, int]:
+    """(blocks, blocks with an angle that is not a constant): the VJP keeps the latter's inputs."""
+    lo, hi = blocks(program)
+    constant = _constant_gates(program)
+    return len(lo), sum(int(not constant[a : b + 1].all()) for a, b in zip(lo, hi))
+
+
+def density_workspace_bytes(task: str, n_qubits: int, n_gates: int, batch: int, engine: Optional[str] = None,
+                            n_stored: Optional[int] = None) -> int:
+    """Bytes the density-matrix engine allocates for ``task`` over ``batch`` samples (``n_gates``:
+    the program's blocks, ``n_stored``: those with angles, all when None; see :func:`block_counts`).
+    The compiled engine says its own plan: its workers hold several samples each (lanes), and its
+    VJP keeps the inputs of the ``n_stored`` blocks."""
+    if density_engine(engine) == "cpp":
+        stored = n_gates if n_stored is None else n_stored
+        return int(_compiled().density_plan(task, n_qubits, n_gates, stored, max(batch, 1))["workspace_bytes"])
+    import numba
+
+    workers = min(batch, numba.get_num_threads())
     return workers * density_states_per_worker(task, n_qubits, n_gates) * (1 << (2 * n_qubits)) * _AMPLITUDE
 
 
 def density_expval(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_idx: np.ndarray,
-                   superops: np.ndarray, paulis: np.ndarray) -> np.ndarray:
+                   superops: np.ndarray, paulis: np.ndarray, engine: Optional[str] = None) -> np.ndarray:
     """Tr(P_t rho_b) for each Pauli row t of ``paulis`` int8 [T, n]: [B, T] float64."""
     theta = sample_angles(program, inputs, weights)
+    if density_engine(engine) == "cpp":
+        return _run_compiled("expval", program, theta, chan_idx, superops, paulis)
     idx, sup = _tables(chan_idx, superops)
     out = np.zeros((theta.shape[0], paulis.shape[0]))
     _kernels().density_expval_kernel(program.n_qubits, _gates(program), theta, idx, sup,
@@ -133,9 +217,11 @@ def density_expval(program: Program, inputs: np.ndarray, weights: np.ndarray, ch
 
 
 def density_probabilities(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_idx: np.ndarray,
-                          superops: np.ndarray) -> np.ndarray:
+                          superops: np.ndarray, engine: Optional[str] = None) -> np.ndarray:
     """Diagonal of each rho (pre-measurement probabilities), [B, 2**n] float64."""
     theta = sample_angles(program, inputs, weights)
+    if density_engine(engine) == "cpp":
+        return _run_compiled("probabilities", program, theta, chan_idx, superops)
     idx, sup = _tables(chan_idx, superops)
     out = np.zeros((theta.shape[0], 1 << program.n_qubits))
     _kernels().density_probs_kernel(program.n_qubits, _gates(program), theta, idx, sup,
@@ -144,9 +230,11 @@ def density_probabilities(program: Program, inputs: np.ndarray, weights: np.ndar
 
 
 def density_matrix(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_idx: np.ndarray,
-                   superops: np.ndarray) -> np.ndarray:
+                   superops: np.ndarray, engine: Optional[str] = None) -> np.ndarray:
     """The noisy states, [B, 2**n, 2**n] complex128."""
     theta = sample_angles(program, inputs, weights)
+    if density_engine(engine) == "cpp":
+        return _run_compiled("state", program, theta, chan_idx, superops)
     idx, sup = _tables(chan_idx, superops)
     dim = 1 << program.n_qubits
     out = np.zeros((theta.shape[0], dim * dim), dtype=np.complex128)
@@ -156,10 +244,14 @@ def density_matrix(program: Program, inputs: np.ndarray, weights: np.ndarray, ch
 
 
 def density_vjp(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_idx: np.ndarray,
-                superops: np.ndarray, paulis: np.ndarray, grad_terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                superops: np.ndarray, paulis: np.ndarray, grad_terms: np.ndarray,
+                engine: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact VJP of ``density_expval``: (grad_inputs [B, D], grad_weights like ``weights``) of
     sum(grad_terms * expectations), grad_terms [B, T] float64."""
     theta = sample_angles(program, inputs, weights)
+    if density_engine(engine) == "cpp":
+        g_theta = _run_compiled("vjp", program, theta, chan_idx, superops, paulis, grad_terms)
+        return scatter_angle_grads(program, g_theta, inputs, weights)
     idx, sup = _tables(chan_idx, superops)
     g_theta = np.zeros_like(theta)
     lo, hi = blocks(program)

@@ -64,10 +64,10 @@ def check_method(method: Any, trajectories: Any) -> tuple[str, Optional[int]]:
 def density_need(task: str, p: Prepared, n_terms: int = 0) -> dict[str, int]:
     """Peak bytes of a density-matrix call: 4**n amplitudes per sample in flight (the VJP keeps
     ~2 sqrt(G) of them for its checkpoints), plus the results."""
-    n, gates = p.program.n_qubits, len(engine.blocks(p.program)[0])
-    workers = min(p.batch, _workers())
+    n, (gates, stored) = p.program.n_qubits, engine.block_counts(p.program)
     out = p.batch * (n_terms if task != "probabilities" else 1 << n) * _FLOAT
-    return {"result": out, "density matrices": engine.density_workspace_bytes(task, n, gates, workers)}
+    return {"result": out, "density matrices": engine.density_workspace_bytes(task, n, gates, p.batch,
+                                                                              n_stored=stored)}
 
 
 def trajectory_need(p: Prepared, trajectories: int, n_noisy: int, n_terms: int) -> dict[str, int]:
@@ -79,21 +79,21 @@ def trajectory_need(p: Prepared, trajectories: int, n_noisy: int, n_terms: int) 
             "states": 2 * min(p.batch, _workers()) * dim * 16 + p.batch * dim * _FLOAT}
 
 
-def choose_method(n_qubits: int, batch: int = 1, task: str = "expval", n_gates: int = 0) -> str:
+def choose_method(n_qubits: int, batch: int = 1, task: str = "expval", n_gates: int = 0,
+                  n_stored: Optional[int] = None) -> str:
     """What ``method="auto"`` runs: "density_matrix" up to AUTO_DENSITY_MAX_QUBITS qubits when the
     density matrices of the call fit in memory, else "trajectories" (``n_gates``: the program's
-    fused blocks, which size the VJP's checkpoints)."""
+    fused blocks, ``n_stored`` those with angles, which size the VJP's checkpoints)."""
     if n_qubits > AUTO_DENSITY_MAX_QUBITS:
         return "trajectories"
-    workers = min(batch, _workers())
-    need = engine.density_workspace_bytes(task, n_qubits, n_gates, workers)
+    need = engine.density_workspace_bytes(task, n_qubits, n_gates, batch, n_stored=n_stored)
     return "density_matrix" if need <= MEMORY_FRACTION * available_memory() else "trajectories"
 
 
 def _resolve(method: str, p: Prepared, task: str) -> str:
     if method != "auto":
         return method
-    chosen = choose_method(p.program.n_qubits, p.batch, task, len(engine.blocks(p.program)[0]))
+    chosen = choose_method(p.program.n_qubits, p.batch, task, *engine.block_counts(p.program))
     log.info("noisy %s on %d qubits: method='auto' chose %r", task, p.program.n_qubits, chosen)
     return chosen
 
@@ -191,8 +191,8 @@ def vjp(p: Prepared, paulis: np.ndarray, grad_output: np.ndarray, noise: Any, me
     if method == "trajectories":
         raise ValueError("the exact noisy VJP runs on the density matrix: use method='density_matrix' (or "
                          "'auto'); for trajectories estimate gradients by parameter shift")
-    n_blocks = len(engine.blocks(p.program)[0])
-    if method == "auto" and choose_method(p.program.n_qubits, p.batch, "vjp", n_blocks) != "density_matrix":
+    if method == "auto" and choose_method(p.program.n_qubits, p.batch, "vjp",
+                                          *engine.block_counts(p.program)) != "density_matrix":
         raise ValueError(f"the exact noisy VJP runs on the density matrix, which method='auto' does not pick for "
                          f"{p.program.n_qubits} qubits (over {AUTO_DENSITY_MAX_QUBITS}, or short of memory); pass "
                          "method='density_matrix' to force it")

@@ -37,19 +37,22 @@ def _hea_case(rng, n=3, layers=2, batch=4):
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
-def test_density_matrix_matches_reference_on_random_circuits_and_models(rng, n):
-    """Every gate, every channel kind (composed, wire-specific, asymmetric two-qubit), complex128."""
+@pytest.mark.parametrize("engine", [None, "numba"])
+def test_density_matrix_matches_reference_on_random_circuits_and_models(rng, n, engine):
+    """Every gate, every channel kind (composed, wire-specific, asymmetric two-qubit), complex128;
+    the engine calls run on (None: the compiled one where built), and the Numba twin."""
     circuit, x, w, model, tables = _case(rng, n)
     program = circuit.compile()
-    ours = density.density_matrix(program, x, w, tables.channel_index, tables.superops)
+    ours = density.density_matrix(program, x, w, tables.channel_index, tables.superops, engine=engine)
     np.testing.assert_allclose(ours, reference.density_matrix(circuit, x, w, noise=model), atol=ATOL)
-    probs = density.density_probabilities(program, x, w, tables.channel_index, tables.superops)
+    probs = density.density_probabilities(program, x, w, tables.channel_index, tables.superops, engine=engine)
     np.testing.assert_allclose(probs, reference.probabilities(circuit, x, w, noise=model, readout=False), atol=ATOL)
     strings = random_paulis(rng, n, k=4)
     paulis = compile_observables(strings, n)
     for readout in (False, True):
         terms, coeffs = readout_terms(paulis, tables.confusion if readout else None)
-        got = density.density_expval(program, x, w, tables.channel_index, tables.superops, terms) @ coeffs.T
+        got = density.density_expval(program, x, w, tables.channel_index, tables.superops, terms,
+                                     engine=engine) @ coeffs.T
         want = reference.expval(circuit, x, w, noise=model, observables=strings, readout=readout)
         np.testing.assert_allclose(got, want, atol=ATOL)
 
@@ -91,7 +94,9 @@ def test_vjp_matches_finite_differences_of_the_reference(rng, per_sample, readou
 
 
 def test_vjp_checkpoint_segments_cover_long_circuits(rng, monkeypatch):
-    """Several checkpoint segments (a short last one): the recomputed states line up with the sweep."""
+    """Several checkpoint segments (a short last one) of the Numba twin: the recomputed states line
+    up with the sweep (the compiled engine's: test_density_cpp)."""
+    monkeypatch.setenv("HDQNN_BACKEND", "numba")
     monkeypatch.setattr(density, "STORE_ALL_BYTES", 0)  # checkpoints even for this small register
     circuit, x, w, model = _hea_case(rng, n=2, layers=5, batch=2)
     n_blocks = len(density.blocks(circuit.compile())[0])

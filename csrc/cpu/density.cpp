@@ -1,0 +1,187 @@
+// Driver of the noisy density-matrix engine: validation, blocks, plan (lanes, threads, checkpoint
+// stride, memory) and the choice of the instruction-set variant (the one engine.cpp uses).
+#include "density.hpp"
+
+#include <math.h>
+
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine.hpp"
+#include "hdqnn/gates.hpp"
+#include "pool.hpp"
+
+namespace hdqnn {
+namespace cpu {
+
+// Kernel entry points, one per compiled instruction set (density_kernels.cpp).
+int run_density_base(const DensityJob& job);
+#ifdef HDQNN_HAVE_AVX2
+int run_density_avx2(const DensityJob& job);
+#endif
+#ifdef HDQNN_HAVE_AVX512
+int run_density_avx512(const DensityJob& job);
+#endif
+
+namespace {
+
+/// Bytes of one sample's vectorised density matrix per amplitude (complex128).
+constexpr double kAmplitudeBytes = 16.0;
+/// Lane counts a worker block may take, largest first, and the largest state (all lanes) of each
+/// for a forward call and for the VJP. Lanes vectorise every update whatever bits it touches
+/// (eight doubles: one AVX-512 register); more of them cost cache space: the VJP keeps tens of
+/// states, so it takes fewer lanes. Measured (CPU time, 2-core EPYC): 8 lanes best for the forward
+/// up to 8 qubits (4 at 10 qubits, against 1: 1.4x), for the VJP 4 lanes at 6 and 8 qubits.
+constexpr int kLaneChoices[] = {8, 4, 1};
+constexpr double kMaxForwardLaneBytes[] = {8.0 * (1 << 20), 64.0 * (1 << 20), 0.0};
+constexpr double kMaxVjpLaneBytes[] = {256.0 * (1 << 10), 4.0 * (1 << 20), 0.0};
+/// The VJP keeps the input state of every block with angles up to this size per worker (no
+/// forward is run twice: at 8 qubits, 4 layers, 33 states of four lanes, 132 MiB), else ~2
+/// sqrt(blocks) of them (checkpoints).
+constexpr double kStoreAllBytes = double(256 << 20);
+/// Largest state (all lanes of a worker) whose passes use Hermitian symmetry: measured at 10 qubits
+/// (64 MiB with four lanes) the mirrored writes made the forward 1.35x slower, at 6 qubits (512 KiB)
+/// the half products 1.4x faster.
+constexpr double kMaxHermitianBytes = 8.0 * (1 << 20);
+/// Work (batch * 4**n * blocks) from which a call is worth cancelling (milliseconds or more).
+constexpr double kLongCallWork = double(1 << 25);
+
+int checkpoint_stride(int n_blocks, int n_stored, double state_bytes) {
+  const int nb = n_blocks > 1 ? n_blocks : 1;
+  if (double(n_stored + 1) * state_bytes <= kStoreAllBytes) return nb;
+  int root = static_cast<int>(sqrt(double(nb - 1)));
+  while (Index(root + 1) * (root + 1) <= nb - 1) ++root;
+  while (Index(root) * root > nb - 1) --root;
+  return root + 1;
+}
+
+int dispatch(const DensityJob& job) {
+  const std::string name = isa();
+#ifdef HDQNN_HAVE_AVX512
+  if (name == "avx512") return run_density_avx512(job);
+#endif
+#ifdef HDQNN_HAVE_AVX2
+  if (name == "avx2") return run_density_avx2(job);
+#endif
+  return run_density_base(job);
+}
+
+[[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument(msg); }
+
+void validate(const DensityJob& job, int n_channels) {
+  const int n = job.n_qubits;
+  for (int g = 0; g < job.n_gates; ++g) {
+    const int32_t* row = job.gates + 4 * g;
+    const GateInfo info = gate_info(row[0]);
+    const std::string at = "gate " + std::to_string(g);
+    if (info.n_wires == 0) bad(at + " has unknown code " + std::to_string(row[0]));
+    for (int i = 0; i < info.n_wires; ++i) {
+      if (row[1 + i] < 0 || row[1 + i] >= n) bad(at + " acts on wire " + std::to_string(row[1 + i]) +
+                                                 " outside [0, " + std::to_string(n) + ")");
+    }
+    if (info.n_wires == 2 && row[1] == row[2]) bad(at + " acts twice on wire " + std::to_string(row[1]));
+    if (info.n_angles > 0 && row[3] >= 0 && row[3] + info.n_angles > job.n_angles) {
+      bad(at + " reads angles past theta's " + std::to_string(job.n_angles) + " columns");
+    }
+    if (info.n_angles > 0 && row[3] < 0 && !job.constant[g]) bad(at + " has angles but no angle slot");
+    if (job.chan_idx[g] < -1 || job.chan_idx[g] >= n_channels) {
+      bad(at + " has channel index " + std::to_string(job.chan_idx[g]) + " outside [-1, " +
+          std::to_string(n_channels) + ")");
+    }
+  }
+  for (Index t = 0; t < Index(job.n_terms) * n; ++t) {
+    if (job.paulis[t] < 0 || job.paulis[t] > 3) bad("paulis must hold 0 (I), 1 (X), 2 (Y) or 3 (Z)");
+  }
+}
+
+/// (first gate, last gate) of each block: a run of consecutive one-qubit gates on one wire, or
+/// one two-qubit gate (the rule of hdqnn.backends.density.blocks).
+void make_blocks(const DensityJob& job, std::vector<int32_t>& lo, std::vector<int32_t>& hi) {
+  for (int g = 0; g < job.n_gates; ++g) {
+    const int32_t* row = job.gates + 4 * g;
+    const bool one = gate_info(row[0]).n_wires == 1;
+    const bool joins = one && !lo.empty() && gate_info(job.gates[4 * hi.back()]).n_wires == 1 &&
+                       job.gates[4 * hi.back() + 1] == row[1];
+    if (joins) {
+      hi.back() = g;
+    } else {
+      lo.push_back(g);
+      hi.push_back(g);
+    }
+  }
+}
+
+}  // namespace
+
+int vjp_states(int n_blocks, int n_stored, int stride) {
+  const int nb = n_blocks > 1 ? n_blocks : 1;
+  return 1 + (n_stored < stride ? n_stored : stride) + 1 + (nb + stride - 1) / stride;
+}
+
+DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_stored, Index batch, int forced_lanes,
+                         int forced_stride, int forced_hermitian) {
+  if (forced_lanes != 0 && forced_lanes != 1 && forced_lanes != 4 && forced_lanes != 8) {
+    throw std::invalid_argument("lanes must be 0 (automatic), 1, 4 or 8, got " + std::to_string(forced_lanes));
+  }
+  if (forced_stride < 0) throw std::invalid_argument("stride must be 0 (automatic) or positive");
+  if (forced_hermitian < -1 || forced_hermitian > 1) {
+    throw std::invalid_argument("hermitian must be -1 (automatic), 0 or 1");
+  }
+  const double lane_state = ldexp(kAmplitudeBytes, 2 * n_qubits);
+  DensityPlan p;
+  p.threads = num_threads();
+  p.lanes = forced_lanes;
+  for (int i = 0; p.lanes == 0; ++i) {  // the most lanes that fit and still give every thread a block
+    const int lanes = kLaneChoices[i];
+    const double limit = task == DensityTask::kVjp ? kMaxVjpLaneBytes[i] : kMaxForwardLaneBytes[i];
+    const bool fits = lanes * lane_state <= limit && (batch + lanes - 1) / lanes >= p.threads;
+    if (lanes == 1 || fits) p.lanes = lanes;
+  }
+  const Index lane_blocks = (batch + p.lanes - 1) / p.lanes;
+  p.workers = static_cast<int>(lane_blocks < p.threads ? lane_blocks : p.threads);
+  const double state = lane_state * p.lanes;
+  const int nb = n_blocks > 1 ? n_blocks : 1;
+  p.stride = task != DensityTask::kVjp ? 1 : forced_stride > 0 ? (forced_stride < nb ? forced_stride : nb)
+                                                                 : checkpoint_stride(n_blocks, n_stored, state);
+  p.states_per_worker = task == DensityTask::kVjp ? vjp_states(n_blocks, n_stored, p.stride) : 1;
+  p.workspace_bytes = double(p.workers) * p.states_per_worker * state;
+  p.hermitian = forced_hermitian >= 0 ? forced_hermitian == 1 : state <= kMaxHermitianBytes;
+  return p;
+}
+
+bool is_long_density_call(int n_qubits, Index batch, int n_blocks) {
+  return double(batch) * ldexp(1.0, 2 * n_qubits) * double(n_blocks) >= kLongCallWork;
+}
+
+void run_density(DensityJob job, int forced_lanes, int forced_stride, int forced_hermitian) {
+  validate(job, job.n_channels);
+  std::vector<int32_t> lo, hi;
+  make_blocks(job, lo, hi);
+  job.n_blocks = static_cast<int>(lo.size());
+  job.block_lo = lo.data();
+  job.block_hi = hi.data();
+  int n_stored = 0;
+  for (int k = 0; k < job.n_blocks; ++k) {
+    bool constant = true;
+    for (int g = lo[k]; g <= hi[k]; ++g) constant = constant && job.constant[g];
+    n_stored += constant ? 0 : 1;
+  }
+  const DensityPlan plan =
+      density_plan(job.task, job.n_qubits, job.n_blocks, n_stored, job.batch, forced_lanes, forced_stride,
+                   forced_hermitian);
+  job.lanes = plan.lanes;
+  job.threads = plan.threads;
+  job.stride = plan.stride;
+  job.states = plan.states_per_worker;
+  job.hermitian = plan.hermitian ? 1 : 0;
+  job.parallel_blocks = parallel_blocks;
+  const int status = dispatch(job);
+  if (status == kRunCancelled) throw Cancelled();
+  if (status == kRunOutOfMemory) throw std::bad_alloc();
+  if (status != kRunOk) throw std::runtime_error("density engine failed with status " + std::to_string(status));
+}
+
+}  // namespace cpu
+}  // namespace hdqnn

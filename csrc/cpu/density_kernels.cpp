@@ -1,0 +1,931 @@
+// Kernels of the noisy density-matrix engine (layout and contract: density.hpp). Compiled once per
+// instruction set, like kernels.cpp (CMake passes -DHDQNN_ISA and the matching -march flags);
+// density.cpp picks the variant at run time.
+//
+// A worker simulates L samples ("lanes") together: entry e of the vectorised density matrix holds
+// re[0..L) then im[0..L) at v[2 L e], so every update is a loop over lanes with per-lane
+// coefficients, which vectorises whatever bits the update touches. Each block of the program (a
+// run of one-qubit gates on one wire, or one two-qubit gate) is one pass over the state: its gates
+// and channels fused into one superoperator, kept as its nonzero entries (a cx fused with
+// depolarizing and amplitude damping has 32 of 256, all real: real matrices take half the
+// products). Blocks whose angles are all constants are fused once per call. Every state a pass
+// sees is Hermitian (rho, and the VJP's lambda), and every superoperator preserves that, so a
+// pass may compute only the entry groups on or above the diagonal and write their mirrors as
+// conjugates: half the products (DensityJob::hermitian, while the state is in cache). The VJP is
+// the Heisenberg picture with checkpoints, as in the Numba twin (_density_kernels.py).
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef HDQNN_ISA
+#define HDQNN_ISA base
+#endif
+#define HDQNN_PASTE2(a, b) a##b
+#define HDQNN_PASTE(a, b) HDQNN_PASTE2(a, b)
+#define HDQNN_ISA_NAMESPACE HDQNN_PASTE(isa_, HDQNN_ISA)
+
+#include "density.hpp"
+#include "hdqnn/gates.hpp"
+#include "hdqnn/pauli.hpp"
+
+HDQNN_NAMESPACE_BEGIN
+namespace density_kernels {
+namespace {
+
+using cpu::DensityJob;
+using cpu::DensityTask;
+typedef Complex<double> C;
+
+constexpr int kMaxDim = 16;  ///< a two-qubit superoperator
+constexpr int kMaxEntries = kMaxDim * kMaxDim;
+constexpr size_t kAlignment = 64;
+
+/// A matrix on k = 2 or 4 bit positions, by rows, as its nonzero entries. Values are per lane
+/// (re[e * L + l]) or, ``shared``, one for every lane (re[e]).
+struct Sparse {
+  int k;
+  int nnz;
+  bool real;
+  bool shared;
+  int row_start[kMaxDim + 1];
+  uint8_t col[kMaxEntries];
+  double* re;
+  double* im;
+};
+
+// ----------------------------------------------------------------------------- small matrices
+C zero_c() { return make_complex(0.0, 0.0); }
+C one_c() { return make_complex(1.0, 0.0); }
+
+void eye(C* m, int dim) {
+  for (int i = 0; i < dim * dim; ++i) m[i] = zero_c();
+  for (int i = 0; i < dim; ++i) m[i * dim + i] = one_c();
+}
+
+/// out <- a b (dim x dim; out aliases neither).
+void matmul(const C* a, const C* b, C* out, int dim) {
+  for (int i = 0; i < dim; ++i) {
+    for (int j = 0; j < dim; ++j) {
+      C acc = zero_c();
+      for (int k = 0; k < dim; ++k) acc = mul_add(acc, a[i * dim + k], b[k * dim + j]);
+      out[i * dim + j] = acc;
+    }
+  }
+}
+
+void dagger(const C* a, C* out, int dim) {
+  for (int i = 0; i < dim; ++i) {
+    for (int j = 0; j < dim; ++j) out[i * dim + j] = conj(a[j * dim + i]);
+  }
+}
+
+/// trig[0, A) <- cos(theta / 2), trig[A, 2 A) <- sin(theta / 2) of one sample's A angles: once per
+/// sample, as every gate's matrix is built several times (forward, backward, gradients).
+void half_angle_table(const DensityJob& job, const double* theta, double* trig) {
+  for (int a = 0; a < job.n_angles; ++a) {
+    trig[a] = cos(0.5 * theta[a]);
+    trig[job.n_angles + a] = sin(0.5 * theta[a]);
+  }
+}
+
+/// Half-angle cosines and sines of gate g's angles from a sample's half_angle_table (angle 0
+/// past its count).
+void half_angles(const DensityJob& job, int g, const double* trig, double* c, double* s) {
+  const int32_t* row = job.gates + 4 * g;
+  const int na = row[3] >= 0 ? gate_info(row[0]).n_angles : 0;
+  for (int k = 0; k < kMaxGateAngles; ++k) {
+    c[k] = k < na ? trig[row[3] + k] : 1.0;
+    s[k] = k < na ? trig[job.n_angles + row[3] + k] : 0.0;
+  }
+}
+
+/// u <- gate g's matrix (2x2 in u[0..3] or 4x4, index 2 bit(wire0) + bit(wire1)); its wires.
+int gate_unitary(int code, const double* c, const double* s, C* u) {
+  if (gate_info(code).n_wires == 1) {
+    single_qubit_matrix<double>(code, c, s, 1, u);
+    return 1;
+  }
+  for (int i = 0; i < 16; ++i) u[i] = zero_c();
+  if (code == kGateSwap) {
+    u[0] = u[6] = u[9] = u[15] = one_c();
+  } else if (code == kGateRxx || code == kGateRyy || code == kGateRzz) {
+    pauli_pair_rotation_matrix<double>(code, c[0], s[0], u);
+  } else {  // controlled: identity on control = 0, the base gate on control = 1
+    C b[4];
+    single_qubit_matrix<double>(controlled_base(code), c, s, 1, b);
+    u[0] = u[5] = one_c();
+    u[10] = b[0], u[11] = b[1], u[14] = b[2], u[15] = b[3];
+  }
+  return 2;
+}
+
+/// d <- d(gate matrix)/d(angle ``which``), laid out as gate_unitary.
+void gate_derivative(int code, const double* c, const double* s, int which, C* d) {
+  if (gate_info(code).n_wires == 1) {
+    single_qubit_matrix_derivative<double>(code, c, s, 1, which, d);
+    return;
+  }
+  for (int i = 0; i < 16; ++i) d[i] = zero_c();
+  if (code == kGateRxx || code == kGateRyy || code == kGateRzz) {
+    pauli_pair_rotation_derivative<double>(code, c[0], s[0], d);
+    return;
+  }
+  C b[4];
+  single_qubit_matrix_derivative<double>(controlled_base(code), c, s, 1, which, b);
+  d[10] = b[0], d[11] = b[1], d[14] = b[2], d[15] = b[3];
+}
+
+/// out (4**nw square) <- chan (u (x) conj(u)), or u (x) conj(u) without a channel (chan null);
+/// chan is a [16, 16] interleaved table whose top-left 4**nw block is the channel.
+void fused_superop(const C* u, int nw, const double* chan, C* out) {
+  const int d = 1 << nw, dim = d * d;
+  C tmp[kMaxEntries];
+  for (int r0 = 0; r0 < d; ++r0) {
+    for (int c0 = 0; c0 < d; ++c0) {
+      for (int r1 = 0; r1 < d; ++r1) {
+        for (int c1 = 0; c1 < d; ++c1) tmp[(d * r0 + c0) * dim + d * r1 + c1] = u[r0 * d + r1] * conj(u[c0 * d + c1]);
+      }
+    }
+  }
+  if (chan == nullptr) {
+    for (int i = 0; i < dim * dim; ++i) out[i] = tmp[i];
+    return;
+  }
+  for (int i = 0; i < dim; ++i) {
+    for (int j = 0; j < dim; ++j) {
+      C acc = zero_c();
+      for (int k = 0; k < dim; ++k) {
+        const double* e = chan + 2 * (i * kMaxDim + k);
+        acc = mul_add(acc, make_complex(e[0], e[1]), tmp[k * dim + j]);
+      }
+      out[i * dim + j] = acc;
+    }
+  }
+}
+
+// ----------------------------------------------------------------------------- blocks
+/// One block of the program, resolved once per call.
+struct Block {
+  int lo, hi;       ///< gates [lo, hi]
+  int two;          ///< a two-qubit gate
+  int fixed;        ///< every angle constant: the matrices below are built once per call
+  int bits[4];      ///< row bits, then column bits, of the block's wires
+  Sparse fwd;       ///< fixed: the forward superoperator
+  Sparse adj;       ///< fixed: its adjoint (the VJP's backward step)
+};
+
+/// The superoperator of a gate and its channel: the table row, or null for a noiseless gate.
+const double* channel_of(const DensityJob& job, int g) {
+  return job.chan_idx[g] >= 0 ? job.superops + 2 * kMaxEntries * job.chan_idx[g] : nullptr;
+}
+
+/// Dense superoperator m of block ``b`` for one sample: 4x4 for a one-qubit run, 16x16 for a
+/// two-qubit gate (a noiseless one too: U (x) conj(U) is as sparse as U, and one Hermitian pass).
+void block_matrix(const DensityJob& job, const Block& b, const double* trig, C* m) {
+  double c[kMaxGateAngles], s[kMaxGateAngles];
+  C u[16];
+  if (b.two) {
+    half_angles(job, b.lo, trig, c, s);
+    gate_unitary(job.gates[4 * b.lo], c, s, u);
+    fused_superop(u, 2, channel_of(job, b.lo), m);
+    return;
+  }
+  C step[16], acc[16];
+  eye(m, 4);
+  for (int g = b.lo; g <= b.hi; ++g) {
+    half_angles(job, g, trig, c, s);
+    gate_unitary(job.gates[4 * g], c, s, u);
+    fused_superop(u, 1, channel_of(job, g), step);
+    matmul(step, m, acc, 4);
+    for (int i = 0; i < 16; ++i) m[i] = acc[i];
+  }
+}
+
+/// s <- the nonzero pattern (over all lanes) and values of dense[l * dim * dim + ...], l < lanes;
+/// shared when lanes == 1 and ``shared``. s.re / s.im must hold dim * dim * lanes values.
+void pack(const C* dense, int k, int lanes, bool shared, Sparse& s) {
+  const int dim = 1 << k, entries = dim * dim;
+  s.k = k;
+  s.shared = shared;
+  s.real = true;
+  int e = 0;
+  for (int r = 0; r < dim; ++r) {
+    s.row_start[r] = e;
+    for (int c = 0; c < dim; ++c) {
+      bool nonzero = false;
+      for (int l = 0; l < lanes; ++l) {
+        const C v = dense[l * entries + r * dim + c];
+        nonzero = nonzero || v.re != 0.0 || v.im != 0.0;
+        s.real = s.real && v.im == 0.0;
+      }
+      if (!nonzero) continue;
+      s.col[e] = static_cast<uint8_t>(c);
+      for (int l = 0; l < lanes; ++l) {
+        s.re[e * lanes + l] = dense[l * entries + r * dim + c].re;
+        s.im[e * lanes + l] = dense[l * entries + r * dim + c].im;
+      }
+      ++e;
+    }
+  }
+  s.row_start[dim] = e;
+  s.nnz = e;
+}
+
+// ----------------------------------------------------------------------------- state passes
+/// offs[j]: the index offset of matrix index j (bits[0] its most significant bit); sorted: the
+/// bits ascending.
+void layout(const int* bits, int k, Index* offs, int* sorted) {
+  for (int j = 0; j < (1 << k); ++j) {
+    Index o = 0;
+    for (int i = 0; i < k; ++i) {
+      if ((j >> (k - 1 - i)) & 1) o |= Index(1) << bits[i];
+    }
+    offs[j] = o;
+  }
+  for (int i = 0; i < k; ++i) {
+    int j = i;
+    while (j > 0 && sorted[j - 1] > bits[i]) {
+      sorted[j] = sorted[j - 1];
+      --j;
+    }
+    sorted[j] = bits[i];
+  }
+}
+
+/// ``i`` with a 0 inserted at each of the k ascending bit positions.
+HDQNN_INLINE Index insert_zeros(Index i, const int* sorted, int k) {
+  for (int s = 0; s < k; ++s) {
+    const int b = sorted[s];
+    i = ((i >> b) << (b + 1)) | (i & ((Index(1) << b) - 1));
+  }
+  return i;
+}
+
+/// Index of a group entry with its row and column halves swapped (the transposed entry): K bits,
+/// the first K / 2 row bits.
+template <int K>
+HDQNN_INLINE int mirror_of(int j) {
+  constexpr int H = K / 2;
+  return ((j & ((1 << H) - 1)) << H) | (j >> H);
+}
+
+/// Writes the conjugates of the group's new entries y into its mirror group at mbase.
+template <int L, int K>
+HDQNN_INLINE void write_mirror(double* dst, Index mbase, const Index* offs, const double (*yr)[L],
+                               const double (*yi)[L]) {
+  for (int r = 0; r < (1 << K); ++r) {
+    double* p = dst + 2 * L * (mbase + offs[mirror_of<K>(r)]);
+    for (int l = 0; l < L; ++l) {
+      p[l] = yr[r][l];
+      p[L + l] = -yi[r][l];
+    }
+  }
+}
+
+/// dst <- m on bit positions ``bits`` (K / 2 row bits, then the column bits of the same wires) of
+/// every lane's vectorised Hermitian rho in src (2n bits); dst may be src. With the K bits taken
+/// out, a group's index is (other row bits R, other column bits C); group (C, R) holds the
+/// conjugate transposes of (R, C)'s entries, so with ``hermitian`` only R <= C is computed.
+template <int L, int K, bool Shared, bool Real, bool Dense>
+void apply_t(const double* src, double* dst, int nbits, const int* bits, const Sparse& m, bool hermitian) {
+  constexpr int D = 1 << K;
+  Index offs[D];
+  int sorted[K];
+  layout(bits, K, offs, sorted);
+  const int half = (nbits - K) / 2;
+  const Index side = Index(1) << half;
+  for (Index i = 0; i < (side << half); ++i) {
+    const Index r_other = i >> half, c_other = i & (side - 1);
+    if (hermitian && r_other > c_other) continue;
+    const Index base = insert_zeros(i, sorted, K);
+    double xr[D][L], xi[D][L];
+    for (int j = 0; j < D; ++j) {
+      const double* p = src + 2 * L * (base + offs[j]);
+      for (int l = 0; l < L; ++l) {
+        xr[j][l] = p[l];
+        xi[j][l] = p[L + l];
+      }
+    }
+    double yr[D][L], yi[D][L];
+    for (int r = 0; r < D; ++r) {
+      double ar[L] = {}, ai[L] = {};
+      const int begin = Dense ? r * D : m.row_start[r], end = Dense ? (r + 1) * D : m.row_start[r + 1];
+      for (int e = begin; e < end; ++e) {
+        const int c = Dense ? e - r * D : m.col[e];
+#pragma omp simd
+        for (int l = 0; l < L; ++l) {
+          const double mr = Shared ? m.re[e] : m.re[e * L + l];
+          if (Real) {
+            ar[l] += mr * xr[c][l];
+            ai[l] += mr * xi[c][l];
+          } else {
+            const double mi = Shared ? m.im[e] : m.im[e * L + l];
+            ar[l] += mr * xr[c][l] - mi * xi[c][l];
+            ai[l] += mr * xi[c][l] + mi * xr[c][l];
+          }
+        }
+      }
+      double* p = dst + 2 * L * (base + offs[r]);
+      for (int l = 0; l < L; ++l) {
+        p[l] = yr[r][l] = ar[l];
+        p[L + l] = yi[r][l] = ai[l];
+      }
+    }
+    if (hermitian && r_other != c_other) {
+      write_mirror<L, K>(dst, insert_zeros((c_other << half) | r_other, sorted, K), offs, yr, yi);
+    }
+  }
+}
+
+template <int L, int K, bool Shared, bool Real>
+void apply_k(const double* src, double* dst, int nbits, const int* bits, const Sparse& m, bool hermitian) {
+  if (m.nnz == (1 << (2 * K))) {
+    apply_t<L, K, Shared, Real, true>(src, dst, nbits, bits, m, hermitian);
+  } else {
+    apply_t<L, K, Shared, Real, false>(src, dst, nbits, bits, m, hermitian);
+  }
+}
+
+template <int L, int K>
+void apply_shape(const double* src, double* dst, int nbits, const int* bits, const Sparse& m, bool hermitian) {
+  if (m.shared) {
+    if (m.real) apply_k<L, K, true, true>(src, dst, nbits, bits, m, hermitian);
+    else apply_k<L, K, true, false>(src, dst, nbits, bits, m, hermitian);
+  } else {
+    if (m.real) apply_k<L, K, false, true>(src, dst, nbits, bits, m, hermitian);
+    else apply_k<L, K, false, false>(src, dst, nbits, bits, m, hermitian);
+  }
+}
+
+/// dst <- m src (dst may be src).
+template <int L>
+void apply(const double* src, double* dst, int nbits, const int* bits, const Sparse& m, bool hermitian) {
+  if (m.k == 2) apply_shape<L, 2>(src, dst, nbits, bits, m, hermitian);
+  else apply_shape<L, 4>(src, dst, nbits, bits, m, hermitian);
+}
+
+/// One pass of the backward sweep through a one-qubit run: out[(a * 4 + c) * 2L ...] <- the Gram
+/// matrix sum over all other bits of conj(lam[a]) rho[c] ((a, c) indexing the run's (row bit,
+/// column bit); re lanes, then im lanes) of lam as it comes in, and lam <- m lam (m dense, per lane).
+///
+/// lam and rho are Hermitian, so the group of entries with other row bits R and column bits C
+/// mirrors the group (C, R): its Gram terms are the conjugates of (R, C)'s with a and c's row and
+/// column bits swapped, and its update the mirror of (R, C)'s (as in apply_t). Only groups with
+/// R <= C are visited with ``hermitian``; without, every group's update is computed (and only the
+/// R <= C groups summed).
+template <int L>
+void gram_apply(double* lam, const double* rho, int nbits, const int* bits, const Sparse& m, bool hermitian,
+                double* out) {
+  Index offs[4];
+  int sorted[2];
+  layout(bits, 2, offs, sorted);
+  double gr[16][L] = {}, gi[16][L] = {};    // groups with R < C
+  double dr[16][L] = {}, di[16][L] = {};    // groups with R == C (their own mirror)
+  const int half = (nbits - 2) / 2;         // the group index is (R, C), half bits each
+  const Index low = (Index(1) << half) - 1;
+  const Index groups = Index(1) << (nbits - 2);
+  for (Index i = 0; i < groups; ++i) {
+    const Index r_other = i >> half, c_other = i & low;
+    if (hermitian && r_other > c_other) continue;
+    const Index base = insert_zeros(i, sorted, 2);
+    double lr[4][L], li[4][L], rr[4][L], ri[4][L];
+    for (int j = 0; j < 4; ++j) {
+      const double* pl = lam + 2 * L * (base + offs[j]);
+      const double* pr = rho + 2 * L * (base + offs[j]);
+      for (int l = 0; l < L; ++l) {
+        lr[j][l] = pl[l];
+        li[j][l] = pl[L + l];
+        rr[j][l] = pr[l];
+        ri[j][l] = pr[L + l];
+      }
+    }
+    if (r_other <= c_other) {
+      double(*sr)[L] = r_other < c_other ? gr : dr;
+      double(*si)[L] = r_other < c_other ? gi : di;
+      for (int a = 0; a < 4; ++a) {
+        for (int c = 0; c < 4; ++c) {
+#pragma omp simd
+          for (int l = 0; l < L; ++l) {
+            sr[4 * a + c][l] += lr[a][l] * rr[c][l] + li[a][l] * ri[c][l];
+            si[4 * a + c][l] += lr[a][l] * ri[c][l] - li[a][l] * rr[c][l];
+          }
+        }
+      }
+    }
+    double yr[4][L], yi[4][L];
+    for (int r = 0; r < 4; ++r) {
+      double ar[L] = {}, ai[L] = {};
+      for (int c = 0; c < 4; ++c) {
+        const int e = 4 * r + c;
+#pragma omp simd
+        for (int l = 0; l < L; ++l) {
+          const double mr = m.re[e * L + l], mi = m.im[e * L + l];
+          ar[l] += mr * lr[c][l] - mi * li[c][l];
+          ai[l] += mr * li[c][l] + mi * lr[c][l];
+        }
+      }
+      double* p = lam + 2 * L * (base + offs[r]);
+      for (int l = 0; l < L; ++l) {
+        p[l] = yr[r][l] = ar[l];
+        p[L + l] = yi[r][l] = ai[l];
+      }
+    }
+    if (hermitian && r_other != c_other) {
+      write_mirror<L, 2>(lam, insert_zeros((c_other << half) | r_other, sorted, 2), offs, yr, yi);
+    }
+  }
+  const int mirror[4] = {0, 2, 1, 3};  // (row bit, column bit) swapped
+  for (int a = 0; a < 4; ++a) {
+    for (int c = 0; c < 4; ++c) {
+      const int e = 4 * a + c, me = 4 * mirror[a] + mirror[c];
+      for (int l = 0; l < L; ++l) {
+        out[e * 2 * L + l] = gr[e][l] + gr[me][l] + dr[e][l];
+        out[e * 2 * L + L + l] = gi[e][l] - gi[me][l] + di[e][l];
+      }
+    }
+  }
+}
+
+/// Re Tr per lane of sum_i conj(lam[i]) (N rho)[i], N [L][4x4] on bit positions ``bits``.
+template <int L>
+void inner(const double* lam, const double* rho, int nbits, const int* bits, const C* n, double* out) {
+  Index offs[4];
+  int sorted[2];
+  layout(bits, 2, offs, sorted);
+  double acc[L] = {};
+  const Index groups = Index(1) << (nbits - 2);
+  for (Index i = 0; i < groups; ++i) {
+    const Index base = insert_zeros(i, sorted, 2);
+    for (int r = 0; r < 4; ++r) {
+      const double* pl = lam + 2 * L * (base + offs[r]);
+      for (int c = 0; c < 4; ++c) {
+        const double* pr = rho + 2 * L * (base + offs[c]);
+        for (int l = 0; l < L; ++l) {
+          const C m = n[l * 16 + r * 4 + c];
+          const double nr = m.re * pr[l] - m.im * pr[L + l], ni = m.re * pr[L + l] + m.im * pr[l];
+          acc[l] += pl[l] * nr + pl[L + l] * ni;
+        }
+      }
+    }
+  }
+  for (int l = 0; l < L; ++l) out[l] = acc[l];
+}
+
+/// i**ny
+C y_phase(int ny) {
+  switch (ny & 3) {
+    case 0: return make_complex(1.0, 0.0);
+    case 1: return make_complex(0.0, 1.0);
+    case 2: return make_complex(-1.0, 0.0);
+    default: return make_complex(0.0, -1.0);
+  }
+}
+
+/// out[l] <- Tr(P rho_l) = sum_j phase(j) rho[j, j ^ flip].
+template <int L>
+void trace_pauli(const double* v, int n, const PauliTerm& t, double* out) {
+  double sr[L] = {}, si[L] = {};
+  for (Index j = 0; j < (Index(1) << n); ++j) {
+    const double* p = v + 2 * L * ((j << n) | (j ^ Index(t.flip)));
+    const double sign = parity(Mask(j) & t.sign) ? -1.0 : 1.0;
+    for (int l = 0; l < L; ++l) {
+      sr[l] += sign * p[l];
+      si[l] += sign * p[L + l];
+    }
+  }
+  const C ph = y_phase(t.ny);
+  for (int l = 0; l < L; ++l) out[l] = ph.re * sr[l] - ph.im * si[l];
+}
+
+/// v += weight[l] vec(P) per lane: P[j ^ flip, j] = phase(j).
+template <int L>
+void add_pauli(double* v, int n, const PauliTerm& t, const double* weight) {
+  const C ph = y_phase(t.ny);
+  for (Index j = 0; j < (Index(1) << n); ++j) {
+    double* p = v + 2 * L * (((j ^ Index(t.flip)) << n) | j);
+    const double sign = parity(Mask(j) & t.sign) ? -1.0 : 1.0;
+    for (int l = 0; l < L; ++l) {
+      p[l] += sign * ph.re * weight[l];
+      p[L + l] += sign * ph.im * weight[l];
+    }
+  }
+}
+
+// ----------------------------------------------------------------------------- one call
+bool cancelled(const int* flag) { return flag != nullptr && __atomic_load_n(flag, __ATOMIC_RELAXED) != 0; }
+
+/// A worker's scratch for ``L`` lanes (allocated on its first block, by that worker).
+struct Worker {
+  double* states;    ///< the density matrices (state_doubles each)
+  C* dense;          ///< [L][256] per-lane dense matrices
+  double* values;    ///< [re, im][256 * L]: mat's values
+  C* run;            ///< vjp: [L][(2 max_run + 4) 16] per-lane 4x4 products of a one-qubit run
+  double* grams;     ///< vjp: [16 * 2 L]
+  double* grad;      ///< vjp: [L][n_angles]
+  double* trig;      ///< [L][2 n_angles]: each lane's half_angle_table
+  const double** inputs;  ///< vjp: [stride] the state before each block of a segment
+  Sparse mat;        ///< the block's matrix, per lane
+};
+
+struct Context {
+  const DensityJob* job;
+  int nbits;               ///< 2 n
+  Index state_doubles;     ///< one state of L lanes
+  int states;              ///< states per worker
+  int max_run;
+  bool hermitian;          ///< DensityJob::hermitian
+  const Block* blocks;
+  Worker* workers;
+  PauliTerm* terms;
+  int failed;              ///< set when a worker could not allocate
+};
+
+void* aligned(size_t bytes) { return aligned_alloc(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment); }
+
+bool setup_worker(const Context& ctx, Worker& w, int L) {
+  const DensityJob& job = *ctx.job;
+  w.states = static_cast<double*>(aligned(sizeof(double) * size_t(ctx.state_doubles) * size_t(ctx.states)));
+  w.dense = static_cast<C*>(aligned(sizeof(C) * L * kMaxEntries));
+  w.values = static_cast<double*>(aligned(sizeof(double) * 2 * kMaxEntries * L));
+  w.run = static_cast<C*>(aligned(sizeof(C) * L * (2 * ctx.max_run + 4) * 16));
+  w.grams = static_cast<double*>(aligned(sizeof(double) * 16 * 2 * L));
+  w.grad = static_cast<double*>(aligned(sizeof(double) * L * (job.n_angles > 0 ? job.n_angles : 1)));
+  w.inputs = static_cast<const double**>(aligned(sizeof(double*) * (job.stride > 0 ? job.stride : 1)));
+  w.trig = static_cast<double*>(aligned(sizeof(double) * L * 2 * (job.n_angles > 0 ? job.n_angles : 1)));
+  w.mat.re = w.values;
+  w.mat.im = w.values + kMaxEntries * L;
+  return w.states && w.dense && w.values && w.run && w.grams && w.grad && w.inputs && w.trig;
+}
+
+void free_worker(Worker& w) {
+  free(w.states);
+  free(w.dense);
+  free(w.values);
+  free(w.run);
+  free(w.grams);
+  free(w.grad);
+  free(w.inputs);
+  free(w.trig);
+}
+
+/// Per-lane superoperators (or their adjoints) of a non-fixed block, packed into w.mat.
+template <int L>
+void lane_matrices(const Context& ctx, Worker& w, const Block& b, const double* const* trig, bool adjoint) {
+  const int k = b.two ? 4 : 2, dim = 1 << k, entries = dim * dim;
+  C m[kMaxEntries];
+  for (int l = 0; l < L; ++l) {
+    block_matrix(*ctx.job, b, trig[l], m);
+    C* d = w.dense + l * entries;  // compact: pack reads lane l at l * entries
+    if (adjoint) {
+      dagger(m, d, dim);
+    } else {
+      for (int i = 0; i < entries; ++i) d[i] = m[i];
+    }
+  }
+  pack(w.dense, k, L, false, w.mat);
+}
+
+/// dst <- block k applied to src (dst may be src).
+template <int L>
+void forward_block(const Context& ctx, Worker& w, int k, const double* const* trig, const double* src,
+                   double* dst) {
+  const Block& b = ctx.blocks[k];
+  if (b.fixed) {
+    apply<L>(src, dst, ctx.nbits, b.bits, b.fwd, ctx.hermitian);
+    return;
+  }
+  lane_matrices<L>(ctx, w, b, trig, false);
+  apply<L>(src, dst, ctx.nbits, b.bits, w.mat, ctx.hermitian);
+}
+
+/// lam <- (block k)^dagger lam, accumulating the gradients of its angles into w.grad; rho is the
+/// state before the block.
+template <int L>
+void backward_block(const Context& ctx, Worker& w, int k, const double* const* trig, double* lam,
+                    const double* rho) {
+  const DensityJob& job = *ctx.job;
+  const Block& b = ctx.blocks[k];
+  if (b.fixed) {  // no angle to differentiate
+    apply<L>(lam, lam, ctx.nbits, b.bits, b.adj, ctx.hermitian);
+    return;
+  }
+  const int na = job.n_angles;
+  if (!b.two) {
+    // One-qubit run on one wire: with P_g = S_hi ... S_g and Q_g = S_(g-1) ... S_lo, an angle of
+    // gate g gets 2 Re sum_ij (P_g (N (x) I) Q_g)_ij G_ij, N = U^dagger dU, G the Gram matrix of
+    // (lam, rho) over the other bits, taken in the same pass over the state as lam <- Q_(hi+1)^dagger lam.
+    const int length = b.hi - b.lo + 1;
+    const int per_lane = (2 * ctx.max_run + 4) * 16;
+    for (int l = 0; l < L; ++l) {
+      C* steps = w.run + l * per_lane;        // S_g of each gate
+      C* prefix = steps + ctx.max_run * 16;   // Q_g, g = lo .. hi + 1
+      double c[kMaxGateAngles], s[kMaxGateAngles];
+      C u[4];
+      eye(prefix, 4);
+      for (int i = 0; i < length; ++i) {
+        const int g = b.lo + i;
+        half_angles(job, g, trig[l], c, s);
+        gate_unitary(job.gates[4 * g], c, s, u);
+        fused_superop(u, 1, channel_of(job, g), steps + 16 * i);
+        matmul(steps + 16 * i, prefix + 16 * i, prefix + 16 * (i + 1), 4);
+      }
+      dagger(prefix + 16 * length, w.dense + l * 16, 4);  // the whole run's adjoint, compact for pack
+    }
+    pack(w.dense, 2, L, false, w.mat);
+    if (w.mat.nnz != 16) {  // gram_apply takes a dense matrix: the pattern is rarely sparser
+      for (int r = 0; r < 4; ++r) w.mat.row_start[r] = 4 * r;
+      w.mat.row_start[4] = 16;
+      w.mat.nnz = 16;
+      for (int l = 0; l < L; ++l) {
+        for (int e = 0; e < 16; ++e) {
+          w.mat.re[e * L + l] = w.dense[l * 16 + e].re;
+          w.mat.im[e * L + l] = w.dense[l * 16 + e].im;
+        }
+      }
+    }
+    gram_apply<L>(lam, rho, ctx.nbits, b.bits, w.mat, ctx.hermitian, w.grams);
+    for (int l = 0; l < L; ++l) {
+      C* steps = w.run + l * per_lane;
+      C* prefix = steps + ctx.max_run * 16;
+      C* tmp = prefix + (ctx.max_run + 1) * 16;
+      C* pre = tmp + 16;
+      C* ntil = pre + 16;
+      double c[kMaxGateAngles], s[kMaxGateAngles];
+      C u[4], d[4];
+      eye(pre, 4);
+      for (int i = length - 1; i >= 0; --i) {
+        const int g = b.lo + i;
+        matmul(pre, steps + 16 * i, tmp, 4);
+        for (int e = 0; e < 16; ++e) pre[e] = tmp[e];
+        const int32_t* row = job.gates + 4 * g;
+        if (job.constant[g] || row[3] < 0) continue;
+        half_angles(job, g, trig[l], c, s);
+        gate_unitary(row[0], c, s, u);
+        for (int j = 0; j < gate_info(row[0]).n_angles; ++j) {
+          gate_derivative(row[0], c, s, j, d);
+          for (int e = 0; e < 16; ++e) ntil[e] = zero_c();
+          for (int r = 0; r < 2; ++r) {
+            for (int q = 0; q < 2; ++q) {
+              const C v = mul_add(conj(u[r]) * d[q], conj(u[2 + r]), d[2 + q]);
+              ntil[(2 * r) * 4 + 2 * q] = v;
+              ntil[(2 * r + 1) * 4 + 2 * q + 1] = v;
+            }
+          }
+          C m[16];
+          matmul(pre, ntil, tmp, 4);
+          matmul(tmp, prefix + 16 * i, m, 4);
+          double total = 0.0;
+          for (int e = 0; e < 16; ++e) {
+            const double* gr = w.grams + e * 2 * L;
+            total += m[e].re * gr[l] - m[e].im * gr[L + l];
+          }
+          w.grad[l * na + row[3] + j] += 2.0 * total;
+        }
+      }
+    }
+    return;
+  }
+  lane_matrices<L>(ctx, w, b, trig, true);
+  apply<L>(lam, lam, ctx.nbits, b.bits, w.mat, ctx.hermitian);
+  const int32_t* row = job.gates + 4 * b.lo;
+  if (job.constant[b.lo] || row[3] < 0) return;
+  // 2 Re Tr(lam_(g-1) (U^dagger dU on the row bits) rho_(g-1)) per angle
+  double c[kMaxGateAngles], s[kMaxGateAngles];
+  C u[16], d[16], ud[16];
+  for (int j = 0; j < gate_info(row[0]).n_angles; ++j) {
+    for (int l = 0; l < L; ++l) {
+      half_angles(job, b.lo, trig[l], c, s);
+      gate_unitary(row[0], c, s, u);
+      gate_derivative(row[0], c, s, j, d);
+      dagger(u, ud, 4);
+      matmul(ud, d, w.dense + l * 16, 4);
+    }
+    double out[L];
+    inner<L>(lam, rho, ctx.nbits, b.bits, w.dense, out);
+    for (int l = 0; l < L; ++l) w.grad[l * na + row[3] + j] += 2.0 * out[l];
+  }
+}
+
+template <int L>
+void initial_state(double* v, Index state_doubles) {
+  memset(v, 0, sizeof(double) * size_t(state_doubles));
+  for (int l = 0; l < L; ++l) v[l] = 1.0;
+}
+
+template <int L>
+void run_forward(const Context& ctx, Worker& w, const double* const* trig, double* v) {
+  initial_state<L>(v, ctx.state_doubles);
+  for (int k = 0; k < ctx.job->n_blocks; ++k) {
+    if (cancelled(ctx.job->cancel)) return;
+    forward_block<L>(ctx, w, k, trig, v, v);
+  }
+}
+
+/// The VJP of one lane block: the state before every ``stride``-th block is kept on the forward,
+/// and each segment is recomputed from it on the backward sweep. A segment's forward writes each
+/// block's output to a fresh slot (out of place: no copies), keeping the inputs of the blocks that
+/// need them (those with angles to differentiate) and overwriting the rest in place.
+template <int L>
+void run_vjp(const Context& ctx, Worker& w, const double* const* trig, Index b0, int valid) {
+  const DensityJob& job = *ctx.job;
+  const int nb = job.n_blocks, stride = job.stride;
+  const int n_ckpt = nb > 0 ? (nb + stride - 1) / stride : 1;  // as vjp_states counts them
+  const Index sd = ctx.state_doubles;
+  double* lam = w.states;
+  double* slots = lam + sd;  // the running state and the kept inputs (vjp_states)
+  double* ckpt = lam + sd * Index(ctx.states - n_ckpt);  // [n_ckpt], after the slots
+  initial_state<L>(ckpt, sd);
+  if (n_ckpt > 1) {  // up to the last checkpoint: the sweep recomputes the rest
+    double* vec = slots;
+    memcpy(vec, ckpt, sizeof(double) * size_t(sd));
+    for (int k = 0; k < (n_ckpt - 1) * stride; ++k) {
+      if (cancelled(job.cancel)) return;
+      forward_block<L>(ctx, w, k, trig, vec, vec);
+      if ((k + 1) % stride == 0) memcpy(ckpt + sd * ((k + 1) / stride), vec, sizeof(double) * size_t(sd));
+    }
+  }
+  memset(lam, 0, sizeof(double) * size_t(sd));
+  for (int t = 0; t < job.n_terms; ++t) {
+    double weight[L];
+    bool any = false;
+    for (int l = 0; l < L; ++l) {
+      weight[l] = l < valid ? job.grad_terms[(b0 + l) * job.n_terms + t] : 0.0;
+      any = any || weight[l] != 0.0;
+    }
+    if (any) add_pauli<L>(lam, job.n_qubits, ctx.terms[t], weight);
+  }
+  memset(w.grad, 0, sizeof(double) * size_t(L) * size_t(job.n_angles));
+  for (int c = n_ckpt - 1; c >= 0; --c) {
+    const int lo = c * stride, hi = lo + stride < nb ? lo + stride : nb;
+    double* cur = slots;
+    int used = 1;
+    memcpy(cur, ckpt + sd * c, sizeof(double) * size_t(sd));
+    for (int k = lo; k < hi; ++k) {
+      if (cancelled(job.cancel)) return;
+      w.inputs[k - lo] = cur;
+      if (k + 1 == hi) break;  // the last block's output is never needed
+      if (ctx.blocks[k].fixed) {
+        forward_block<L>(ctx, w, k, trig, cur, cur);  // its input is not needed: overwrite it
+      } else {
+        double* next = slots + sd * used++;
+        forward_block<L>(ctx, w, k, trig, cur, next);
+        cur = next;
+      }
+    }
+    for (int k = hi - 1; k >= lo; --k) {
+      if (cancelled(job.cancel)) return;
+      backward_block<L>(ctx, w, k, trig, lam, w.inputs[k - lo]);
+    }
+  }
+  for (int l = 0; l < valid; ++l) {
+    memcpy(job.out + (b0 + l) * job.n_angles, w.grad + l * job.n_angles, sizeof(double) * size_t(job.n_angles));
+  }
+}
+
+template <int L>
+void run_lane_block(const Context& ctx, Worker& w, Index block) {
+  const DensityJob& job = *ctx.job;
+  const Index b0 = block * L;
+  const int valid = job.batch - b0 < L ? int(job.batch - b0) : L;
+  const double* trig[L];  // each lane's half_angle_table (padding lanes repeat the last sample)
+  for (int l = 0; l < L; ++l) {
+    double* table = w.trig + l * 2 * job.n_angles;
+    half_angle_table(job, job.theta + (b0 + (l < valid ? l : valid - 1)) * job.n_angles, table);
+    trig[l] = table;
+  }
+  if (job.task == DensityTask::kVjp) {
+    run_vjp<L>(ctx, w, trig, b0, valid);
+    return;
+  }
+  double* v = w.states;
+  run_forward<L>(ctx, w, trig, v);
+  const int n = job.n_qubits;
+  const Index dim = Index(1) << n;
+  if (job.task == DensityTask::kExpval) {
+    for (int t = 0; t < job.n_terms; ++t) {
+      double out[L];
+      trace_pauli<L>(v, n, ctx.terms[t], out);
+      for (int l = 0; l < valid; ++l) job.out[(b0 + l) * job.n_terms + t] = out[l];
+    }
+  } else if (job.task == DensityTask::kProbabilities) {
+    for (int l = 0; l < valid; ++l) {
+      for (Index i = 0; i < dim; ++i) job.out[(b0 + l) * dim + i] = v[2 * L * ((i << n) | i) + l];
+    }
+  } else {
+    for (int l = 0; l < valid; ++l) {
+      double* o = job.out + (b0 + l) * 2 * dim * dim;
+      for (Index e = 0; e < dim * dim; ++e) {
+        o[2 * e] = v[2 * L * e + l];
+        o[2 * e + 1] = v[2 * L * e + L + l];
+      }
+    }
+  }
+}
+
+template <int L>
+void body(void* raw, int worker, Index block) {
+  Context& ctx = *static_cast<Context*>(raw);
+  Worker& w = ctx.workers[worker];
+  if (w.states == nullptr && !setup_worker(ctx, w, L)) {
+    __atomic_store_n(&ctx.failed, 1, __ATOMIC_RELAXED);
+    return;
+  }
+  if (__atomic_load_n(&ctx.failed, __ATOMIC_RELAXED) || cancelled(ctx.job->cancel)) return;
+  run_lane_block<L>(ctx, w, block);
+}
+
+/// The blocks of the program, with the matrices of fixed blocks built (values from ``pool``; trig:
+/// sample 0's half_angle_table, whose constant angles every sample shares).
+void resolve_blocks(const DensityJob& job, Block* blocks, double* pool, const double* trig) {
+  const int n = job.n_qubits;
+  C m[kMaxEntries], a[kMaxEntries];
+  for (int k = 0; k < job.n_blocks; ++k) {
+    Block& b = blocks[k];
+    b.lo = job.block_lo[k];
+    b.hi = job.block_hi[k];
+    const int32_t* row = job.gates + 4 * b.lo;
+    b.two = gate_info(row[0]).n_wires == 2;
+    b.fixed = 1;
+    for (int g = b.lo; g <= b.hi; ++g) b.fixed = b.fixed && job.constant[g];
+    const int nw = b.two ? 2 : 1;
+    for (int i = 0; i < nw; ++i) {
+      b.bits[i] = 2 * n - 1 - row[1 + i];
+      b.bits[nw + i] = n - 1 - row[1 + i];
+    }
+    if (!b.fixed) continue;
+    block_matrix(job, b, trig, m);
+    const int k2 = b.two ? 4 : 2;
+    dagger(m, a, 1 << k2);
+    b.fwd.re = pool + k * 4 * kMaxEntries;
+    b.fwd.im = b.fwd.re + kMaxEntries;
+    b.adj.re = b.fwd.im + kMaxEntries;
+    b.adj.im = b.adj.re + kMaxEntries;
+    pack(m, k2, 1, true, b.fwd);
+    pack(a, k2, 1, true, b.adj);
+  }
+}
+
+template <int L>
+int run_lanes(const DensityJob& job) {
+  const int n = job.n_qubits;
+  Context ctx;
+  ctx.job = &job;
+  ctx.nbits = 2 * n;
+  ctx.state_doubles = 2 * Index(L) << (2 * n);
+  ctx.states = job.states;
+  ctx.hermitian = job.hermitian != 0;
+  ctx.max_run = 1;
+  for (int k = 0; k < job.n_blocks; ++k) {
+    const int len = job.block_hi[k] - job.block_lo[k] + 1;
+    if (len > ctx.max_run) ctx.max_run = len;
+  }
+  ctx.failed = 0;
+  Block* blocks = static_cast<Block*>(calloc(job.n_blocks > 0 ? job.n_blocks : 1, sizeof(Block)));
+  double* pool = static_cast<double*>(malloc(sizeof(double) * 4 * kMaxEntries * (job.n_blocks > 0 ? job.n_blocks : 1)));
+  Worker* workers = static_cast<Worker*>(calloc(job.threads, sizeof(Worker)));
+  PauliTerm* terms = static_cast<PauliTerm*>(malloc(sizeof(PauliTerm) * (job.n_terms > 0 ? job.n_terms : 1)));
+  double* trig = static_cast<double*>(malloc(sizeof(double) * 2 * (job.n_angles > 0 ? job.n_angles : 1)));
+  int status = cpu::kRunOk;
+  if (!blocks || !pool || !workers || !terms || !trig) {
+    status = cpu::kRunOutOfMemory;
+  } else {
+    for (int t = 0; t < job.n_terms; ++t) {
+      terms[t] = make_pauli_term(reinterpret_cast<const signed char*>(job.paulis) + t * n, n);
+    }
+    half_angle_table(job, job.theta, trig);
+    resolve_blocks(job, blocks, pool, trig);
+    ctx.blocks = blocks;
+    ctx.workers = workers;
+    ctx.terms = terms;
+    const Index n_lane_blocks = (job.batch + L - 1) / L;
+    job.parallel_blocks(job.threads, n_lane_blocks, body<L>, &ctx);
+    if (ctx.failed) status = cpu::kRunOutOfMemory;
+    else if (cancelled(job.cancel)) status = cpu::kRunCancelled;
+    for (int i = 0; i < job.threads; ++i) free_worker(workers[i]);
+  }
+  free(blocks);
+  free(pool);
+  free(workers);
+  free(terms);
+  free(trig);
+  return status;
+}
+
+}  // namespace
+}  // namespace density_kernels
+HDQNN_NAMESPACE_END
+
+namespace hdqnn {
+namespace cpu {
+
+int HDQNN_PASTE(run_density_, HDQNN_ISA)(const DensityJob& job) {
+  switch (job.lanes) {
+    case 1: return density_kernels::run_lanes<1>(job);
+    case 4: return density_kernels::run_lanes<4>(job);
+    case 8: return density_kernels::run_lanes<8>(job);
+    default: return kRunBadLanes;
+  }
+}
+
+}  // namespace cpu
+}  // namespace hdqnn

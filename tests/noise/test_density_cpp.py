@@ -1,0 +1,252 @@
+"""The compiled density-matrix engine (hdqnn._core_cpu.density) against the NumPy reference, finite
+differences and its Numba twin: every lane count, checkpoint stride, pass mode (Hermitian half
+passes or full ones) and thread count."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hdqnn
+from hdqnn.backends import density
+from hdqnn.backends.base import sample_angles
+from hdqnn.circuits import compile_observables
+from hdqnn.noise import NoiseModel, amplitude_damping, depolarizing, reference
+from hdqnn.noise.compiled import compile_noise
+from tests.circuit_factory import random_circuit, random_paulis
+from tests.conftest import _engine_or_skip
+from tests.noise.factory import random_noise_model
+
+ATOL = 1e-10
+#: Not a multiple of any lane count: the last lane block is partly padding.
+BATCH = 5
+LANES = (1, 4, 8)
+#: Passes over half the entries, mirroring the rest (small states), and over all of them.
+HERMITIAN = (1, 0)
+
+
+@pytest.fixture
+def core():
+    """The compiled module (skipped where it is not built; a failure under HDQNN_REQUIRE_BACKENDS=cpp)."""
+    _engine_or_skip("cpp")
+    module = density._compiled()
+    assert module is not None, "hdqnn._core_cpu is built without the density engine"
+    return module
+
+
+def _one_qubit_noise_only() -> NoiseModel:
+    """Channels after one-qubit gates only: every two-qubit gate takes the noiseless path (U on the
+    rows, conj(U) on the columns)."""
+    return NoiseModel().add(depolarizing(0.1), ["ry", "rx", "h"]).add(amplitude_damping(0.2), ["rz", "u", "ry"])
+
+
+def _case(rng, n, model=None, batch=BATCH):
+    circuit = random_circuit(rng, n)
+    x = rng.uniform(-np.pi, np.pi, (batch, circuit.n_inputs))
+    w = rng.uniform(-np.pi, np.pi, circuit.n_weights)
+    model = random_noise_model(rng, n, readout=False) if model is None else model
+    return circuit, x, w, model, compile_noise(circuit.compile(), model)
+
+
+def _run(core, task, circuit, x, w, tables, paulis=None, grad=None, lanes=0, stride=0, hermitian=-1):
+    """One call of the compiled engine, straight through the binding (lanes, stride, pass mode forced)."""
+    program = circuit.compile()
+    superops = tables.superops if len(tables.superops) else np.zeros((1, 16, 16), dtype=np.complex128)
+    return core.density(task, program.n_qubits, program.gates.astype(np.int32), density._constant_gates(program),
+                        np.ascontiguousarray(tables.channel_index, dtype=np.int32), superops,
+                        sample_angles(program, x, w), paulis, grad, lanes, stride, hermitian)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+@pytest.mark.parametrize("noise_kind", ["random", "one_qubit_only"])
+def test_states_probabilities_and_expectations_match_the_reference(core, rng, n, noise_kind):
+    """Every gate and channel kind (all-wire and per-wire rules, asymmetric two-qubit channels), for
+    every lane count and pass mode."""
+    model = None if noise_kind == "random" else _one_qubit_noise_only()
+    circuit, x, w, model, tables = _case(rng, n, model)
+    strings = random_paulis(rng, n, k=4)
+    paulis = compile_observables(strings, n)
+    want_state = reference.density_matrix(circuit, x, w, noise=model)
+    want_probs = reference.probabilities(circuit, x, w, noise=model, readout=False)
+    want_expval = reference.expval(circuit, x, w, noise=model, observables=strings, readout=False)
+    for lanes in LANES:
+        for mode in HERMITIAN:
+            kw = dict(lanes=lanes, hermitian=mode)
+            np.testing.assert_allclose(_run(core, "state", circuit, x, w, tables, **kw), want_state, atol=ATOL)
+            np.testing.assert_allclose(_run(core, "probabilities", circuit, x, w, tables, **kw), want_probs,
+                                       atol=ATOL)
+            np.testing.assert_allclose(_run(core, "expval", circuit, x, w, tables, paulis, **kw), want_expval,
+                                       atol=ATOL)
+
+
+def test_public_calls_run_the_compiled_engine_and_agree_with_numba(core, rng):
+    circuit, x, w, model, tables = _case(rng, 3)
+    program = circuit.compile()
+    assert density.density_engine() == "cpp"
+    args = (program, x, w, tables.channel_index, tables.superops)
+    np.testing.assert_allclose(density.density_matrix(*args, engine="cpp"),
+                               density.density_matrix(*args, engine="numba"), atol=ATOL)
+    np.testing.assert_allclose(density.density_probabilities(*args, engine="cpp"),
+                               density.density_probabilities(*args, engine="numba"), atol=ATOL)
+
+
+def test_backend_variable_picks_the_numba_twin(core, monkeypatch):
+    monkeypatch.setenv("HDQNN_BACKEND", "numba")
+    assert density.density_engine() == "numba"
+    with pytest.raises(ValueError, match="unknown density engine"):
+        density.density_engine("gpu")
+
+
+def _finite_difference(f, values, eps=1e-6):
+    grad = np.zeros_like(values)
+    for i in np.ndindex(values.shape):
+        up, down = values.copy(), values.copy()
+        up[i] += eps
+        down[i] -= eps
+        grad[i] = (f(up) - f(down)) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("noise_kind", ["random", "one_qubit_only"])
+def test_vjp_matches_finite_differences_and_numba(core, rng, noise_kind):
+    """The exact adjoint through every gate and channel kind, in every lane count and pass mode, and
+    with checkpoint segments (stride 2 and 3: several segments, a short last one)."""
+    model = None if noise_kind == "random" else _one_qubit_noise_only()
+    circuit, x, w, model, tables = _case(rng, 3, model, batch=3)
+    program = circuit.compile()
+    strings = random_paulis(rng, 3, k=3)
+    paulis = compile_observables(strings, 3)
+    g = rng.normal(size=(3, len(strings)))
+
+    def loss(xx, ww):
+        return float((reference.expval(circuit, xx, ww, noise=model, observables=strings, readout=False) * g).sum())
+
+    want_gi = _finite_difference(lambda v: loss(v, w), x)
+    want_gw = _finite_difference(lambda v: loss(x, v), w)
+    gi, gw = density.density_vjp(program, x, w, tables.channel_index, tables.superops, paulis, g, engine="cpp")
+    np.testing.assert_allclose(gi, want_gi, atol=1e-7)
+    np.testing.assert_allclose(gw, want_gw, atol=1e-7)
+    numba_gi, numba_gw = density.density_vjp(program, x, w, tables.channel_index, tables.superops, paulis, g,
+                                             engine="numba")
+    np.testing.assert_allclose(gi, numba_gi, atol=ATOL)
+    np.testing.assert_allclose(gw, numba_gw, atol=ATOL)
+    g_theta = _run(core, "vjp", circuit, x, w, tables, paulis, g)
+    for lanes in LANES:
+        for stride in (0, 2, 3):
+            for mode in HERMITIAN:
+                np.testing.assert_allclose(_run(core, "vjp", circuit, x, w, tables, paulis, g, lanes, stride, mode),
+                                           g_theta, atol=ATOL)
+
+
+def test_results_do_not_depend_on_the_thread_count(core, rng):
+    """Each lane block runs on one worker whatever the threads: bit-identical results."""
+    circuit, x, w, model, tables = _case(rng, 3, batch=11)
+    paulis = compile_observables(random_paulis(rng, 3, k=2), 3)
+    g = rng.normal(size=(11, 2))
+    before = core.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            core.set_num_threads(threads)
+            results.append((_run(core, "expval", circuit, x, w, tables, paulis),
+                            _run(core, "vjp", circuit, x, w, tables, paulis, g)))
+    finally:
+        core.set_num_threads(before)
+    for expval, vjp in results[1:]:
+        np.testing.assert_array_equal(expval, results[0][0])
+        np.testing.assert_array_equal(vjp, results[0][1])
+
+
+def _density_in_child(args):
+    from hdqnn import _core_cpu
+
+    return _core_cpu.density(*args)
+
+
+def test_concurrent_calls_and_a_forked_child_agree(core, rng):
+    """Calls from several Python threads at once (the GIL is released; one owns the worker pool, the
+    others run alone) and from a forked child, whose pool is rebuilt, return the same numbers."""
+    import multiprocessing
+    import threading
+
+    circuit, x, w, model, tables = _case(rng, 4, batch=24)
+    program = circuit.compile()
+    args = ("expval", 4, program.gates.astype(np.int32), density._constant_gates(program),
+            np.ascontiguousarray(tables.channel_index, dtype=np.int32), tables.superops,
+            sample_angles(program, x, w), compile_observables(random_paulis(rng, 4, k=2), 4))
+    before = core.get_num_threads()
+    core.set_num_threads(2)
+    try:
+        expected = core.density(*args)
+        results = [None] * 3
+
+        def call(i):
+            results[i] = core.density(*args)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(results))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for r in results:
+            np.testing.assert_array_equal(r, expected)
+        if "fork" in multiprocessing.get_all_start_methods():
+            with multiprocessing.get_context("fork").Pool(1) as pool:
+                np.testing.assert_array_equal(pool.apply(_density_in_child, (args,)), expected)
+    finally:
+        core.set_num_threads(before)
+
+
+def test_workspace_estimate_is_the_plan(core):
+    """density_workspace_bytes reports what the compiled engine allocates: lanes x states x 4**n."""
+    for task, n, blocks, stored, batch in (("expval", 6, 48, 24, 256), ("vjp", 6, 48, 24, 256),
+                                           ("vjp", 10, 200, 100, 8), ("probabilities", 2, 3, 3, 1)):
+        plan = core.density_plan(task, n, blocks, stored, batch)
+        assert plan["workspace_bytes"] == plan["workers"] * plan["states_per_worker"] * plan["lanes"] * 16 * 4**n
+        assert plan["workers"] <= min(plan["threads"], -(-batch // plan["lanes"]))
+        got = density.density_workspace_bytes(task, n, blocks, batch, engine="cpp", n_stored=stored)
+        assert got == plan["workspace_bytes"]
+    vjp = core.density_plan("vjp", 10, 200, 100, 8)
+    assert vjp["stride"] < 200 and vjp["states_per_worker"] < 100  # checkpoints bound a large register
+    assert core.density_plan("expval", 4, 10, 5, 64)["hermitian"] and not vjp["hermitian"]
+
+
+def test_bad_input_is_a_clear_error(core, rng):
+    circuit, x, w, model, tables = _case(rng, 2, batch=2)
+    program = circuit.compile()
+    gates = program.gates.astype(np.int32)
+    constant = density._constant_gates(program)
+    idx = np.ascontiguousarray(tables.channel_index, dtype=np.int32)
+    theta = sample_angles(program, x, w)
+    paulis = compile_observables(["ZZ"], 2)
+
+    def call(task="expval", n=2, gates=gates, idx=idx, theta=theta, paulis=paulis, grad=None, lanes=0):
+        return core.density(task, n, gates, constant, idx, tables.superops, theta, paulis, grad, lanes)
+
+    with pytest.raises(TypeError, match="gates must have dtype int32"):
+        call(gates=program.gates.astype(np.int64))
+    with pytest.raises(ValueError, match="unknown density task"):
+        call(task="statevector")
+    with pytest.raises(ValueError, match="n_qubits must be in"):
+        call(n=0)
+    with pytest.raises(ValueError, match="paulis has shape"):
+        call(paulis=compile_observables(["ZZZ"], 3))
+    with pytest.raises(ValueError, match="channel index"):
+        call(idx=np.full_like(idx, len(tables.superops)))
+    bad = gates.copy()
+    bad[0, 0] = 99
+    with pytest.raises(ValueError, match="unknown code 99"):
+        call(gates=bad)
+    bad = gates.copy()
+    bad[0, 1] = 2
+    with pytest.raises(ValueError, match="outside"):
+        call(gates=bad)
+    with pytest.raises(ValueError, match="reads angles past"):
+        call(theta=np.ascontiguousarray(theta[:, :1]))
+    with pytest.raises(ValueError, match="grad_terms has shape"):
+        call(task="vjp", grad=np.ones((3, 1)))
+    with pytest.raises(ValueError, match="lanes must be"):
+        call(lanes=3)
+    with pytest.raises(ValueError, match="hermitian must be"):
+        core.density("expval", 2, gates, constant, idx, tables.superops, theta, paulis, None, 0, 0, 2)
+    with pytest.raises(ValueError, match="paulis must hold 0"):
+        call(paulis=np.full((1, 2), 7, dtype=np.int8))
