@@ -564,7 +564,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
     p.add_argument("--final-episodes", type=int, default=FINAL_EPISODES)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="an hdqnn Args field for both libraries, e.g. learning_starts=5000")
+                   help="an hdqnn Args field for both libraries, VALUE in JSON where it is not a plain string, "
+                        "e.g. learning_starts=5000 or hidden_sizes=[64,64]")
     p.add_argument("--out", default="bench/out/sb3_compare", help="output prefix: OUT.md, OUT.json, OUT.png")
     p.add_argument("--force", action="store_true", help="re-run runs already recorded in OUT_runs/")
     p.add_argument("--worker", nargs=3, metavar=("LIB", "ALGO", "SEED"), help=argparse.SUPPRESS)

@@ -95,6 +95,12 @@ def backend_status() -> dict[str, str]:
     return status
 
 
+def configured_threads() -> int | None:
+    """The count of the last ``set_num_threads`` (None: each engine's default), for engines outside
+    the registry (the noisy Numba kernels) to follow."""
+    return _num_threads
+
+
 def set_num_threads(n: int) -> None:
     """Threads every engine uses across samples (now and for engines loaded later)."""
     global _num_threads
@@ -105,4 +111,5 @@ def set_num_threads(n: int) -> None:
         backend.set_num_threads(n)
 
 
-__all__ = ["Backend", "get_backend", "backend_status", "set_num_threads", "register_backend", "CPU_ORDER"]
+__all__ = ["Backend", "get_backend", "backend_status", "configured_threads", "set_num_threads", "register_backend",
+           "CPU_ORDER"]

@@ -39,9 +39,17 @@ DENSITY_ENGINES = ("cpp", "numba")
 
 
 def _kernels():
-    """The Numba kernels, imported on first use (numba is an optional dependency of backends)."""
-    from . import _density_kernels
+    """The Numba kernels, imported on first use (numba is an optional dependency of backends), with
+    the calling thread's Numba team set to ``hdqnn.set_num_threads``' count: Numba's count is per
+    thread and defaults to every core, so a ``--threads 1`` run would otherwise spin a second worker
+    (measured 3.3x slower noisy updates on a shared 2-core machine)."""
+    import numba
 
+    from . import _density_kernels, configured_threads
+
+    wanted = configured_threads()
+    if wanted is not None:
+        numba.set_num_threads(min(wanted, max(1, numba.config.NUMBA_NUM_THREADS)))
     return _density_kernels
 
 
@@ -198,6 +206,7 @@ def density_workspace_bytes(task: str, n_qubits: int, n_gates: int, batch: int, 
         return int(_compiled().density_plan(task, n_qubits, n_gates, stored, max(batch, 1))["workspace_bytes"])
     import numba
 
+    _kernels()  # this thread's Numba team, as the call will set it
     workers = min(batch, numba.get_num_threads())
     return workers * density_states_per_worker(task, n_qubits, n_gates) * (1 << (2 * n_qubits)) * _AMPLITUDE
 

@@ -164,3 +164,24 @@ def test_noiseless_model_reduces_to_the_statevector_engine(rng):
     w = rng.uniform(-1, 1, circuit.n_weights)
     np.testing.assert_allclose(hdqnn.expval(circuit, x, w, noise=NoiseModel()), hdqnn.expval(circuit, x, w),
                                atol=ATOL)
+
+
+def test_the_numba_twin_follows_hdqnn_set_num_threads(rng, monkeypatch):
+    """Numba's team size is per calling thread and defaults to every core: a ``--threads 1`` run
+    (``hdqnn.set_num_threads(1)``) must not spin a second worker in the noisy kernels."""
+    import numba
+
+    from hdqnn import backends
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba's pool has one thread")
+    circuit, x, w, _, tables = _case(rng, 2)
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        monkeypatch.setattr(backends, "_num_threads", 1)
+        density.density_probabilities(circuit.compile(), x, w, tables.channel_index, tables.superops,
+                                      engine="numba")
+        assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(previous)
