@@ -14,16 +14,17 @@
 #    (returns with 95% bootstrap CIs, IQM, SPS, circuit executions, qtDNN gradient cosine against
 #    the exact gradient of the noisy expectation) and learning curves with CIs ($OUT/curves.png).
 #
-# Budget, measured at 5 x 2 on a shared 2-core machine (load 6-8, one thread, NUMBA_NUM_THREADS=1):
-# a noisy learning step takes ~0.32 s (3.1 steps/s) against 0.026 s noiseless (37.8 steps/s), most
-# of it the B = 256 density matrices and 256,000 shots of the target and online actors' forwards.
-# So a noisy 10k-step Pendulum run is ~50 min and a 15k-step Hopper run ~1 h; phase 2 (6 noisy and
-# 6 noiseless runs) is ~3 h with 2 jobs, more when other work shares the cores.
+# Budget, measured at 5 x 2 on a shared 2-core machine (load ~3-4, one thread, NUMBA_NUM_THREADS=1,
+# the compiled density-matrix engine and counts-based shot estimates): 20.7 noisy learning steps/s
+# against 53.3 noiseless (0.39x). So a noisy 10k-step Pendulum run is ~8 min and a 15k-step Hopper
+# run ~12 min; phase 2 (6 noisy and 6 noiseless runs) ~1 h with 2 jobs, more when other work shares
+# the cores.
 # Re-running resumes unfinished runs from their checkpoints and skips finished ones.
 #
 # Usage: bash bench/noise_rl.sh [--quick]      (--quick: a few-minute smoke test of the script)
 # Environment: JOBS (2), SEEDS ("1 2 3"), LAYERS (2), OUT (bench/out/noise_rl), PYTHON (python),
-#              PHASES ("sps learn"), SPS_REPEATS (2), DEVICE (fake_manila), SHOTS (1000).
+#              PHASES ("sps learn"), SPS_REPEATS (2), DEVICE (fake_manila), SHOTS (1000),
+#              ENVS ("Hopper-v4 Pendulum-v1").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,7 @@ PHASES=${PHASES:-"sps learn"}
 SPS_REPEATS=${SPS_REPEATS:-2}
 DEVICE=${DEVICE:-fake_manila}
 SHOTS=${SHOTS:-1000}
+ENVS=${ENVS:-"Hopper-v4 Pendulum-v1"}
 PENDULUM_STEPS=10000
 PENDULUM_STARTS=1000
 HOPPER_STEPS=15000
@@ -90,7 +92,7 @@ fi
 echo "== phase 2: learning, $JOBS runs at a time" >&2
 {
   # the longest runs first, so the workers finish together
-  for env in Hopper-v4 Pendulum-v1; do
+  for env in $ENVS; do
     if [[ $env == Hopper-v4 ]]; then flags="--steps $HOPPER_STEPS --learning-starts $HOPPER_STARTS --eval-freq 2500"
     else flags="--steps $PENDULUM_STEPS --learning-starts $PENDULUM_STARTS --eval-freq 1000"; fi
     for seed in $SEEDS; do
@@ -104,6 +106,7 @@ start=$(date +%s)
 tr '\n' '\0' < "$OUT/jobs.txt" | xargs -0 -r -P "$JOBS" -I{} bash -c '{} || echo "FAILED: {}" >&2'
 echo "phase 2 took $(( $(date +%s) - start )) s" >&2
 
-$HDQNN compare "$OUT/Pendulum-v1" "$OUT/Hopper-v4" --timings --markdown --plot "$OUT/curves.png" \
+# shellcheck disable=SC2046  # one folder per env
+$HDQNN compare $(printf "$OUT/%s " $ENVS) --timings --markdown --plot "$OUT/curves.png" \
   --json "$OUT/compare.json" | tee "$OUT/results.md"
 echo "table: $OUT/results.md; curves: $OUT/curves.png; per-run curves: $OUT/*/*/seed*/learning_curve.png" >&2
