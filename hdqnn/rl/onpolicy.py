@@ -36,8 +36,8 @@ from .metrics import RUN_FILE, MetricLogger
 from .ppo import (NORMALIZATION_CLIP, PPO, NormalizedActor, ObservationNormalizer, RolloutBuffer,
                   annealed_learning_rate, normalize_observations)
 from .timing import per_step_ms
-from .train import (RECENT_EPISODES, Progress, TrainingInterrupted, _evaluate, _finish, _progress_bar,
-                    _record_extension, _StopSignals, _take_timings, _write_json, steps_per_second)
+from .train import (RECENT_EPISODES, Progress, _evaluate, _finish, _progress_bar, _record_extension,
+                    _stop_if_signalled, _StopSignals, _take_timings, _write_json, steps_per_second)
 
 
 # --------------------------------------------------------------------------------- environments
@@ -217,7 +217,10 @@ def train_on_policy(args: Args, checkpoint: dict[str, Any] | None, out_dir: Path
     rollout_size = args.num_steps * args.num_envs
     num_iterations = args.total_timesteps // rollout_size
 
-    def save() -> None:
+    def save(final_timings: bool = False) -> None:
+        if final_timings:  # a stop between logging steps: the timings and count since the last log
+            _take_timings(agent, progress)
+            progress.circuit_executions = executions_offset + agent.circuit_executions()
         progress.recent_returns = list(recent)
         progress.wall_seconds = wall_offset + time.perf_counter() - session_start
         with stop.saving():
@@ -275,12 +278,7 @@ def train_on_policy(args: Args, checkpoint: dict[str, Any] | None, out_dir: Path
             if saved:
                 save()
             bar.update(args.num_envs)
-            if stop.signum is not None and step < args.total_timesteps:
-                if not saved:
-                    _take_timings(agent, progress)
-                    progress.circuit_executions = executions_offset + agent.circuit_executions()
-                    save()
-                raise TrainingInterrupted(stop.signum, str(out_dir), step, args.total_timesteps)
+            _stop_if_signalled(stop, saved, save, out_dir, step, args.total_timesteps)
     finally:
         stop.uninstall()
         bar.close()

@@ -23,7 +23,7 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -185,7 +185,10 @@ def _train(lock: RunFolderLock, args: Args | None, resume: str | os.PathLike | N
     executions_offset = progress.circuit_executions - agent.circuit_executions()
     session_start, wall_offset = time.perf_counter(), progress.wall_seconds
 
-    def save() -> None:
+    def save(final_timings: bool = False) -> None:
+        if final_timings:  # a stop between logging steps: the timings and count since the last log
+            _take_timings(agent, progress)
+            progress.circuit_executions = executions_offset + agent.circuit_executions()
         progress.recent_returns = list(recent)
         progress.wall_seconds = wall_offset + time.perf_counter() - session_start
         with stop.saving():
@@ -243,12 +246,7 @@ def _train(lock: RunFolderLock, args: Args | None, resume: str | os.PathLike | N
             if saved:
                 save()
             bar.update(1)
-            if stop.signum is not None and step < args.total_timesteps:
-                if not saved:
-                    _take_timings(agent, progress)
-                    progress.circuit_executions = executions_offset + agent.circuit_executions()
-                    save()
-                raise TrainingInterrupted(stop.signum, str(out_dir), step, args.total_timesteps)
+            _stop_if_signalled(stop, saved, save, out_dir, step, args.total_timesteps)
     finally:
         stop.uninstall()
         bar.close()
@@ -333,6 +331,17 @@ class _StopSignals:
             os.write(2, b"\nwriting the checkpoint; please wait\n")
         else:
             raise KeyboardInterrupt
+
+
+def _stop_if_signalled(stop: _StopSignals, saved: bool, save: Callable[[bool], None], out_dir: Path, step: int,
+                       total: int) -> None:
+    """After step ``step``: when a stop signal came, checkpoint (unless this step just did) and raise
+    ``TrainingInterrupted``."""
+    if stop.signum is None or step >= total:
+        return
+    if not saved:
+        save(True)
+    raise TrainingInterrupted(stop.signum, str(out_dir), step, total)
 
 
 def _take_timings(agent: OffPolicyAgent, progress: Progress) -> dict[str, float]:
