@@ -79,7 +79,7 @@ SPS_FLAGS="$PQC --env Pendulum-v1 --seed 1 --steps $SPS_STEPS --learning-starts 
     run_cmd "$OUT/sps/noisy/r$r" $SPS_FLAGS $NOISY --tag "$DEVICE-$SHOTS-shots"
   done
 } | while read -r cmd; do echo "  $cmd" >&2; bash -c "$cmd" < /dev/null; done
-$HDQNN compare "$OUT/sps" --timings --markdown --json "$OUT/sps.json" | tee "$OUT/sps.md"
+$HDQNN compare "$OUT/sps" --timings --markdown --plot "$OUT/sps.png" --json "$OUT/sps.json" | tee "$OUT/sps.md"
 $PYTHON - "$OUT/sps.json" "$DEVICE-$SHOTS-shots" <<'PY'
 import json, sys
 rows = {r["label"]: r for r in json.load(open(sys.argv[1]))}
