@@ -209,6 +209,11 @@ def _gate_depolarizing(n_qubits: int, gate_error: Optional[float], relax: Option
     return depolarizing(min(p, 4**n_qubits / (4**n_qubits - 1)), n_qubits)
 
 
+def _by_qubits(item: tuple) -> tuple[int, ...]:
+    """Sort key of a Target entry (qubits, properties); None (every qubit) first."""
+    return tuple(item[0] or ())
+
+
 def from_backend(backend, layout: Optional[Sequence[int]] = None, gate_map: Optional[GateMap] = None) -> NoiseModel:
     """A device's calibrated noise, the model ``qiskit_aer.noise.NoiseModel.from_backend`` builds
     (at zero temperature), computed here from the backend's Target without Aer:
@@ -230,12 +235,14 @@ def from_backend(backend, layout: Optional[Sequence[int]] = None, gate_map: Opti
     table = _gate_table(gate_map)
     wire_of = _wire_of(layout, target.num_qubits)
     model, unmapped = NoiseModel(), set()
-    for name in target.operation_names:
+    # sorted: a Target's name and qubit orders can differ between processes, and the model (its
+    # JSON, its hash, the order of rules on one gate) must be the same for the same device
+    for name in sorted(target.operation_names):
         operation = target.operation_from_name(name)
         props_by_qubits = target[name]
         if isinstance(operation, Measure) or props_by_qubits is None:
             continue
-        for qubits, props in props_by_qubits.items():
+        for qubits, props in sorted(props_by_qubits.items(), key=_by_qubits):
             if props is None or qubits is None:
                 continue
             wires = _wires(qubits, wire_of)
@@ -248,7 +255,7 @@ def from_backend(backend, layout: Optional[Sequence[int]] = None, gate_map: Opti
             if gates:
                 _add(model, name, gates, channel, wires)
     measure = target["measure"] if "measure" in target.operation_names else {}
-    for qubits, props in (measure or {}).items():
+    for qubits, props in sorted((measure or {}).items(), key=_by_qubits):
         wires = _wires(qubits, wire_of)
         if props is None or wires is None:
             continue

@@ -185,3 +185,20 @@ def test_a_device_model_round_trips_through_json_exactly():
         model = NoiseModel.from_backend(backend, layout=[1, 2])
     back = NoiseModel.from_json(model.to_json())
     assert back == model and hash(back) == hash(model)
+
+
+def test_from_backend_builds_the_same_model_in_every_process():
+    """The Target's name order follows string hashing, which differs between processes: the model
+    (its JSON, hence the hash ``hdqnn train --noise`` records) must not."""
+    import os
+    import subprocess
+    import sys
+
+    fake_manila()  # skips without qiskit-ibm-runtime
+    code = ("from qiskit_ibm_runtime.fake_provider import FakeManilaV2\n"
+            "from hdqnn.noise import NoiseModel\n"
+            "print(NoiseModel.from_backend(FakeManilaV2(), layout=[0, 1, 2, 3, 4]).to_json())")
+    texts = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+             for seed in (1, 2, 3)}
+    assert len(texts) == 1
