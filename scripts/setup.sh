@@ -31,7 +31,7 @@ build_cxx() {
   HDQNN_CPU_VARIANTS=${HDQNN_CPU_VARIANTS:-host} HDQNN_CUDA=${HDQNN_CUDA:-$cuda_default} \
     CMAKE_BUILD_PARALLEL_LEVEL=$JOBS pip_logged "$log" --no-build-isolation --no-deps -e .
 }
-say "compiling the C++ core in the background with $JOBS jobs (about 2 min on 2 cores; log: $log)"
+say "compiling the C++ core in the background with $JOBS jobs (a few minutes on 2 cores; log: $log)"
 set -m  # its own process group, so that a failure or Ctrl-C here stops the whole build
 build_cxx &
 build_pid=$!
