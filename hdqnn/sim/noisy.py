@@ -171,18 +171,24 @@ def expval(p: Prepared, paulis: np.ndarray, noise: Any, method: str, trajectorie
     return mean.astype(p.real_dtype), stderr.astype(p.real_dtype)
 
 
+def _exact_probabilities(p: Prepared, tables: CompiledNoise, confusion: Optional[np.ndarray], what: str) -> np.ndarray:
+    """The density matrix's probabilities [B, 2**n] float64, read out through ``confusion``."""
+    check_memory(what, density_need("probabilities", p))
+    probs = engine.density_probabilities(p.program, p.inputs, p.weights, tables.channel_index, tables.superops)
+    return read_out(probs, confusion)
+
+
 def probabilities(p: Prepared, noise: Any, method: str, trajectories: Optional[int], seed: Any,
                   readout: bool) -> np.ndarray:
     """Probabilities [B, 2**n] (readout applied unless ``readout=False``)."""
     tables = _compiled_noise(p, noise)
+    confusion = _confusion(tables, readout)
     if _resolve(method, p, "probabilities") == "density_matrix":
-        check_memory("noisy probabilities", density_need("probabilities", p))
-        probs = engine.density_probabilities(p.program, p.inputs, p.weights, tables.channel_index, tables.superops)
-    else:
-        t = trajectories or DEFAULT_TRAJECTORIES
-        streams = sample_streams(_generator_seed(seed), p.batch)
-        _, probs, _ = _run_trajectories(p, tables, np.zeros((0, p.program.n_qubits), dtype=np.int8), t, streams)
-    return read_out(probs, _confusion(tables, readout)).astype(p.real_dtype)
+        return _exact_probabilities(p, tables, confusion, "noisy probabilities").astype(p.real_dtype)
+    t = trajectories or DEFAULT_TRAJECTORIES
+    streams = sample_streams(_generator_seed(seed), p.batch)
+    _, probs, _ = _run_trajectories(p, tables, np.zeros((0, p.program.n_qubits), dtype=np.int8), t, streams)
+    return read_out(probs, confusion).astype(p.real_dtype)
 
 
 def vjp(p: Prepared, paulis: np.ndarray, grad_output: np.ndarray, noise: Any, method: str,
@@ -225,9 +231,8 @@ def sample(p: Prepared, shots: int, noise: Any, method: str, trajectories: Optio
     confusion = _confusion(tables, readout)
     key = _generator_seed(seed)
     if _resolve(method, p, "probabilities") == "density_matrix":
-        check_memory("noisy sample", density_need("probabilities", p))
-        probs = engine.density_probabilities(p.program, p.inputs, p.weights, tables.channel_index, tables.superops)
-        return sample_bits(read_out(probs, confusion), shots, n, np.random.Generator(np.random.Philox(key=key)))
+        probs = _exact_probabilities(p, tables, confusion, "noisy sample")
+        return sample_bits(probs, shots, n, np.random.Generator(np.random.Philox(key=key)))
     if trajectories is not None and trajectories != shots:
         raise ValueError(f"noisy sample with trajectories draws one shot per trajectory: leave trajectories at "
                          f"None or equal to shots ({shots}), got {trajectories}")
@@ -245,6 +250,4 @@ def density_probabilities(p: Prepared, noise: Any, readout: bool = True) -> Opti
     if _resolve("auto", p, "probabilities") != "density_matrix":
         return None
     tables = _compiled_noise(p, noise)
-    check_memory("noisy probabilities", density_need("probabilities", p))
-    probs = engine.density_probabilities(p.program, p.inputs, p.weights, tables.channel_index, tables.superops)
-    return read_out(probs, _confusion(tables, readout))
+    return _exact_probabilities(p, tables, _confusion(tables, readout), "noisy probabilities")

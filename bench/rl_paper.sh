@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The paper's comparison on Hopper-v4 (issue 14, item 5): every algorithm and ablation, 3 seeds,
+# the same budget, then returns (95% CIs, IQM) and the generalization sweep.
+#
+#   td3, sac, ppo                    classical agents (hdqnn's defaults, SB3's names)
+#   hdqnn-td3 5x10, hdqnn-td3 10x10  PQC actor, 5 or 10 qubits, 10 layers, qtDNN gradient
+#   hdqnn-sac 10x10                  the same PQC inside SAC's actor
+#   fc-td3, rbg-td3 (10 wide)        the ablations: the 10x10 PQC replaced by a dense layer / random bits
+#
+# Budget: STEPS env steps per run (25,000 by default, learning from step 5,000 for the off-policy
+# agents; PPO: 2,048-step rollouts from the start), the largest whose 24 runs finish in ~1.5 h of
+# one session on this 2-core machine with two runs at a time (one torch thread each).
+# At this budget Hopper agents are early in learning (returns of a few hundred); PPO in particular
+# usually needs ~1M steps. Re-running resumes unfinished runs and skips finished ones.
+#
+# Usage: bash bench/rl_paper.sh [--quick]     (--quick: a 2-minute smoke test of the script)
+# Environment: STEPS (25000), LEARNING_STARTS (5000), SEEDS ("1 2 3"), JOBS (2),
+#   OUT (bench/out/rl_paper), PYTHON (python), EPISODES (5: evaluation episodes per perturbation level),
+#   PHASES ("learn generalize").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STEPS=${STEPS:-25000}
+LEARNING_STARTS=${LEARNING_STARTS:-5000}
+SEEDS=${SEEDS:-"1 2 3"}
+JOBS=${JOBS:-2}
+OUT=${OUT:-bench/out/rl_paper}
+PYTHON=${PYTHON:-python}
+EPISODES=${EPISODES:-5}
+PHASES=${PHASES:-"learn generalize"}
+EVAL_FREQ=5000
+if [[ "${1:-}" == "--quick" ]]; then
+  STEPS=300; LEARNING_STARTS=100; SEEDS="1"; OUT=bench/out/rl_paper_quick; EPISODES=1; EVAL_FREQ=300
+fi
+HDQNN="$PYTHON -m hdqnn"
+ENV=Hopper-v4
+mkdir -p "$OUT"
+
+# variant name and its flags; the longest runs first, so the two workers finish together
+VARIANTS=(
+  "hdqnn-sac-10x10|--algo hdqnn-sac --qubits 10 --layers 10"
+  "hdqnn-td3-10x10|--algo hdqnn-td3 --qubits 10 --layers 10"
+  "hdqnn-td3-5x10|--algo hdqnn-td3 --qubits 5 --layers 10"
+  "sac|--algo sac"
+  "fc-td3|--algo fc-td3 --qubits 10 --layers 10"
+  "rbg-td3|--algo rbg-td3 --qubits 10 --layers 10"
+  "td3|--algo td3"
+  "ppo|--algo ppo"
+)
+
+# Prints the command that trains (or resumes) one run; nothing if it already finished.
+run_cmd() {  # dir, flags...
+  local dir=$1; shift
+  if [[ -f $dir/summary.json ]] && [[ ! $dir/checkpoint.pt -nt $dir/summary.json ]]; then return; fi
+  if [[ -f $dir/checkpoint.pt ]]; then
+    echo "$HDQNN train --resume $dir --no-progress > $dir.log 2>&1"
+  else
+    mkdir -p "$(dirname "$dir")"
+    echo "$HDQNN train --threads 1 --no-progress --no-tensorboard --eval-episodes 5 --eval-freq $EVAL_FREQ $* --out $dir > $dir.log 2>&1"
+  fi
+}
+
+if [[ " $PHASES " == *" learn "* ]]; then
+  {
+    for seed in $SEEDS; do
+      for v in "${VARIANTS[@]}"; do
+        name=${v%%|*}; flags=${v#*|}
+        starts="--learning-starts $LEARNING_STARTS"
+        [[ $name == ppo ]] && starts=""
+        run_cmd "$OUT/$name/seed$seed" $flags --env $ENV --seed "$seed" --steps "$STEPS" $starts --tag "$name"
+      done
+    done
+  } > "$OUT/jobs.txt"
+  sed 's/^/  /' "$OUT/jobs.txt" >&2
+  start=$(date +%s)
+  tr '\n' '\0' < "$OUT/jobs.txt" | OMP_NUM_THREADS=1 xargs -0 -r -P "$JOBS" -I{} bash -c '{} || echo "FAILED: {}" >&2'
+  echo "learning took $(( $(date +%s) - start )) s" >&2
+  $HDQNN compare "$OUT"/*/seed*/ --timings --markdown --plot "$OUT/curves.png" --json "$OUT/compare.json" \
+    | tee "$OUT/results.md"
+fi
+
+if [[ " $PHASES " == *" generalize "* ]]; then
+  # one sweep per variant (its seeds pooled), two variants at a time
+  for v in "${VARIANTS[@]}"; do echo "${v%%|*}"; done \
+    | OMP_NUM_THREADS=1 xargs -r -P "$JOBS" -I{} bash -c \
+      "$HDQNN generalize $OUT/{} --episodes $EPISODES --out $OUT/generalize/{} --markdown > $OUT/generalize-{}.md 2>$OUT/generalize-{}.log || echo 'FAILED: generalize {}' >&2"
+  echo "generalization tables: $OUT/generalize-*.md, plots: $OUT/generalize/*/" >&2
+fi
