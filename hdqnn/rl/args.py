@@ -65,7 +65,7 @@ class Args:
     batch_size: int = 256
     """minibatch size of each update of TD3 and SAC (PPO's minibatches: num_minibatches)"""
     learning_starts: int = 1_000
-    """random-action steps before the first update"""
+    """random-action steps before the first update (TD3 and SAC; PPO updates after each rollout and ignores it)"""
     exploration_noise: float = 0.1
     """TD3: std of the Gaussian exploration noise, as a fraction of the action range's half-width (SAC
     explores by sampling its policy)"""
