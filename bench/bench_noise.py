@@ -1,6 +1,6 @@
 """Noisy simulation benchmark: hdqnn's density-matrix engines (compiled C++ and its Numba twin; expval
-and exact VJP) and trajectories, against Qiskit Aer's EstimatorV2 (method density_matrix), on the
-hDQNN ansatz.
+and exact VJP) and trajectories, against Qiskit Aer's EstimatorV2 (method density_matrix), PennyLane's
+default.mixed, Cirq, Qulacs and TensorCircuit-NG (JAX), on the hDQNN ansatz.
 
 The circuit is ``hdqnn.ansatz.hardware_efficient(n, L)`` (RY encoding, RY/RZ rotations, CNOT
 ring) with depolarizing(1e-3 one-qubit, 1e-2 two-qubit) then amplitude damping(1e-3) after every
@@ -17,6 +17,9 @@ gate; outputs <Z_q> on every wire; no readout error (Aer's estimator has none). 
             broadcasting fails: the "peers" line says which)
   cirq      DensityMatrixSimulator (complex128), the B inputs as one parameter sweep
   qulacs    DensityMatrix through a ParametricQuantumCircuit, one sample after another
+  tensorcircuit  TensorCircuit-NG's DMCircuit on JAX (complex128), one sample's circuit under
+            jax.vmap over the batch and jax.jit; the timing excludes the compilation (the warm-up
+            call on the same shapes compiles); XLA on one thread (XLA_FLAGS, set at import)
 and checks hdqnn's expval against Aer on the batch ("max |diff|"), each other peer against hdqnn
 ("|d| <peer>"). Peers run on one thread (BLAS and OpenMP pools limited through threadpoolctl
 where installed; start the script with OMP_NUM_THREADS=1 as well). --peers picks them (default:
@@ -32,18 +35,26 @@ would give hdqnn on one thread.
     python bench/bench_noise.py --quick         # smoke run
     python bench/bench_noise.py --points 6,4,256 8,4,64 --repeats 2
     python bench/bench_noise.py --peers aer,qulacs
+    python bench/bench_noise.py --peers tensorcircuit
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import os
-import statistics
-import sys
-import time
-from pathlib import Path
 
-import numpy as np
+# XLA (the tensorcircuit peer's JAX) reads its thread flags when its CPU backend starts: set them
+# before anything can start it, so that peer runs on one thread like the others (as bench_engine.py)
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_ONE_THREAD}".strip()
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import logging  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # hdqnn from a checkout
 
@@ -242,16 +253,68 @@ def qulacs_runner(circuit: hdqnn.Circuit, w: np.ndarray):
     return run
 
 
-PEERS = {"aer": aer_runner, "pennylane": pennylane_runner, "cirq": cirq_runner, "qulacs": qulacs_runner}
-PEER_MODULES = {"aer": "qiskit_aer", "pennylane": "pennylane", "cirq": "cirq", "qulacs": "qulacs"}
+def tensorcircuit_runner(circuit: hdqnn.Circuit, w: np.ndarray):
+    """run(x) -> [B, n] on TensorCircuit-NG's DMCircuit (JAX, complex128): one sample's circuit,
+    jax.vmap over the batch, jax.jit (compiled on the first call per batch shape)."""
+    import jax
+    import jax.numpy as jnp
+    import tensorcircuit as tc
+
+    jax.config.update("jax_enable_x64", True)  # float64 inputs stay float64 in complex128 runs
+    # set_backend("jax") warns that optax (for TensorCircuit's optimizers, unused here) is missing,
+    # in the middle of the "peers" line
+    logging.getLogger("tensorcircuit.backends.jax_backend").setLevel(logging.ERROR)
+    n = circuit.n_qubits
+    # TensorCircuit's generaldepolarizingchannel(p, k) puts p on each non-identity Pauli (string),
+    # hdqnn's p / 4 (p / 16); the Pauli strings are symmetric in the two wires. Its
+    # amplitudedampingchannel(gamma, p) is the generalized one: p = 1 is plain amplitude damping.
+    depol1, depol2 = P1 / 4, P2 / 16
+
+    def select_backend():
+        # set_backend / set_dtype are global and read at trace time: set them before every call
+        tc.set_backend("jax")
+        tc.set_dtype("complex128")
+
+    def one_sample(xb):
+        c = tc.DMCircuit(n)  # wire q is hdqnn's wire q, as in peers.build_tensorcircuit
+        for op in circuit.operations:
+            if op.name == "cx":
+                a, b = op.wires
+                c.cnot(a, b)
+                c.generaldepolarizing(a, b, p=depol2, num_qubits=2)
+                c.amplitudedamping(a, gamma=GAMMA, p=1.0)
+                c.amplitudedamping(b, gamma=GAMMA, p=1.0)
+                continue
+            q = op.wires[0]
+            getattr(c, op.name)(q, theta=angle_value(op.angles[0], xb, w))  # exp(-i theta P / 2), as hdqnn's
+            c.generaldepolarizing(q, p=depol1, num_qubits=1)
+            c.amplitudedamping(q, gamma=GAMMA, p=1.0)
+        # reuse (the default) contracts the density matrix once for the n expectations
+        return jnp.real(jnp.stack([c.expectation_ps(z=[q]) for q in range(n)]))
+
+    batched = jax.jit(jax.vmap(one_sample))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        select_backend()
+        return np.asarray(batched(jnp.asarray(x)))  # np.asarray waits for JAX's asynchronous result
+
+    return run
+
+
+PEERS = {"aer": aer_runner, "pennylane": pennylane_runner, "cirq": cirq_runner, "qulacs": qulacs_runner,
+         "tensorcircuit": tensorcircuit_runner}
+# The modules each peer needs: TensorCircuit imports without JAX, its backend here
+PEER_MODULES = {"aer": ("qiskit_aer",), "pennylane": ("pennylane",), "cirq": ("cirq",), "qulacs": ("qulacs",),
+                "tensorcircuit": ("tensorcircuit", "jax")}
 
 
 def available_peers() -> list[str]:
-    """The peers whose library imports here."""
+    """The peers whose libraries import here."""
     found = []
-    for name, module in PEER_MODULES.items():
+    for name, modules in PEER_MODULES.items():
         try:
-            __import__(module)
+            for module in modules:
+                __import__(module)
         except ImportError:
             continue
         found.append(name)
@@ -313,7 +376,7 @@ def pick_peers(args) -> list[str]:
     if args.peers is not None:
         missing = [name for name in args.peers if name not in available]
         if missing:
-            raise SystemExit(f"peer(s) {missing} do not import here (module {[PEER_MODULES[m] for m in missing]})")
+            raise SystemExit(f"peer(s) {missing} do not import here (modules {[PEER_MODULES[m] for m in missing]})")
         chosen = args.peers
     else:
         chosen = available
