@@ -32,6 +32,9 @@ constexpr int kMaxScaledOps = 64;
 /// Largest register run in chained passes: octet passes over blocks that live in the L3 measured
 /// slower than separate passes (16 qubits, 64 samples, complex64: 49 vs 45 ms per call).
 constexpr int kMaxChainQubits = 14;
+#ifndef HDQNN_VECTOR_BYTES
+#define HDQNN_VECTOR_BYTES 16  // CMake passes the SIMD width of the variant (engine.cpp's vector_bytes)
+#endif
 constexpr int kSrcConst = 0;
 constexpr int kSrcInput = 1;
 /// Z-only expectations read the low bits' signs off a Walsh-Hadamard transform of aligned groups of
@@ -72,6 +75,14 @@ class BlockRunner {
   using L = lane_t<T, S>;
   template <class, int, class>
   friend class BlockRunner;  // a runner drives another one over the chunks of its state
+
+  /// Chained passes (two ops per pass over octets of amplitudes, every pair of pair types) are
+  /// compiled for one configuration only: blocks run by one thread with the lanes that fill this
+  /// variant's vector registers, which is what the engine picks for any batch of a register's width
+  /// or more (engine.cpp, lane_cost). Compiled for every lane count and team they tripled the build
+  /// (kernels.cpp: 56 -> 204 s per object); other lane counts run the two ops one pass each.
+  static constexpr bool kChainedPasses =
+      S == HDQNN_VECTOR_BYTES / int(sizeof(T)) && std::is_same<Team, SoloTeam>::value;
 
  public:
   BlockRunner(const Job<T>& job, const Team& team, const Buffers<T>& buf, double* weight_partials)
@@ -336,7 +347,7 @@ class BlockRunner {
   /// Not with one lane, where the pair kernels vectorise along amplitude runs instead (10 qubits,
   /// one sample: 0.077 ms per call without chains, 0.118 with), nor beyond kMaxChainQubits.
   bool chained_pass(const Op* ops, int i, int end) {
-    if constexpr (S == 1) {
+    if constexpr (!kChainedPasses) {
       return false;
     } else {
       if (n_ > kMaxChainQubits || i + 1 >= end || !chains(ops[i], ops[i + 1])) return false;
@@ -945,7 +956,7 @@ class BlockRunner {
   /// Undoes ops[i - 1] and ops[i] in one chained pass where the forward pass chained them and
   /// both have gradients (or ops[i] is a plain cx); false (nothing run) else.
   bool backward_chained_pass(const Op* ops, int begin, int i) {
-    if constexpr (S == 1) {
+    if constexpr (!kChainedPasses) {
       return false;
     } else {
       if (n_ > kMaxChainQubits || i - 1 < begin || !chains(ops[i - 1], ops[i])) return false;

@@ -17,12 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef HDQNN_ISA
-#define HDQNN_ISA base
-#endif
-#define HDQNN_PASTE2(a, b) a##b
-#define HDQNN_PASTE(a, b) HDQNN_PASTE2(a, b)
-#define HDQNN_ISA_NAMESPACE HDQNN_PASTE(isa_, HDQNN_ISA)
+#include "isa_variant.hpp"  // first: selects this object's instruction-set namespace
 
 #include "density.hpp"
 #include "hdqnn/gates.hpp"

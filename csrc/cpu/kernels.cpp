@@ -22,13 +22,7 @@
 #include <sys/mman.h>
 #endif
 
-// Before any hdqnn header: selects the inline namespace of this instruction set (config.hpp).
-#ifndef HDQNN_ISA
-#define HDQNN_ISA base
-#endif
-#define HDQNN_PASTE2(a, b) a##b
-#define HDQNN_PASTE(a, b) HDQNN_PASTE2(a, b)
-#define HDQNN_ISA_NAMESPACE HDQNN_PASTE(isa_, HDQNN_ISA)
+#include "isa_variant.hpp"  // first: selects this object's instruction-set namespace
 
 #include "block_runner.hpp"
 #include "engine_types.hpp"

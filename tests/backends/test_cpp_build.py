@@ -620,3 +620,39 @@ def test_vjp_on_the_rl_ansatz_and_deep_circuits(core, restore_settings, dtype):
     for got, want in zip(core.vjp(*_program_args(prog), x, w, paulis, g),
                          NumpyBackend().vjp(prog, x, w, paulis, g, cdtype)):
         np.testing.assert_allclose(got, want, atol=10 * tol, rtol=0)
+
+
+#: SIMD register bytes of each variant (engine.cpp's variant table; CMake's HDQNN_*_VECTOR_BYTES).
+VECTOR_BYTES = {"base": 16, "avx2": 32, "avx512": 64, "native": 32}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_chained_passes_of_every_instruction_set(core, restore_settings, dtype):
+    """Chained cx passes are compiled for one lane count per variant, the one that fills its vector
+    registers, which the engine picks for a batch that wide (block_runner.hpp, kChainedPasses):
+    every available variant runs them, forward and adjoint, on the hDQNN ansatz and on phase-heavy
+    random circuits (every pair of block shapes), with the reference's results; other lane counts
+    run the same ops one pass each."""
+    rng = np.random.default_rng(2024)
+    core.set_num_threads(1)
+    reference = NumpyBackend()
+    cdtype = np.complex128 if dtype == np.float64 else np.complex64
+    tol = 50 * TOL[dtype]
+    batch = 35  # several full blocks and a partial one at every lane count
+    circuits = [ansatz.hardware_efficient(6, 3)] + [_phase_heavy_circuit(rng, n, n_layers=3) for n in (3, 5, 7)]
+    for isa in core.available_isas():
+        core.set_isa(isa)
+        for circuit in circuits:
+            prog = circuit.compile()
+            n = prog.n_qubits
+            lanes = core.policy("vjp", n, batch, 50, dtype == np.float64)["lanes"]
+            assert lanes == VECTOR_BYTES[isa] // np.dtype(dtype).itemsize, isa
+            x = rng.uniform(-np.pi, np.pi, (batch, prog.n_inputs)).astype(dtype)
+            w = rng.uniform(-np.pi, np.pi, prog.n_weights).astype(dtype)
+            paulis = compile_observables([("Z", q) for q in range(n)] + random_paulis(rng, n, 2), n)
+            g = rng.normal(size=(batch, paulis.shape[0])).astype(dtype)
+            args = _program_args(prog)
+            np.testing.assert_allclose(core.expval(*args, x, w, paulis), reference.expval(prog, x, w, paulis, cdtype),
+                                       atol=TOL[dtype], rtol=0, err_msg=f"{isa} expval, n={n}")
+            for got, want in zip(core.vjp(*args, x, w, paulis, g), reference.vjp(prog, x, w, paulis, g, cdtype)):
+                np.testing.assert_allclose(got, want, atol=tol, rtol=0, err_msg=f"{isa} vjp, n={n}")
