@@ -57,17 +57,8 @@ NOISY="--noise $DEVICE --shots $SHOTS"
 COMMON="--threads 1 --no-progress --eval-episodes 5"
 mkdir -p "$OUT"
 
-# Prints the command that trains (or resumes) one run; nothing if it already finished.
-run_cmd() {  # out_dir, flags...
-  local dir=$1; shift
-  if [[ -f $dir/summary.json ]] && [[ ! $dir/checkpoint.pt -nt $dir/summary.json ]]; then return; fi
-  if [[ -f $dir/checkpoint.pt ]]; then
-    echo "$ONE_THREAD $HDQNN train --resume $dir --no-progress > $dir.log 2>&1"
-  else
-    mkdir -p "$(dirname "$dir")"
-    echo "$ONE_THREAD $HDQNN train $COMMON $* --out $dir > $dir.log 2>&1"
-  fi
-}
+PREFIX="$ONE_THREAD "
+. bench/run_cmd.sh  # run_cmd: train or resume one run
 
 if [[ " $PHASES " == *" sps "* ]]; then
 echo "== phase 1: step time (one run at a time)" >&2

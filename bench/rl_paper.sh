@@ -33,6 +33,7 @@ if [[ "${1:-}" == "--quick" ]]; then
   STEPS=300; LEARNING_STARTS=100; SEEDS="1"; OUT=bench/out/rl_paper_quick; EPISODES=1; EVAL_FREQ=300
 fi
 HDQNN="$PYTHON -m hdqnn"
+COMMON="--threads 1 --no-progress --no-tensorboard --eval-episodes 5 --eval-freq $EVAL_FREQ"
 ENV=Hopper-v4
 mkdir -p "$OUT"
 
@@ -48,17 +49,7 @@ VARIANTS=(
   "ppo|--algo ppo"
 )
 
-# Prints the command that trains (or resumes) one run; nothing if it already finished.
-run_cmd() {  # dir, flags...
-  local dir=$1; shift
-  if [[ -f $dir/summary.json ]] && [[ ! $dir/checkpoint.pt -nt $dir/summary.json ]]; then return; fi
-  if [[ -f $dir/checkpoint.pt ]]; then
-    echo "$HDQNN train --resume $dir --no-progress > $dir.log 2>&1"
-  else
-    mkdir -p "$(dirname "$dir")"
-    echo "$HDQNN train --threads 1 --no-progress --no-tensorboard --eval-episodes 5 --eval-freq $EVAL_FREQ $* --out $dir > $dir.log 2>&1"
-  fi
-}
+. bench/run_cmd.sh  # run_cmd: train or resume one run
 
 if [[ " $PHASES " == *" learn "* ]]; then
   {
