@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The paper's comparison on Hopper-v4 (issue 14, item 5): every algorithm and ablation, 3 seeds,
-# the same budget, then returns (95% CIs, IQM) and the generalization sweep.
+# the same budget, then returns (95% CIs, IQM), the generalization sweep and its summary
+# (bench/generalize_summary.py: mean relative drop per variant, quantum against classical twins).
 #
 #   td3, sac, ppo                    classical agents (hdqnn's defaults, SB3's names)
 #   hdqnn-td3 5x10, hdqnn-td3 10x10  PQC actor, 5 or 10 qubits, 10 layers, qtDNN gradient
@@ -76,4 +77,7 @@ if [[ " $PHASES " == *" generalize "* ]]; then
     | OMP_NUM_THREADS=1 xargs -r -P "$JOBS" -I{} bash -c \
       "$HDQNN generalize $OUT/{} --episodes $EPISODES --out $OUT/generalize/{} --markdown > $OUT/generalize-{}.md 2>$OUT/generalize-{}.log || echo 'FAILED: generalize {}' >&2"
   echo "generalization tables: $OUT/generalize-*.md, plots: $OUT/generalize/*/" >&2
+  # one line per variant, and each quantum variant against its classical twins
+  (cd bench && $PYTHON generalize_summary.py "../$OUT" --pairs hdqnn-td3-10x10:td3 hdqnn-td3-10x10:fc-td3 \
+    hdqnn-td3-10x10:rbg-td3 hdqnn-td3-5x10:td3 hdqnn-sac-10x10:sac) | tee "$OUT/generalize-summary.md"
 fi
