@@ -9,7 +9,8 @@ t-interval. ``--pairs Q:C`` compares configuration Q with C (Welch's test over s
 unperturbed return and on the mean drop over all levels: the paper's claim that hDQNNs generalize
 better predicts a smaller drop for the quantum variant.
 
-    python bench/generalize_summary.py bench/out/rl_paper --pairs hdqnn-td3-10x10:td3 hdqnn-sac-10x10:sac
+    python bench/generalize_summary.py bench/out/rl_paper --pairs hdqnn-td3-10x10:td3 hdqnn-sac-10x10:sac \
+        --plot generalization.png
 """
 from __future__ import annotations
 
@@ -68,8 +69,8 @@ def config_table(configs: dict[str, list[dict[str, Any]]]) -> str:
     head = ["config", "seeds", "unperturbed return", "mean drop, all levels"] + names
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for config, seeds in sorted(configs.items()):
-        per_family = [f"{100.0 * np.mean([np.mean(s['drops'][p]) for s in seeds if p in s['drops']]):.1f}%"
-                      if any(p in s["drops"] for s in seeds) else "-" for p in names]
+        per_family = [f"{100.0 * np.mean(family_drops(seeds, p)):.1f}%" if family_drops(seeds, p) else "-"
+                      for p in names]
         lines.append("| " + " | ".join([config, str(len(seeds)), _mean_ci([s["return"] for s in seeds]),
                                         _pct_ci([all_levels_drop(s) for s in seeds])] + per_family) + " |")
     return "\n".join(lines)
@@ -79,8 +80,8 @@ def _diff(a: Sequence[float], b: Sequence[float], scale: float = 1.0, unit: str 
     if len(a) < 2 or len(b) < 2:
         return f"{scale * (np.mean(a) - np.mean(b)):.1f}{unit} (too few seeds for a test)"
     w = welch_test([scale * v for v in a], [scale * v for v in b])
-    p = "nan" if math.isnan(w.p_value) else f"{w.p_value:.2f}"
-    return f"{w.difference:.1f}{unit} [{w.ci[0]:.1f}, {w.ci[1]:.1f}], p = {p}"
+    p = "nan" if math.isnan(w.p_value) else "< 0.01" if w.p_value < 0.005 else f"= {w.p_value:.2f}"
+    return f"{w.difference:.1f}{unit} [{w.ci[0]:.1f}, {w.ci[1]:.1f}], p {p}"
 
 
 def pair_table(configs: dict[str, list[dict[str, Any]]], pairs: Sequence[tuple[str, str]]) -> str:
@@ -96,6 +97,41 @@ def pair_table(configs: dict[str, list[dict[str, Any]]], pairs: Sequence[tuple[s
     return "\n".join(lines)
 
 
+def family_drops(seeds: list[dict[str, Any]], name: str) -> list[float]:
+    """Per seed, the mean drop over the levels of perturbation ``name`` (seeds that swept it)."""
+    return [float(np.mean(s["drops"][name])) for s in seeds if name in s["drops"]]
+
+
+def plot(configs: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Grouped bars: per perturbation, each configuration's mean drop with its 95% interval over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(p for seeds in configs.values() for s in seeds for p in s["drops"])) + ["all levels"]
+    width = 0.8 / len(configs)
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.3 * len(names)), 4.5))
+    for k, (config, seeds) in enumerate(sorted(configs.items())):
+        means, errors = [], []
+        for name in names:
+            values = [all_levels_drop(s) for s in seeds] if name == "all levels" else family_drops(seeds, name)
+            values = [100.0 * v for v in values]
+            means.append(float(np.mean(values)) if values else np.nan)
+            half = (t_interval(values)[1] - means[-1]) if len(values) > 1 else 0.0
+            errors.append(half)
+        ax.bar(np.arange(len(names)) + (k - (len(configs) - 1) / 2) * width, means, width, yerr=errors,
+               capsize=2, label=config)
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_xticks(np.arange(len(names)), names)
+    ax.set_ylabel("return drop vs unperturbed, % (positive = worse)")
+    ax.set_title("Mean relative drop over each perturbation's levels (95% t-interval over seeds)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def pair(text: str) -> tuple[str, str]:
     q, sep, c = text.partition(":")
     if not sep or not q or not c:
@@ -108,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("roots", nargs="+", type=Path, help="folders holding CONFIG/seedN/generalization.json")
     parser.add_argument("--pairs", nargs="*", type=pair, default=[], metavar="Q:C",
                         help="quantum configuration : its classical twin")
+    parser.add_argument("--plot", type=Path, help="write the per-perturbation drops as grouped bars (PNG)")
     args = parser.parse_args(argv)
     configs = read_configs(args.roots)
     if not configs:
@@ -117,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pairs:
         print()
         print(pair_table(configs, args.pairs))
+    if args.plot:
+        plot(configs, args.plot)
     print("\ndrop: (unperturbed - perturbed) / |unperturbed| of a seed's mean return, averaged over the levels "
           "(per column: over that perturbation's levels), then over seeds; positive = worse. Intervals: 95% t over "
           "seeds; differences: quantum - classical, Welch.")

@@ -72,3 +72,9 @@ def test_cli_errors_name_the_problem(summary, runs, tmp_path_factory, capsys):
     assert "QUANTUM:CLASSICAL" in capsys.readouterr().err
     assert summary.main([str(runs), "--pairs", "hdqnn-td3:td3"]) == 0
     assert "| hdqnn-td3 | td3 |" in capsys.readouterr().out
+
+
+def test_plot_is_written(summary, runs, tmp_path):
+    out = tmp_path / "drops.png"
+    assert summary.main([str(runs), "--plot", str(out)]) == 0
+    assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
