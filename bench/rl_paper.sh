@@ -78,7 +78,7 @@ if [[ " $PHASES " == *" generalize "* ]]; then
       "$HDQNN generalize $OUT/{} --episodes $EPISODES --out $OUT/generalize/{} --markdown > $OUT/generalize-{}.md 2>$OUT/generalize-{}.log || echo 'FAILED: generalize {}' >&2"
   echo "generalization tables: $OUT/generalize-*.md, plots: $OUT/generalize/*/" >&2
   # one line per variant, and each quantum variant against its classical twins
-  (cd bench && $PYTHON generalize_summary.py "../$OUT" --pairs hdqnn-td3-10x10:td3 hdqnn-td3-10x10:fc-td3 \
-    hdqnn-td3-10x10:rbg-td3 hdqnn-td3-5x10:td3 hdqnn-sac-10x10:sac --plot "../$OUT/generalization.png") \
+  $PYTHON bench/generalize_summary.py "$OUT" --pairs hdqnn-td3-10x10:td3 hdqnn-td3-10x10:fc-td3 \
+    hdqnn-td3-10x10:rbg-td3 hdqnn-td3-5x10:td3 hdqnn-sac-10x10:sac --plot "$OUT/generalization.png" \
     | tee "$OUT/generalize-summary.md"
 fi
