@@ -209,7 +209,8 @@ def cirq_runner(circuit: hdqnn.Circuit, w: np.ndarray):
 
 def qulacs_runner(circuit: hdqnn.Circuit, w: np.ndarray):
     """run(x) -> [B, n] on Qulacs' DensityMatrix, one sample after another (Qulacs has no batch)."""
-    from qulacs import DensityMatrix, Observable, ParametricQuantumCircuit, gate
+    from peers import qulacs_z_observables  # the engine benchmark's adapters (bench/, the script's folder)
+    from qulacs import DensityMatrix, ParametricQuantumCircuit, gate
 
     n = circuit.n_qubits
     qc = ParametricQuantumCircuit(n)
@@ -232,11 +233,7 @@ def qulacs_runner(circuit: hdqnn.Circuit, w: np.ndarray):
             qc.add_gate(fixed[op.name](q, angle_value(angle, None, w)))
         qc.add_gate(gate.DepolarizingNoise(q, 3 * P1 / 4))
         qc.add_gate(gate.AmplitudeDampingNoise(q, GAMMA))
-    observables = []
-    for q in range(n):
-        obs = Observable(n)
-        obs.add_operator(1.0, f"Z {q}")
-        observables.append(obs)
+    observables = qulacs_z_observables(n)
     state = DensityMatrix(n)
 
     def run(x: np.ndarray) -> np.ndarray:

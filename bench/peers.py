@@ -243,6 +243,18 @@ def build_pennylane_lightning(n: int, layers: int, dtype: str) -> Built:
 QULACS_ANGLE_SIGN = -1.0
 
 
+def qulacs_z_observables(n: int) -> list:
+    """Qulacs Observables <Z_q> for q = 0..n-1 (wire q is hdqnn's wire q, as in the adapters here)."""
+    from qulacs import Observable
+
+    observables = []
+    for q in range(n):
+        obs = Observable(n)
+        obs.add_operator(1.0, f"Z {q}")
+        observables.append(obs)
+    return observables
+
+
 def build_qulacs(n: int, layers: int, dtype: str) -> Built:
     """ParametricQuantumCircuit per sample (Python loop over the batch); gradients by
     ParametricQuantumCircuit.backprop with the observable sum_q g[b, q] Z_q, after the forward
@@ -258,11 +270,7 @@ def build_qulacs(n: int, layers: int, dtype: str) -> Built:
         add = circuit.add_parametric_RY_gate if gate.name == "ry" else circuit.add_parametric_RZ_gate
         add(gate.wires[0], 0.0)
         slots.append((gate.source, gate.index))
-    z_observables = []
-    for q in range(n):
-        obs = Observable(n)
-        obs.add_operator(1.0, f"Z {q}")
-        z_observables.append(obs)
+    z_observables = qulacs_z_observables(n)
     state = QuantumState(n)
 
     def load(xb, w):
