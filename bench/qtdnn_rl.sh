@@ -13,7 +13,11 @@
 #
 # Usage: bash bench/qtdnn_rl.sh        Environment: STEPS (8000), LEARNING_STARTS (2000),
 #   SEEDS ("1 2 3"), JOBS (2 runs at a time, one torch thread each), OUT (bench/out/qtdnn_rl),
-#   PYTHON (python), FIDELITY_FREQ (50). Re-running resumes unfinished runs and skips finished ones.
+#   PYTHON (python), FIDELITY_FREQ (50), FROM (none). Re-running resumes unfinished runs, skips
+#   finished ones and extends those finished at a smaller STEPS (bench/run_cmd.sh).
+# FROM=DIR starts OUT from the finished runs of a smaller budget in DIR (another OUT of this
+# script), copied and extended to STEPS: the same as training from scratch at STEPS (the agents'
+# state, replay buffer and RNGs all resume; tests/rl/test_train.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,29 +28,24 @@ JOBS=${JOBS:-2}
 OUT=${OUT:-bench/out/qtdnn_rl}
 PYTHON=${PYTHON:-python}
 FIDELITY_FREQ=${FIDELITY_FREQ:-50}
+FROM=${FROM:-}
+HDQNN="$PYTHON -m hdqnn"
+COMMON="--algo hdqnn-td3 --env Hopper-v4 --qubits 10 --layers 10 --fidelity-freq $FIDELITY_FREQ \
+  --no-progress --no-tensorboard"
 
-run() {  # run NAME SEED FLAGS...: one training, resumed if its folder holds a checkpoint
-  local name=$1 seed=$2; shift 2
-  local dir="$OUT/$name/seed$seed"
-  if [ -f "$dir/summary.json" ]; then return; fi
-  if [ -f "$dir/checkpoint.pt" ]; then
-    OMP_NUM_THREADS=1 "$PYTHON" -m hdqnn train --resume "$dir" --no-progress
-  else
-    OMP_NUM_THREADS=1 "$PYTHON" -m hdqnn train --algo hdqnn-td3 --env Hopper-v4 --qubits 10 --layers 10 \
-      --steps "$STEPS" --learning-starts "$LEARNING_STARTS" --seed "$seed" --tag "$name" \
-      --fidelity-freq "$FIDELITY_FREQ" --no-progress --no-tensorboard --out "$dir" "$@"
-  fi > "$OUT/$name-seed$seed.log" 2>&1
-}
+. bench/run_cmd.sh  # run_cmd: train, resume or extend one run; copy_finished_runs
 
 mkdir -p "$OUT"
-jobs_list=()
-for seed in $SEEDS; do
-  jobs_list+=("qtdnn $seed" "qtdnn-sobolev $seed --qtdnn-preset sobolev" "adjoint $seed --grad adjoint")
-done
-for job in "${jobs_list[@]}"; do
-  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
-  # shellcheck disable=SC2086
-  run $job &
-done
-wait
-"$PYTHON" -m hdqnn compare "$OUT"/*/seed* --timings --markdown --out "$OUT"
+[[ -n $FROM ]] && copy_finished_runs "$FROM"
+{
+  for seed in $SEEDS; do
+    for job in "qtdnn|" "qtdnn-sobolev|--qtdnn-preset sobolev" "adjoint|--grad adjoint"; do
+      name=${job%%|*}
+      # shellcheck disable=SC2086
+      run_cmd "$OUT/$name/seed$seed" ${job#*|} --steps "$STEPS" --learning-starts "$LEARNING_STARTS" \
+        --seed "$seed" --tag "$name"
+    done
+  done
+} > "$OUT/jobs.txt"
+tr '\n' '\0' < "$OUT/jobs.txt" | OMP_NUM_THREADS=1 xargs -0 -r -P "$JOBS" -I{} bash -c '{} || echo "FAILED: {}" >&2'
+$HDQNN compare "$OUT"/*/seed* --timings --markdown --out "$OUT"

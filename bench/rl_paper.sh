@@ -12,12 +12,17 @@
 # agents; PPO: 2,048-step rollouts from the start), the largest whose 24 runs finish in ~1.5 h of
 # one session on this 2-core machine with two runs at a time (one torch thread each).
 # At this budget Hopper agents are early in learning (returns of a few hundred); PPO in particular
-# usually needs ~1M steps. Re-running resumes unfinished runs and skips finished ones.
+# usually needs ~1M steps. Re-running resumes unfinished runs, skips finished ones and extends
+# off-policy runs finished at a smaller STEPS (bench/run_cmd.sh).
+# FROM=DIR starts OUT from the finished runs of a smaller budget in DIR (another OUT of this
+# script): its off-policy runs are copied and extended to STEPS, which gives what training from
+# scratch at STEPS would (the agents' state, buffer and RNGs all resume); PPO, whose learning rate
+# anneals over the budget, trains again from scratch.
 #
 # Usage: bash bench/rl_paper.sh [--quick]     (--quick: a 2-minute smoke test of the script)
 # Environment: STEPS (25000), LEARNING_STARTS (5000), SEEDS ("1 2 3"), JOBS (2),
 #   OUT (bench/out/rl_paper), PYTHON (python), EPISODES (5: evaluation episodes per perturbation level),
-#   PHASES ("learn generalize").
+#   PHASES ("learn generalize"), FROM (none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +34,7 @@ OUT=${OUT:-bench/out/rl_paper}
 PYTHON=${PYTHON:-python}
 EPISODES=${EPISODES:-5}
 PHASES=${PHASES:-"learn generalize"}
+FROM=${FROM:-}
 EVAL_FREQ=5000
 if [[ "${1:-}" == "--quick" ]]; then
   STEPS=300; LEARNING_STARTS=100; SEEDS="1"; OUT=bench/out/rl_paper_quick; EPISODES=1; EVAL_FREQ=300
@@ -50,9 +56,10 @@ VARIANTS=(
   "ppo|--algo ppo"
 )
 
-. bench/run_cmd.sh  # run_cmd: train or resume one run
+. bench/run_cmd.sh  # run_cmd: train, resume or extend one run; copy_finished_runs
 
 if [[ " $PHASES " == *" learn "* ]]; then
+  [[ -n $FROM ]] && copy_finished_runs "$FROM"
   {
     for seed in $SEEDS; do
       for v in "${VARIANTS[@]}"; do
