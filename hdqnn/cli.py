@@ -9,6 +9,7 @@ import argparse
 import shlex
 import signal
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 EXIT_USAGE = 2
@@ -41,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also save the deterministic policy to one self-contained file "
                         "(hdqnn.rl.Policy.load(FILE) acts without the run folder)")
     p.add_argument("--export", metavar="FILE", default=None,
-                   help="also export a classical actor (td3, fc-td3, sac, fc-sac, ppo, fc-ppo) to TorchScript")
+                   help="also export a classical actor (td3, fc-td3, sac, fc-sac, ppo, fc-ppo) for torch alone: "
+                        "FILE.pt2 as torch.export's program, any other name as TorchScript")
     p.add_argument("--video", metavar="FILE.mp4", default=None,
                    help="first record the first evaluation episode as an MP4 (offscreen rendering: MuJoCo "
                         "through MUJOCO_GL, default egl; pygame for classic control; imageio-ffmpeg)")
@@ -189,15 +191,16 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _save_policy(run_dir: str, policy_file: str | None, torchscript_file: str | None) -> None:
-    """Write the run's policy as a self-contained file and/or TorchScript, saying where."""
+def _save_policy(run_dir: str, policy_file: str | None, export_file: str | None) -> None:
+    """Write the run's policy as a self-contained file and/or an export for torch alone, saying where."""
     from .rl.policy import load_policy
 
     policy = load_policy(run_dir)
     if policy_file:
         print(f"policy saved to {policy.save(policy_file)} (load with hdqnn.rl.Policy.load)")
-    if torchscript_file:
-        print(f"TorchScript actor exported to {policy.export(torchscript_file)} (load with torch.jit.load)")
+    if export_file:
+        loader = "torch.export.load(FILE).module()" if Path(export_file).suffix == ".pt2" else "torch.jit.load"
+        print(f"actor exported to {policy.export(export_file)} (load with {loader})")
 
 
 def _record_video(run_dir: str, path: str, seed: int | None, perturb: dict[str, float]) -> bool:

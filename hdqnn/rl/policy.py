@@ -44,10 +44,13 @@ an hDQNN actor the PQC as OpenQASM 3, and for a PPO actor its frozen observation
 Loading rebuilds the actor from the arguments and refuses a file whose stored PQC differs from the
 one this hdqnn builds, so a changed ansatz never loads silently.
 
-``export`` writes TorchScript for the purely classical actors (td3, fc-td3, sac, fc-sac, ppo, fc-ppo,
-with their observation normalisation). The hDQNN
-actor's PQC runs hdqnn's simulator (or a hardware runner) from Python, which is not a TorchScript
-op, and the RBG ablation's bits come from a stateful generator: their portable form is ``save``.
+``export`` writes the purely classical actors (td3, fc-td3, sac, fc-sac, ppo, fc-ppo, with their
+observation normalisation) in a form that needs torch only: a ``.pt2`` file is torch.export's
+program (``torch.export.load(path).module()(obs)``, obs float32 [B, obs_dim], any B >= 1), the
+format torch recommends; any other name gets TorchScript (``torch.jit.load(path)(obs)``, [obs_dim]
+or [B, obs_dim]), which torch 2.13 deprecates but libtorch still loads from C++. The hDQNN actor's
+PQC runs hdqnn's simulator (or a hardware runner) from Python, which neither format can hold, and
+the RBG ablation's bits come from a stateful generator: their portable form is ``save``.
 """
 from __future__ import annotations
 
@@ -189,25 +192,39 @@ class Policy:
         return policy
 
     def export(self, path: str | os.PathLike) -> Path:
-        """Write the actor as TorchScript (``torch.jit.load(path)(obs)`` -> actions, float32; [obs_dim]
-        or [B, obs_dim]) for the classical actors; ValueError for the others (see the module doc)."""
+        """Write the actor for use with torch alone: torch.export's program if ``path`` ends in
+        ``.pt2``, else TorchScript (see the module doc); ValueError for the actors that cannot be."""
         if _quantum_layer(self.actor) is not None:
             reason = ("its PQC is a QuantumLayer that runs hdqnn's simulator (or a hardware runner) from "
-                      "Python, which is not a TorchScript op")
+                      "Python, which is not a torch op")
         elif _has_random_bits(self.actor):
             reason = "its random bits come from a stateful torch.Generator kept outside the graph"
         else:
             reason = None
         if reason is not None:
-            raise ValueError(f"a {self.args.algo} policy cannot be exported to TorchScript: {reason}. Use "
-                             "policy.save(PATH) and hdqnn.rl.Policy.load(PATH) instead (one self-contained "
-                             "file); TorchScript export covers the classical actors (td3, sac, ppo, fc-*)")
+            raise ValueError(f"a {self.args.algo} policy cannot be exported to torch.export or TorchScript: "
+                             f"{reason}. Use policy.save(PATH) and hdqnn.rl.Policy.load(PATH) instead (one "
+                             "self-contained file); export covers the classical actors (td3, sac, ppo, fc-*)")
         actor = copy.deepcopy(self.actor).cpu().eval()
-        example = torch.zeros(1, self.obs_dim)
-        module = torch.jit.script(_TorchScriptPolicy(torch.jit.trace(actor, example), self.obs_dim))
         path = Path(path)
-        module.save(str(path))
+        if path.suffix == ".pt2":
+            _export_program(actor, self.obs_dim, path)
+        else:
+            _export_torchscript(actor, self.obs_dim, path)
         return path
+
+
+def _export_program(actor: nn.Module, obs_dim: int, path: Path) -> None:
+    """torch.export's program of ``actor`` for any batch size (traced at 2: torch specialises 0 and 1)."""
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(actor, (torch.zeros(2, obs_dim),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(path))
+
+
+def _export_torchscript(actor: nn.Module, obs_dim: int, path: Path) -> None:
+    """TorchScript of ``actor`` behind the unbatched form and a shape check."""
+    example = torch.zeros(1, obs_dim)
+    torch.jit.script(_TorchScriptPolicy(torch.jit.trace(actor, example), obs_dim)).save(str(path))
 
 
 class _TorchScriptPolicy(nn.Module):

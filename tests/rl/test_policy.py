@@ -195,12 +195,24 @@ def test_classical_policy_exports_to_torchscript(runs, algo, tmp_path):
         module(torch.zeros(5, 2))
 
 
+@pytest.mark.parametrize("algo", [a for a in ALGOS if not a.startswith(("hdqnn-", "rbg-"))])
+def test_classical_policy_exports_to_torch_export(runs, algo, tmp_path):
+    policy = load_policy(runs[algo])
+    module = torch.export.load(str(policy.export(tmp_path / "actor.pt2"))).module()
+    for batch in (1, 2, 7):
+        obs = torch.from_numpy(observations(batch))
+        assert torch.equal(module(obs), policy(obs))
+    with pytest.raises(Exception, match="size"):
+        module(torch.zeros(5, 2))
+
+
+@pytest.mark.parametrize("name", ["actor.pt", "actor.pt2"])
 @pytest.mark.parametrize("algo", [a for a in ALGOS if a.startswith(("hdqnn-", "rbg-"))])
-def test_hybrid_policies_refuse_torchscript_and_point_to_save(runs, algo, tmp_path):
-    reason = "not a TorchScript op" if algo.startswith("hdqnn-") else "Generator"
+def test_hybrid_policies_refuse_export_and_point_to_save(runs, algo, name, tmp_path):
+    reason = "not a torch op" if algo.startswith("hdqnn-") else "Generator"
     with pytest.raises(ValueError, match=f"{reason}.*policy.save"):
-        load_policy(runs[algo]).export(tmp_path / "actor.pt")
-    assert not (tmp_path / "actor.pt").exists()
+        load_policy(runs[algo]).export(tmp_path / name)
+    assert not (tmp_path / name).exists()
 
 
 def test_loading_a_run_does_not_take_its_write_lock(runs):
@@ -217,14 +229,16 @@ def test_missing_run_folder(tmp_path):
 def test_eval_saves_and_exports_the_policy_from_the_command_line(runs, tmp_path, capsys):
     from hdqnn.cli import main
 
-    policy_file, script_file = tmp_path / "td3.policy", tmp_path / "td3.pt"
+    policy_file, program_file = tmp_path / "td3.policy", tmp_path / "td3.pt2"
     assert main(["eval", runs["td3"], "--episodes", "1", "--save-policy", str(policy_file),
-                 "--export", str(script_file)]) == 0
+                 "--export", str(program_file)]) == 0
     obs = observations(4)
     expected = load_policy(runs["td3"])(obs)
     np.testing.assert_array_equal(Policy.load(policy_file)(obs), expected)
-    np.testing.assert_array_equal(torch.jit.load(str(script_file))(torch.from_numpy(obs)).detach().numpy(), expected)
-    assert str(policy_file) in capsys.readouterr().out
-    # a hybrid actor cannot become TorchScript: a message and rc 2, not a traceback
-    assert main(["eval", runs["hdqnn-td3"], "--episodes", "1", "--export", str(tmp_path / "h.pt")]) == 2
-    assert "TorchScript" in capsys.readouterr().err
+    program = torch.export.load(str(program_file)).module()
+    np.testing.assert_array_equal(program(torch.from_numpy(obs)).detach().numpy(), expected)
+    out = capsys.readouterr().out
+    assert str(policy_file) in out and "torch.export.load" in out
+    # a hybrid actor cannot be exported: a message and rc 2, not a traceback
+    assert main(["eval", runs["hdqnn-td3"], "--episodes", "1", "--export", str(tmp_path / "h.pt2")]) == 2
+    assert "policy.save" in capsys.readouterr().err
