@@ -35,9 +35,8 @@ from .envs import EpisodeRecorder, make_env
 from .metrics import RUN_FILE, MetricLogger
 from .ppo import (NORMALIZATION_CLIP, PPO, NormalizedActor, ObservationNormalizer, RolloutBuffer,
                   annealed_learning_rate, normalize_observations)
-from .timing import per_step_ms
-from .train import (RECENT_EPISODES, Progress, _evaluate, _finish, _progress_bar, _record_extension,
-                    _stop_if_signalled, _StopSignals, _take_timings, _write_json, steps_per_second)
+from .train import (RECENT_EPISODES, Progress, _evaluate, _finish, _LogWindow, _progress_bar, _record_extension,
+                    _stop_if_signalled, _StopSignals, _take_timings, _write_json)
 
 
 # --------------------------------------------------------------------------------- environments
@@ -228,7 +227,7 @@ def train_on_policy(args: Args, checkpoint: dict[str, Any] | None, out_dir: Path
 
     recent = deque(progress.recent_returns, maxlen=RECENT_EPISODES)
     bar = _progress_bar(args, progress.global_step)
-    window_train_seconds, window_steps, metrics = progress.train_seconds, 0, {}
+    window = _LogWindow(progress)
     stop = _StopSignals()
     try:
         stop.install()
@@ -255,23 +254,16 @@ def train_on_policy(args: Args, checkpoint: dict[str, Any] | None, out_dir: Path
                 iteration = step // rollout_size
                 lr = (annealed_learning_rate(args.learning_rate, iteration, num_iterations) if args.anneal_lr
                       else args.learning_rate)
-                metrics.update(agent.update(rollout, agent.value(obs), lr))
+                window.metrics.update(agent.update(rollout, agent.value(obs), lr))
                 rollout.clear()
 
             step_seconds = time.perf_counter() - step_start
             progress.train_seconds += step_seconds
             progress.learning_steps += args.num_envs  # no warm-up: every step is part of learning
             progress.learning_seconds += step_seconds
-            window_steps += args.num_envs
+            window.steps += args.num_envs
             if crossed(step, args.log_freq, args.num_envs) or step == args.total_timesteps:
-                seconds = _take_timings(agent, progress)
-                sps = steps_per_second(window_steps, progress.train_seconds - window_train_seconds)
-                progress.circuit_executions = executions_offset + agent.circuit_executions()
-                logger.log(step, {**metrics, "charts/SPS": sps, **per_step_ms(seconds, window_steps),
-                                  "quantum/circuit_executions": progress.circuit_executions})
-                bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{np.mean(recent):.0f}" if recent else "-",
-                                eval="-" if progress.last_eval is None else f"{progress.last_eval:.0f}")
-                window_train_seconds, window_steps, metrics = progress.train_seconds, 0, {}
+                window.log(step, agent, logger, bar, recent, executions_offset)
             if crossed(step, args.eval_freq, args.num_envs) or step == args.total_timesteps:
                 _evaluate(vec.acting_policy(agent.actor), eval_env, args, logger, progress, step)
             saved = crossed(step, args.checkpoint_freq, args.num_envs) or step == args.total_timesteps

@@ -197,7 +197,7 @@ def _train(lock: RunFolderLock, args: Args | None, resume: str | os.PathLike | N
     # ---------------------------------------------------------------- the loop
     recent = deque(progress.recent_returns, maxlen=RECENT_EPISODES)
     bar = _progress_bar(args, progress.global_step)
-    window_train_seconds, window_steps, metrics = progress.train_seconds, 0, {}
+    window = _LogWindow(progress)
     stop = _StopSignals()
     try:
         stop.install()
@@ -222,7 +222,7 @@ def _train(lock: RunFolderLock, args: Args | None, resume: str | os.PathLike | N
 
             learning = len(rb) >= max(args.learning_starts, 1)
             if learning:
-                metrics.update(agent.update(rb.sample(args.batch_size)))
+                window.metrics.update(agent.update(rb.sample(args.batch_size)))
 
             step = progress.global_step = global_step + 1
             step_seconds = time.perf_counter() - step_start
@@ -230,16 +230,9 @@ def _train(lock: RunFolderLock, args: Args | None, resume: str | os.PathLike | N
             if learning:
                 progress.learning_steps += 1
                 progress.learning_seconds += step_seconds
-            window_steps += 1
+            window.steps += 1
             if step % args.log_freq == 0 or step == args.total_timesteps:
-                seconds = _take_timings(agent, progress)
-                sps = steps_per_second(window_steps, progress.train_seconds - window_train_seconds)
-                progress.circuit_executions = executions_offset + agent.circuit_executions()
-                logger.log(step, {**metrics, "charts/SPS": sps, **per_step_ms(seconds, window_steps),
-                                  "quantum/circuit_executions": progress.circuit_executions})
-                bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{np.mean(recent):.0f}" if recent else "-",
-                                eval="-" if progress.last_eval is None else f"{progress.last_eval:.0f}")
-                window_train_seconds, window_steps, metrics = progress.train_seconds, 0, {}
+                window.log(step, agent, logger, bar, recent, executions_offset)
             if step % args.eval_freq == 0 or step == args.total_timesteps:
                 _evaluate(agent.actor, eval_env, args, logger, progress, step)
             saved = step % args.checkpoint_freq == 0 or step == args.total_timesteps
@@ -342,6 +335,32 @@ def _stop_if_signalled(stop: _StopSignals, saved: bool, save: Callable[[bool], N
     if not saved:
         save(True)
     raise TrainingInterrupted(stop.signum, str(out_dir), step, total)
+
+
+class _LogWindow:
+    """What the next log line reports: the env steps and training seconds since the last line, and
+    the latest metrics of the updates in between (one window per line, in every training loop)."""
+
+    def __init__(self, progress: Progress):
+        self._progress = progress
+        self._start()
+
+    def _start(self) -> None:
+        self.steps, self.metrics, self._train_seconds = 0, {}, self._progress.train_seconds
+
+    def log(self, step: int, agent: Any, logger: MetricLogger, bar: Any, recent: deque,
+            executions_offset: int) -> None:
+        """Log the window at ``step`` (its metrics, SPS, per-step timings and the run's circuit
+        executions), show it on the progress bar, and start the next window."""
+        progress = self._progress
+        seconds = _take_timings(agent, progress)
+        sps = steps_per_second(self.steps, progress.train_seconds - self._train_seconds)
+        progress.circuit_executions = executions_offset + agent.circuit_executions()
+        logger.log(step, {**self.metrics, "charts/SPS": sps, **per_step_ms(seconds, self.steps),
+                          "quantum/circuit_executions": progress.circuit_executions})
+        bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{np.mean(recent):.0f}" if recent else "-",
+                        eval="-" if progress.last_eval is None else f"{progress.last_eval:.0f}")
+        self._start()
 
 
 def _take_timings(agent: OffPolicyAgent, progress: Progress) -> dict[str, float]:
