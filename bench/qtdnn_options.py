@@ -39,6 +39,14 @@ UPDATES, WARMUP, MEASURE_EVERY = 80, 50, 2
 QUICK_UPDATES, QUICK_WARMUP = 8, 4
 TABLE_START, TABLE_END = "<!-- table: bench/qtdnn_options.py -->", "<!-- end of table -->"
 SPREADS = (0.3, 0.5, 1.0)
+#: Per-wire spreads (10 wires) as the RL PreDNN makes them: "rl" measured on a replay minibatch of
+#: hDQNN-TD3 10x10 on Hopper-v4 (bench/out/qtdnn_rl15k/qtdnn/seed1 at 15,000 steps); "rl-saturated"
+#: the same with two wires' tanh saturated (std 0.02 and 1e-4, as in its Sobolev twin and in an
+#: angle_scale 0.3 run), which a per-feature normalisation magnifies.
+SPREAD_PROFILES = {
+    "rl": (0.45, 0.53, 0.46, 0.35, 0.11, 0.12, 0.49, 0.125, 0.5, 0.45),
+    "rl-saturated": (0.45, 0.53, 0.46, 0.35, 0.02, 0.12, 0.49, 0.125, 0.5, 1e-4),
+}
 #: Each option alone, then combinations; the dicts are QtDNNConfig overrides of hdqnn's defaults.
 #: Sobolev probes: k x m x 2 <= 0.1 x B = 25 extra executions per update.
 OPTIONS = {
@@ -72,11 +80,11 @@ def make_layer(config: QtDNNConfig, n_qubits: int, layers: int, rng: np.random.G
     return QuantumLayer(circuit, grad="qtdnn", qtdnn=config, shots=shots, seed=int(rng.integers(2**31)))
 
 
-def run(name: str, overrides: dict, spread: float, n_qubits: int, layers: int, updates: int, warmup: int,
+def run(name: str, overrides: dict, spread: float | str, n_qubits: int, layers: int, updates: int, warmup: int,
         seed: int, shots: int | None = None) -> dict:
     rng = np.random.default_rng(seed)
     layer = make_layer(QtDNNConfig(**overrides), n_qubits, layers, rng, shots)
-    stream = Setting("options", n_qubits=n_qubits, layers=layers, spread=spread)
+    stream = Setting("options", n_qubits=n_qubits, layers=layers, spread=_per_wire(spread, n_qubits))
     cosines, rel_errors, fit_seconds, steps, held, tangent = [], [], [], [], [], []
     for update, x in enumerate(minibatches(stream, rng, updates)):
         layer(x)
@@ -108,7 +116,27 @@ def run(name: str, overrides: dict, spread: float, n_qubits: int, layers: int, u
     }
 
 
-def time_fits(names: list[str], spread: float, n_qubits: int, layers: int, updates: int) -> list[dict]:
+def _per_wire(spread: float | str, n_qubits: int) -> float | tuple[float, ...]:
+    """A numeric spread as it is, a profile's name as its per-wire spreads."""
+    if not isinstance(spread, str):
+        return spread
+    profile = SPREAD_PROFILES[spread]
+    if len(profile) != n_qubits:
+        raise ValueError(f"spread profile {spread!r} has {len(profile)} wires, the circuit {n_qubits}")
+    return profile
+
+
+def _spread(text: str) -> float | str:
+    """A --spreads item: a number or a SPREAD_PROFILES name."""
+    if text in SPREAD_PROFILES:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise SystemExit(f"--spreads: {text!r} is neither a number nor one of {', '.join(SPREAD_PROFILES)}")
+
+
+def time_fits(names: list[str], spread: float | str, n_qubits: int, layers: int, updates: int) -> list[dict]:
     """Fit and forward time per update of each option, the options' updates interleaved on one
     minibatch stream, so that load on a shared machine hits them alike; min and median."""
     rng = np.random.default_rng(0)
@@ -116,7 +144,7 @@ def time_fits(names: list[str], spread: float, n_qubits: int, layers: int, updat
                       for name in names}
     fit = {name: [] for name in names}
     forward = {name: [] for name in names}
-    stream = Setting("timing", n_qubits=n_qubits, layers=layers, spread=spread)
+    stream = Setting("timing", n_qubits=n_qubits, layers=layers, spread=_per_wire(spread, n_qubits))
     for x in minibatches(stream, rng, updates):
         for name, layer in layers_by_name.items():
             layer(x)
@@ -145,7 +173,14 @@ def format_table(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     order = list(OPTIONS) + list(EXTRA_OPTIONS)
     keys = list(dict.fromkeys((r["option"], r.get("shots"), r["spread"]) for r in rows))
-    for option, shots, spread in sorted(keys, key=lambda k: (k[1] or 0, k[2], order.index(k[0]))):
+    spread_order = [*SPREADS, *SPREAD_PROFILES]
+
+    def position(key: tuple) -> tuple:
+        option, shots, spread = key
+        rank = spread_order.index(spread) if spread in spread_order else len(spread_order)
+        return shots or 0, rank, str(spread), order.index(option)
+
+    for option, shots, spread in sorted(keys, key=position):
         group = [r for r in rows if (r["option"], r.get("shots"), r["spread"]) == (option, shots, spread)]
 
         def mean(key: str) -> float | None:
@@ -179,7 +214,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 qubits x 2 layers, few updates (smoke run)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--only", default=None, help="option names separated by ';'")
-    parser.add_argument("--spreads", default=None, help="comma-separated spreads (default 0.3,0.5,1.0)")
+    parser.add_argument("--spreads", default=None,
+                        help=f"comma-separated spreads, numbers or per-wire profiles ({', '.join(SPREAD_PROFILES)}; "
+                             "10 qubits); default 0.3,0.5,1.0")
     parser.add_argument("--shots", type=int, default=None, help="shots per sample (default: exact)")
     parser.add_argument("--table", action="store_true", help="only rewrite the table from the .jsonl")
     parser.add_argument("--timing", action="store_true",
@@ -194,7 +231,7 @@ def main() -> None:
     n_qubits, layers = (4, 2) if args.quick else (10, 10)
     updates, warmup = (QUICK_UPDATES, QUICK_WARMUP) if args.quick else (UPDATES, WARMUP)
     names = args.only.split(";") if args.only else list(QUICK_OPTIONS if args.quick else OPTIONS)
-    spreads = [float(s) for s in args.spreads.split(",")] if args.spreads else list(SPREADS)
+    spreads = [_spread(s) for s in args.spreads.split(",")] if args.spreads else list(SPREADS)
     out_dir = HERE / "out"
     out_dir.mkdir(exist_ok=True)
     if args.timing:

@@ -60,7 +60,8 @@ class Setting:
     activation: str = DEFAULTS.activation
     lr: float = DEFAULTS.lr
     center: bool = DEFAULTS.center
-    spread: float | str = 0.1
+    spread: float | tuple[float, ...] | str = 0.1
+    """std of the inputs around the drifting centre: one for every wire, one per wire, or uniform"""
     trainable_weights: bool = False
 
     def qtdnn(self) -> QtDNNConfig:
@@ -87,14 +88,15 @@ def make_layer(s: Setting, rng: np.random.Generator) -> QuantumLayer:
 
 
 def minibatches(s: Setting, rng: np.random.Generator, updates: int):
-    """The input stream: a slowly drifting centre with Gaussian spread, or uniform angles."""
+    """The input stream: a slowly drifting centre with Gaussian spread (per wire if a tuple), or
+    uniform angles."""
     centre = rng.uniform(-math.pi / 2, math.pi / 2, s.n_qubits)
     for _ in range(updates):
         if s.spread == "uniform":
             x = rng.uniform(-math.pi, math.pi, (BATCH, s.n_qubits))
         else:
             centre = centre + DRIFT * rng.standard_normal(s.n_qubits)
-            x = centre + float(s.spread) * rng.standard_normal((BATCH, s.n_qubits))
+            x = centre + np.asarray(s.spread, dtype=float) * rng.standard_normal((BATCH, s.n_qubits))
         yield torch.tensor(x, dtype=torch.float32, requires_grad=True)
 
 

@@ -1,5 +1,5 @@
 """The qtDNN options of issue 15: Sobolev fitting, held-out / adaptive fitting, per-minibatch
-normalisation; their math against autograd and finite differences, their circuit-execution
+normalisation (one shared spread); their math against autograd and finite differences, their circuit-execution
 counts, checkpoints and configuration errors."""
 from __future__ import annotations
 
@@ -37,16 +37,32 @@ def test_vjp_includes_the_normalisation_scale():
     torch.testing.assert_close(q.vjp(x, g), want, rtol=1e-10, atol=1e-12)
 
 
-def test_normalize_uses_each_minibatch_mean_and_spread():
+def test_normalize_uses_each_minibatch_mean_and_one_shared_spread():
     q = QtDNN(3, 1, n_fit_steps=1, normalize=True, dtype=torch.float64, seed=0)
     x = torch.randn(40, 3, dtype=torch.float64) * torch.tensor([0.3, 2.0, 0.0], dtype=torch.float64) + 1.0
     q.fit(x, torch.zeros(40, 1, dtype=torch.float64))
     torch.testing.assert_close(q.offset, x.mean(dim=0))
-    # a feature without spread (a constant circuit weight) keeps scale 1 instead of blowing up
-    torch.testing.assert_close(q.scale, torch.stack([x[:, 0].std(unbiased=False), x[:, 1].std(unbiased=False),
-                                                     torch.tensor(1.0, dtype=torch.float64)]))
+    # the varying features share the rms of their stds; a feature without spread (a constant
+    # circuit weight) keeps scale 1 instead of blowing up
+    spread = x[:, :2].std(dim=0, unbiased=False).square().mean().sqrt()
+    torch.testing.assert_close(q.scale, torch.stack([spread, spread, torch.tensor(1.0, dtype=torch.float64)]))
     q.fit(x * 2.0, torch.zeros(40, 1, dtype=torch.float64))
     torch.testing.assert_close(q.offset, (x * 2.0).mean(dim=0))
+    torch.testing.assert_close(q.scale[:2], 2.0 * spread.expand(2))
+
+
+def test_normalize_does_not_magnify_a_feature_that_hardly_varies():
+    """A saturated input (std 1e-4 beside ~0.5) would be scaled up 5,000x by a per-feature std, and
+    the surrogate's derivative along it with it; with the shared spread the surrogate's VJP stays
+    the size of the function's (here a plane, learnable from the other features)."""
+    torch.manual_seed(0)
+    q = QtDNN(3, 1, hidden=16, n_fit_steps=200, lr=1e-2, normalize=True, dtype=torch.float64, seed=0)
+    x = torch.randn(256, 3, dtype=torch.float64) * torch.tensor([0.5, 0.4, 1e-4], dtype=torch.float64)
+    slope = torch.tensor([[0.3], [-0.2], [0.1]], dtype=torch.float64)
+    q.fit(x, x @ slope)
+    grad = q.vjp(x, torch.ones(256, 1, dtype=torch.float64)).mean(dim=0)
+    assert float(grad.abs().max()) < 1.0
+    torch.testing.assert_close(grad[:2], slope[:2, 0], atol=0.05, rtol=0.0)
 
 
 @pytest.mark.parametrize("activation", ["silu", "tanh", "gelu", "relu"])
