@@ -193,8 +193,8 @@ class HybridActor(_ScaledActor):
 
 
 #: The qtDNN presets beyond the layer's defaults and the paper's: the options that measured best in
-#: bench/qtdnn_options.md (10 qubits x 10 layers, input spread 0.3/0.5 rad: cosine 0.94/0.77 plain,
-#: 0.95/0.82 normalized, 0.98/0.92 sobolev).
+#: bench/qtdnn_options.md (10 qubits x 10 layers, input spread 0.3/0.5 rad and an RL PreDNN's
+#: per-wire spreads: cosine 0.94/0.77/0.86 plain, 0.96/0.82/0.91 normalized, 0.98/0.92/0.97 sobolev).
 QTDNN_PRESET_OPTIONS = {
     "normalized": dict(normalize=True),
     "sobolev": dict(normalize=True, n_fit_steps=64, sobolev_samples=12, sobolev_weight=4.0),
