@@ -2,11 +2,11 @@
 # Does the qtDNN's gradient quality matter in RL? (issue 15, item 1)
 #
 # hDQNN-TD3 at 10 qubits x 10 layers on Hopper-v4, one run per (gradient, seed):
-#   qtdnn             the layer's default surrogate (B circuit runs per actor update)
-#   qtdnn-normalized  --qtdnn-preset normalized (inputs normalised by the minibatch's spread; B runs)
-#   qtdnn-sobolev     --qtdnn-preset sobolev (normalised inputs, 64 fit steps, 12 directional
-#                     derivatives per update: B + 24 runs)
-#   adjoint           the exact gradient (simulator only)
+#   qtdnn                the layer's default surrogate (B circuit runs per actor update)
+#   qtdnn-sobolev-fast   --qtdnn-preset sobolev-fast (normalised inputs, 12 directional derivatives
+#                        per update fitted with the values in the default 16 steps: B + 24 runs)
+#   qtdnn-sobolev        --qtdnn-preset sobolev (the same with 64 fit steps)
+#   adjoint              the exact gradient (simulator only)
 # then `hdqnn compare` (returns with 95% CIs, SPS, circuit executions, mean gradient cosine against
 # the exact adjoint, logged every FIDELITY_FREQ updates).
 # parameter-shift is left out at 10 x 10: 2 x 110 angle slots x B runs per update is ~56,000
@@ -41,7 +41,7 @@ mkdir -p "$OUT"
 {
   for seed in $SEEDS; do
     for job in "qtdnn-sobolev|--qtdnn-preset sobolev" "adjoint|--grad adjoint" \
-               "qtdnn-normalized|--qtdnn-preset normalized" "qtdnn|"; do
+               "qtdnn-sobolev-fast|--qtdnn-preset sobolev-fast" "qtdnn|"; do
       name=${job%%|*}
       # shellcheck disable=SC2086
       run_cmd "$OUT/$name/seed$seed" ${job#*|} --steps "$STEPS" --learning-starts "$LEARNING_STARTS" \

@@ -198,6 +198,7 @@ class HybridActor(_ScaledActor):
 QTDNN_PRESET_OPTIONS = {
     "normalized": dict(normalize=True),
     "sobolev": dict(normalize=True, n_fit_steps=64, sobolev_samples=12, sobolev_weight=4.0),
+    "sobolev-fast": dict(normalize=True, sobolev_samples=12, sobolev_weight=4.0),
 }
 
 

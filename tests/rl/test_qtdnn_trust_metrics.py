@@ -40,10 +40,20 @@ def test_the_sobolev_preset_trains_and_logs_its_trust_figures(make_args):
     assert extra > 0 and extra % 24 == 0
 
 
-def test_the_sobolev_preset_refuses_shots(make_args):
+def test_the_fast_sobolev_preset_keeps_the_default_fit_steps(make_args):
+    from hdqnn.autograd import QtDNNConfig
+    from hdqnn.rl.networks import qtdnn_config
+
+    config = qtdnn_config(make_args(qtdnn_preset="sobolev-fast", qtdnn_fit_steps=0))
+    assert config.normalize and config.sobolev_samples == 12 and config.sobolev_weight == 4.0
+    assert config.n_fit_steps == QtDNNConfig().n_fit_steps
+
+
+def test_the_sobolev_presets_refuse_shots(make_args):
     import pytest
 
     from hdqnn.rl.args import validate
 
-    with pytest.raises(ValueError, match="shot noise"):
-        validate(make_args(qtdnn_preset="sobolev", shots=100))
+    for preset in ("sobolev", "sobolev-fast"):
+        with pytest.raises(ValueError, match=f"'{preset}'.*shot noise"):
+            validate(make_args(qtdnn_preset=preset, shots=100))
