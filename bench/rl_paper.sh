@@ -8,11 +8,11 @@
 #   hdqnn-sac 10x10                  the same PQC inside SAC's actor
 #   fc-td3, rbg-td3 (10 wide)        the ablations: the 10x10 PQC replaced by a dense layer / random bits
 #
-# Budget: STEPS env steps per run (25,000 by default, learning from step 5,000 for the off-policy
-# agents; PPO: 2,048-step rollouts from the start), the largest whose 24 runs finish in ~1.5 h of
-# one session on this 2-core machine with two runs at a time (one torch thread each).
-# At this budget Hopper agents are early in learning (returns of a few hundred); PPO in particular
-# usually needs ~1M steps. Re-running resumes unfinished runs, skips finished ones and extends
+# Budget: STEPS env steps per run (60,000 by default, learning from step 5,000 for the off-policy
+# agents; PPO: 2,048-step rollouts from the start): about what the issue's 2.5 hours of this 2-core
+# machine allow for the 24 runs with two at a time (one torch thread each); bench/RESULTS.md has the
+# measured times. At this budget Hopper agents are early in learning (returns of a few hundred);
+# PPO in particular usually needs ~1M steps. Re-running resumes unfinished runs, skips finished ones and extends
 # off-policy runs finished at a smaller STEPS (bench/run_cmd.sh).
 # FROM=DIR starts OUT from the finished runs of a smaller budget in DIR (another OUT of this
 # script): its off-policy runs are copied and extended to STEPS, which gives what training from
@@ -20,13 +20,13 @@
 # anneals over the budget, trains again from scratch.
 #
 # Usage: bash bench/rl_paper.sh [--quick]     (--quick: a 2-minute smoke test of the script)
-# Environment: STEPS (25000), LEARNING_STARTS (5000), SEEDS ("1 2 3"), JOBS (2),
+# Environment: STEPS (60000), LEARNING_STARTS (5000), SEEDS ("1 2 3"), JOBS (2),
 #   OUT (bench/out/rl_paper), PYTHON (python), EPISODES (5: evaluation episodes per perturbation level),
 #   PHASES ("learn generalize"), FROM (none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STEPS=${STEPS:-25000}
+STEPS=${STEPS:-60000}
 LEARNING_STARTS=${LEARNING_STARTS:-5000}
 SEEDS=${SEEDS:-"1 2 3"}
 JOBS=${JOBS:-2}
