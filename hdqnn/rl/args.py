@@ -159,7 +159,7 @@ class Args:
     normalized (inputs scaled per minibatch, no extra circuit runs); sobolev (normalized, 64 fit steps,
     fitted on 12 measured directional derivatives per update: 24 extra circuit runs; the best gradient
     in bench/qtdnn_options.md, exact expectations only); sobolev-fast (the same with the default 16
-    fit steps: nearly the same gradient in RL at ~4x less fit time)"""
+    fit steps: nearly the same gradient in RL at ~3x less fit time)"""
     qtdnn_hidden: int = 0
     """qtDNN hidden width; 0 = the preset's"""
     qtdnn_fit_steps: int = 0
