@@ -116,7 +116,8 @@ class PeerSpec:
 
 
 def build_hdqnn(n: int, layers: int, dtype: str) -> Built:
-    """hdqnn's public API; fwd+vjp = expval then vjp (two calls, as a training step makes them)."""
+    """hdqnn's public API; fwd+vjp = expval keeping its final states, then the vjp from them (two
+    calls, as a QuantumLayer training step in adjoint mode makes them)."""
     import hdqnn
 
     circuit = ansatz.hardware_efficient(n, layers)
@@ -125,8 +126,8 @@ def build_hdqnn(n: int, layers: int, dtype: str) -> Built:
         return hdqnn.expval(circuit, x, w)
 
     def forward_grad(x, w, g):
-        out = hdqnn.expval(circuit, x, w)
-        gx, gw = hdqnn.vjp(circuit, x, w, g)
+        out, states = hdqnn.expval(circuit, x, w, return_state=True)
+        gx, gw = hdqnn.vjp(circuit, x, w, g, final_state=states)
         return out, gx, gw
 
     return Built(forward, forward_grad)
@@ -543,7 +544,7 @@ PEERS = (
 )
 PEER_NAMES = tuple(p.name for p in PEERS)
 HDQNN = PeerSpec("hdqnn", ("hdqnn",), (), BOTH_DTYPES, "x and w (adjoint)", build_hdqnn,
-                 note="public API: expval, then vjp for fwd+vjp")
+                 note="public API: expval keeping its states, then vjp from them for fwd+vjp")
 NUMPY_ORACLE = PeerSpec("numpy-ref", ("hdqnn",), (), BOTH_DTYPES, "x and w", build_numpy_oracle)
 
 

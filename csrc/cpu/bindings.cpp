@@ -265,13 +265,42 @@ py::object expval(const py::object& gates, const py::object& angle_src, const py
   });
 }
 
+/// Expectations [B, K] and the final states [B, 2**n] they were read from, for vjp's final_state.
+py::object expval_state(const py::object& gates, const py::object& angle_src, const py::object& angle_val,
+                        int n_qubits, const py::object& inputs, const py::object& weights, const py::object& paulis) {
+  ProgramArrays prog = program_arrays(gates, angle_src, angle_val, n_qubits);
+  return with_real_type(inputs, [&](auto real) -> py::object {
+    using T = decltype(real);
+    Arguments<T> args = arguments<T>(prog, inputs, weights, &paulis, nullptr);
+    py::array_t<T> out({static_cast<py::ssize_t>(args.call.batch), static_cast<py::ssize_t>(args.call.n_terms)});
+    py::array_t<std::complex<T>> state({static_cast<py::ssize_t>(args.call.batch), py::ssize_t(1) << n_qubits});
+    args.call.state_out = reinterpret_cast<T*>(state.mutable_data());
+    run_released<T>(Task::kExpval, args.call, out.mutable_data(), nullptr);
+    return py::make_tuple(out, state);
+  });
+}
+
+/// ``final_state`` checked against the call: complex of the inputs' precision, [B, 2**n].
+template <class T>
+py::array checked_final_state(const py::object& final_state, const Call<T>& call) {
+  py::array a = checked(final_state, "final_state", py::dtype::of<std::complex<T>>(), 2);
+  require_dim(a, "final_state", 0, call.batch, "the batch size of inputs");
+  require_dim(a, "final_state", 1, py::ssize_t(1) << call.program.n_qubits, "2**n_qubits");
+  return a;
+}
+
 py::object vjp(const py::object& gates, const py::object& angle_src, const py::object& angle_val, int n_qubits,
                const py::object& inputs, const py::object& weights, const py::object& paulis,
-               const py::object& grad_output) {
+               const py::object& grad_output, const py::object& final_state) {
   ProgramArrays prog = program_arrays(gates, angle_src, angle_val, n_qubits);
   return with_real_type(inputs, [&](auto real) -> py::object {
     using T = decltype(real);
     Arguments<T> args = arguments<T>(prog, inputs, weights, &paulis, &grad_output);
+    py::array state;  // kept alive for the call
+    if (!final_state.is_none()) {
+      state = checked_final_state<T>(final_state, args.call);
+      args.call.state_in = reinterpret_cast<const T*>(state.data());
+    }
     py::array_t<T> grad_inputs({static_cast<py::ssize_t>(args.call.batch), static_cast<py::ssize_t>(args.call.n_inputs)});
     std::vector<py::ssize_t> weight_shape(args.weights.shape(), args.weights.shape() + args.weights.ndim());
     py::array_t<T> grad_weights(weight_shape);
@@ -438,10 +467,16 @@ PYBIND11_MODULE(_core_cpu, m) {
   m.def("expval", &expval, py::arg("gates"), py::arg("angle_src"), py::arg("angle_val"), py::arg("n_qubits"),
         py::arg("inputs"), py::arg("weights"), py::arg("paulis"),
         "Expectations [B, K] of the Pauli strings paulis: int8 [K, n] (0=I, 1=X, 2=Y, 3=Z).");
+  m.def("expval_state", &expval_state, py::arg("gates"), py::arg("angle_src"), py::arg("angle_val"),
+        py::arg("n_qubits"), py::arg("inputs"), py::arg("weights"), py::arg("paulis"),
+        "(expectations [B, K], final states [B, 2**n] complex64/complex128): expval and the states "
+        "that vjp's final_state takes.");
   m.def("vjp", &vjp, py::arg("gates"), py::arg("angle_src"), py::arg("angle_val"), py::arg("n_qubits"),
         py::arg("inputs"), py::arg("weights"), py::arg("paulis"), py::arg("grad_output"),
+        py::arg("final_state") = py::none(),
         "(grad_inputs [B, D], grad_weights shaped like weights) of sum(grad_output * expval), by the "
-        "adjoint method.");
+        "adjoint method. final_state: None, or the states expval_state returned for these inputs "
+        "and weights, from which the adjoint sweep starts (no forward pass).");
   m.def("density", &density, py::arg("task"), py::arg("n_qubits"), py::arg("gates"), py::arg("constant"),
         py::arg("chan_idx"), py::arg("superops"), py::arg("theta"), py::arg("paulis") = py::none(),
         py::arg("grad_terms") = py::none(), py::arg("lanes") = 0, py::arg("stride") = 0, py::arg("hermitian") = -1,

@@ -329,6 +329,11 @@ void run(Task task, const Call<T>& call, T* out, T* grad_weights) {
   if (call.batch < 1) throw std::invalid_argument("batch must be >= 1");
   const bool needs_terms = task == Task::kExpval || task == Task::kVjp;
   if (needs_terms && call.n_terms < 1) throw std::invalid_argument("at least one Pauli string is required");
+  if (call.state_out != nullptr && task != Task::kExpval) throw std::invalid_argument("state_out is for expval");
+  if (call.state_in != nullptr && task != Task::kVjp) throw std::invalid_argument("state_in is for vjp");
+  // a state handed from one call to another must not depend on either call's plan: the true final
+  // state, with the trailing phases a Z-only readout would leave out applied (defer_phases)
+  const bool shares_state = call.state_out != nullptr || call.state_in != nullptr;
   const std::vector<PauliTerm> terms =
       needs_terms ? make_pauli_terms(call.paulis, call.n_terms, program.n_qubits) : std::vector<PauliTerm>();
   Plan plan = make_plan(program);
@@ -337,7 +342,7 @@ void run(Task task, const Call<T>& call, T* out, T* grad_weights) {
   if (policy.chunk_bits > 0) block_phases(plan, program.n_qubits, policy.chunk_bits, policy.low_bits);
   if (policy.defer_phases) {
     absorb_initial_permutation(plan, program.n_qubits);
-    defer_phases(plan, program, !call.per_sample_weights, reads_phases(task, terms));
+    defer_phases(plan, program, !call.per_sample_weights, shares_state || reads_phases(task, terms));
   }
   const std::vector<T> tables = phase_tables(plan, program, call.weights, call.n_weights);
 
@@ -362,6 +367,8 @@ void run(Task task, const Call<T>& call, T* out, T* grad_weights) {
   job.amplitude_parallel = policy.amplitude_parallel ? 1 : 0;
   job.parallel_blocks = parallel_blocks;
   job.cancel = call.cancel;
+  job.state_out = call.state_out;
+  job.state_in = call.state_in;
 
   if (job.amplitude_parallel) note_openmp_region();
   const int status = dispatch(job);

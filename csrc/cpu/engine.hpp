@@ -29,6 +29,11 @@ struct Call {
   const int* cancel = nullptr;    ///< or a flag that another thread may set (__atomic_store_n) to
                                   ///< stop the call within about one gate pass: run then throws
                                   ///< Cancelled
+  T* state_out = nullptr;         ///< expval only, or null: also the final states [batch, 2**n]
+                                  ///< interleaved complex, for a later VJP's state_in
+  const T* state_in = nullptr;    ///< vjp only, or null: the final states of these inputs and
+                                  ///< weights (an expval's state_out): the adjoint sweep starts
+                                  ///< from them instead of running the forward pass again
 };
 
 /// Thrown by run when the call's cancel flag was set before it finished (its outputs are partial).

@@ -128,6 +128,8 @@ struct Job {
   ParallelBlocks parallel_blocks;
   const int* cancel;       ///< Call::cancel: when set (read with __atomic_load_n), the kernels
                            ///< skip the rest of the work and return kRunCancelled; or null
+  T* state_out;            ///< Call::state_out (expval): the final states, or null
+  const T* state_in;       ///< Call::state_in (vjp): the final states, replacing the forward pass
 };
 
 /// Status returned by the kernels (they never throw: they run inside OpenMP regions).

@@ -3,7 +3,9 @@
 The forward always runs the real circuit (simulator, exact or with shots, or a hardware
 ``runner``). The backward is, by ``grad``:
 
-- ``"adjoint"``: the engine's exact vector-Jacobian product (simulator, exact forward only);
+- ``"adjoint"``: the engine's exact vector-Jacobian product (simulator, exact forward only); a
+  forward that needs a backward keeps its final states (up to ``KEPT_STATE_BYTES``), from which
+  the adjoint sweep starts without running the circuit again;
 - ``"parameter-shift"``: the hardware-compatible two-term rule, every shifted circuit of the
   minibatch in one runner call (2 x angle slots x B executions);
 - ``"qtdnn"`` (the paper's method): the VJP of the qtDNN surrogate at the same inputs and weights.
@@ -31,6 +33,7 @@ from torch import nn
 
 from ..circuits import Circuit, compile_observables
 from ..sim import noisy
+from ..sim import expval as engine_expval
 from ..sim import vjp as engine_vjp
 from .function import QuantumFunction
 from .gradients import SlotMap, shift_vjp, slot_map
@@ -43,6 +46,10 @@ GRAD_MODES = ("qtdnn", "adjoint", "parameter-shift")
 FIDELITY_PROBE_SEED = 20250312
 _STATE_VERSION = 1
 _N_SUBSEEDS = 3  # weight init, surrogate, shot sampling
+#: Most bytes of final states an adjoint layer keeps from its forward for the backward (which then
+#: skips its own forward pass): 256 MiB is 256 samples of 16 qubits in complex128; larger batches
+#: run the forward again rather than hold that much memory between forward and backward.
+KEPT_STATE_BYTES = 1 << 28
 
 WeightsInit = Any  # None | tensor/array [n_weights] | callable(tensor) -> None (like nn.init.uniform_)
 
@@ -161,7 +168,7 @@ class QuantumLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, n_inputs] float32/float64 -> [B, K] expectations (or shot estimates), dtype of x."""
         x = self._check_input(x)
-        y = QuantumFunction.apply(x, self.weight, self)
+        y = QuantumFunction.apply(x, self.weight, self, torch.is_grad_enabled())
         if self._should_fit(x):
             self.qtdnn.fit(self._features(x, self.weight), y.detach(), self._measure_tangents(x))
         return y
@@ -235,6 +242,26 @@ class QuantumLayer(nn.Module):
         self._stats.record_forward(x.shape[0], time.perf_counter() - start)
         return torch.as_tensor(y).to(device=x.device, dtype=x.dtype)
 
+    def run_forward_for_backward(self, x: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor, Any]:
+        """The outputs and, where the adjoint VJP can start from them, the final states (so a
+        training step runs the circuit once, not twice); else ``run_forward`` and None."""
+        if not self._keeps_states(x):
+            return self.run_forward(x, weight), None
+        start = time.perf_counter()
+        x_np, w_np = self._arrays(x, weight)
+        y, states = engine_expval(self.circuit, x_np, w_np, self.observables, backend=self.backend,
+                                  return_state=True)
+        self._stats.record_forward(x.shape[0], time.perf_counter() - start)
+        return torch.as_tensor(y).to(device=x.device, dtype=x.dtype), states
+
+    def _keeps_states(self, x: torch.Tensor) -> bool:
+        """Whether the forward keeps its final states for the backward: the exact adjoint on the
+        simulator (noiseless), when the states take at most KEPT_STATE_BYTES until the backward."""
+        if self.grad_mode != "adjoint" or self.noise is not None or not isinstance(self.runner, SimulatorRunner):
+            return False
+        complex_bytes = 2 * x.element_size()
+        return x.shape[0] * (1 << self.circuit.n_qubits) * complex_bytes <= KEPT_STATE_BYTES
+
     def _execute(self, x_np: np.ndarray, w_np: np.ndarray) -> np.ndarray:
         """The runner's outputs [B, K] for inputs [B, D] and weights [P], shape-checked."""
         y = np.asarray(self.runner.run(self.circuit, x_np, w_np, self.shots, self.observables))
@@ -243,9 +270,10 @@ class QuantumLayer(nn.Module):
         return y
 
     def run_vjp(self, x: torch.Tensor, weight: torch.Tensor | None, grad_output: torch.Tensor,
-                need_inputs: bool, need_weights: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                need_inputs: bool, need_weights: bool, kept: Any = None
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         start = time.perf_counter()
-        gi, gw, executions = self._mode_vjp(x, weight, grad_output, need_inputs, need_weights)
+        gi, gw, executions = self._mode_vjp(x, weight, grad_output, need_inputs, need_weights, kept)
         self._stats.record_grad(executions, time.perf_counter() - start)
         grad_x = torch.as_tensor(gi).to(device=x.device, dtype=x.dtype) if need_inputs else None
         grad_w = None
@@ -254,16 +282,17 @@ class QuantumLayer(nn.Module):
         return grad_x, grad_w
 
     def _mode_vjp(self, x: torch.Tensor, weight: torch.Tensor | None, grad_output: torch.Tensor,
-                  need_inputs: bool, need_weights: bool) -> tuple[Any, Any, int]:
-        """(grad_inputs [B, D], grad_weights [P], circuit executions) by this layer's mode."""
+                  need_inputs: bool, need_weights: bool, kept: Any = None) -> tuple[Any, Any, int]:
+        """(grad_inputs [B, D], grad_weights [P], circuit executions) by this layer's mode;
+        ``kept``: the forward's final states (adjoint), or None."""
         if self.grad_mode == "qtdnn":
             return self._surrogate_vjp(x, weight, grad_output)
         x_np, w_np = self._arrays(x, weight)
         g_np = grad_output.detach().to(device="cpu", dtype=x.dtype).contiguous().numpy()
         if self.grad_mode == "adjoint":
             gi, gw = engine_vjp(self.circuit, x_np, w_np, g_np, self.observables, backend=self.backend,
-                                noise=self.noise)
-            return gi, gw, x.shape[0]
+                                noise=self.noise, final_state=kept)
+            return gi, gw, 0 if kept is not None else x.shape[0]
         return shift_vjp(self._slots, self.runner, x_np, w_np, g_np, self.observables, self.shots,
                          need_inputs, need_weights and weight is not None)
 

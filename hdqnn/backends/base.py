@@ -39,6 +39,10 @@ class Backend(Protocol):
         """(grad_inputs [B, n_inputs], grad_weights shaped like ``weights``) of
         sum(grad_output * expval)."""
 
+    # Optional, where the engine can hand its final states from a forward pass to the adjoint
+    # sweep (hdqnn.sim uses it when present): expval_state(program, inputs, weights, paulis, dtype)
+    # -> (expectations [B, K], states [B, 2**n]), and vjp(..., final_state=states).
+
     def set_num_threads(self, n: int) -> None:
         """Threads used across samples (no-op where the engine is serial)."""
 

@@ -88,14 +88,23 @@ class CppBackend:
         _real_dtype(inputs, dtype)
         return _core.expval(*_program_args(program), inputs, weights, paulis)
 
+    def expval_state(
+        self, program: Program, inputs: np.ndarray, weights: np.ndarray, paulis: np.ndarray, dtype
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(expectations [B, K], final states [B, 2**n] complex ``dtype``) of one forward pass:
+        the states ``vjp``'s ``final_state`` starts from."""
+        _real_dtype(inputs, dtype)
+        return _core.expval_state(*_program_args(program), inputs, weights, paulis)
+
     def vjp(
         self, program: Program, inputs: np.ndarray, weights: np.ndarray, paulis: np.ndarray,
-        grad_output: np.ndarray, dtype,
+        grad_output: np.ndarray, dtype, final_state: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(grad_inputs [B, n_inputs], grad_weights shaped like ``weights``) of
-        sum(grad_output * expval), by the adjoint method."""
+        sum(grad_output * expval), by the adjoint method; from ``final_state`` (``expval_state``'s
+        states of these inputs and weights) without a forward pass when given."""
         _real_dtype(inputs, dtype)
-        return _core.vjp(*_program_args(program), inputs, weights, paulis, grad_output)
+        return _core.vjp(*_program_args(program), inputs, weights, paulis, grad_output, final_state)
 
 
 def _program_args(program: Program) -> tuple:

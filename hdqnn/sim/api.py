@@ -11,8 +11,8 @@ from ..backends import get_backend
 from ..circuits import Circuit, compile_observables
 from . import device as gpu
 from . import noisy
-from .arrays import check_real_2d, prepare, warn_if_requires_grad, wrap
-from .memory import engine_need, reserved
+from .arrays import check_real_2d, check_state, prepare, warn_if_requires_grad, wrap
+from .memory import engine_need, reserved, result_bytes
 
 
 def check_noise_args(noise: Any, method: Any, trajectories: Any, device: Any, backend: Any,
@@ -75,7 +75,7 @@ def probabilities(circuit: Circuit, inputs: Any = None, weights: Any = None, *, 
 def expval(circuit: Circuit, inputs: Any = None, weights: Any = None, observables: Any = None, *,
            dtype: Any = None, backend: Any = None, device: Any = None, noise: Any = None,
            method: str | None = None, trajectories: int | None = None, seed: Any = None, readout: bool = True,
-           return_stderr: bool = False):
+           return_stderr: bool = False, return_state: bool = False):
     """Pauli expectations, [B, K] float32/float64.
 
     observables: None (Pauli-Z on every wire, K = n), a dense string ``"XZIY"`` (wire 0 first),
@@ -84,8 +84,14 @@ def expval(circuit: Circuit, inputs: Any = None, weights: Any = None, observable
     measured as a device measures it (readout error included unless ``readout=False``).
     return_stderr: also return the standard errors [B, K] of the estimates (trajectories; zeros
     for the exact density matrix and without noise).
+    return_state: also return the final states [B, 2**n] (noiseless, CPU), which
+    ``vjp(..., final_state=...)`` of the same inputs and weights starts from instead of running
+    the circuit again: a training step's forward and backward cost one forward pass, not two.
     """
     warn_if_requires_grad("expval", inputs, weights)
+    if return_state:
+        return _expval_with_state(circuit, inputs, weights, observables, dtype, backend, device, noise,
+                                  return_stderr)
     method, trajectories = check_noise_args(noise, method, trajectories, device, backend, inputs, weights)
     if noise is not None:
         p = prepare(circuit, inputs, weights, dtype)
@@ -105,16 +111,45 @@ def expval(circuit: Circuit, inputs: Any = None, weights: Any = None, observable
     return wrap(out, p.as_torch)
 
 
+def _expval_with_state(circuit: Circuit, inputs: Any, weights: Any, observables: Any, dtype: Any,
+                       backend: Any, device: Any, noise: Any, return_stderr: bool):
+    """``expval(..., return_state=True)``: (expectations [B, K], final states [B, 2**n])."""
+    if noise is not None or return_stderr:
+        raise ValueError("return_state=True gives the final pure states of a noiseless simulation: "
+                         "leave noise= and return_stderr= out")
+    if gpu.wants_gpu(device, inputs, weights):
+        raise ValueError("return_state=True runs on the CPU engines: pass CPU arrays or device='cpu'")
+    p = prepare(circuit, inputs, weights, dtype)
+    paulis = compile_observables(observables, p.program.n_qubits)
+    engine = get_backend(backend)
+    need = {**engine_need(engine, "expval", p, paulis.shape[0]), "states": result_bytes("statevector", p)}
+    with reserved("expval with its final states", need):
+        one_pass = getattr(engine, "expval_state", None)
+        if one_pass is not None:
+            out, state = one_pass(p.program, p.inputs, p.weights, paulis, p.dtype)
+        else:  # an engine without the one-pass call: the same arrays from two
+            out = engine.expval(p.program, p.inputs, p.weights, paulis, p.dtype)
+            state = engine.statevector(p.program, p.inputs, p.weights, p.dtype)
+    return wrap(out, p.as_torch), wrap(state, p.as_torch)
+
+
 def vjp(circuit: Circuit, inputs: Any, weights: Any, grad_output: Any, observables: Any = None, *,
         dtype: Any = None, backend: Any = None, device: Any = None, noise: Any = None,
-        method: str | None = None, readout: bool = True):
+        method: str | None = None, readout: bool = True, final_state: Any = None):
     """Exact vector-Jacobian product of ``expval`` by the engine's adjoint sweep.
 
     grad_output: [B, K]. Returns ``(grad_inputs [B, n_inputs], grad_weights)``, where
     grad_weights has the shape of ``weights`` (shared weights: summed over the batch).
     noise: the exact VJP of the noisy expectations (readout included unless ``readout=False``),
     by the density matrix's adjoint (Heisenberg) sweep; ``method`` "density_matrix" or "auto".
+    final_state: the states ``expval(..., return_state=True)`` returned for these very inputs and
+    weights ([B, 2**n], the call's complex dtype; noiseless, CPU): the sweep starts from them and
+    skips its own forward pass (engines without that path run it anyway). States of other
+    inputs give wrong gradients: they cannot be told apart from the right ones.
     """
+    if final_state is not None and (noise is not None or gpu.wants_gpu(device, inputs, weights, grad_output)):
+        raise ValueError("final_state= is for noiseless VJPs on the CPU engines: leave it out with noise= or "
+                         "CUDA arrays")
     method, _ = check_noise_args(noise, method, None, device, backend, inputs, weights, grad_output)
     if noise is not None:
         p = prepare(circuit, inputs, weights, dtype)
@@ -129,6 +164,11 @@ def vjp(circuit: Circuit, inputs: Any, weights: Any, grad_output: Any, observabl
     paulis = compile_observables(observables, p.program.n_qubits)
     g = check_real_2d(grad_output, "grad_output", (p.batch, paulis.shape[0]), p.real_dtype)
     engine = get_backend(backend)
+    state = None if final_state is None else check_state(final_state, "final_state",
+                                                          (p.batch, 1 << p.program.n_qubits), p.dtype)
     with reserved("vjp", engine_need(engine, "vjp", p, paulis.shape[0])):
-        gi, gw = engine.vjp(p.program, p.inputs, p.weights, paulis, g, p.dtype)
+        if state is not None and hasattr(engine, "expval_state"):
+            gi, gw = engine.vjp(p.program, p.inputs, p.weights, paulis, g, p.dtype, final_state=state)
+        else:
+            gi, gw = engine.vjp(p.program, p.inputs, p.weights, paulis, g, p.dtype)
     return wrap(gi, p.as_torch), wrap(gw, p.as_torch)

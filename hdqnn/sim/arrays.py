@@ -200,6 +200,22 @@ def check_real_2d(arr: Any, name: str, shape: tuple[int, int], real: np.dtype) -
     return np.ascontiguousarray(a, dtype=real)
 
 
+def check_state(arr: Any, name: str, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """A [B, 2**n] C-contiguous array of the complex ``dtype`` of the call it is handed back to
+    (final states from ``expval(return_state=True)``), not converted: a state of another precision
+    is the state of another simulation."""
+    if is_torch(arr):
+        if arr.device.type != "cpu":
+            raise ValueError(f"{name} is on device {arr.device}; the CPU engines need CPU tensors")
+        arr = arr.detach().resolve_conj().numpy()
+    a = np.asarray(arr)
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype} (the precision of this call), got {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} ([batch, 2**n_qubits]), got {tuple(a.shape)}")
+    return np.ascontiguousarray(a)
+
+
 def wrap(result: np.ndarray, as_torch: bool):
     """Return NumPy, or a torch tensor sharing the memory when the caller passed tensors."""
     if not as_torch:

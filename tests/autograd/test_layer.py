@@ -132,7 +132,8 @@ def test_stats_count_circuit_executions():
     c = small_circuit()
     b = 4
     n_slots = slot_map(c).n_slots
-    expected_grad = {"adjoint": b, "parameter-shift": 2 * n_slots * b, "qtdnn": 0}
+    # adjoint: the sweep starts from the states the forward kept (test_adjoint_reuses_forward_states)
+    expected_grad = {"adjoint": 0, "parameter-shift": 2 * n_slots * b, "qtdnn": 0}
     for mode in MODES:
         layer = QuantumLayer(c, grad=mode, seed=0)
         x = torch.rand(b, 3, requires_grad=True)
@@ -144,6 +145,40 @@ def test_stats_count_circuit_executions():
         assert s["fits"] == (1 if mode == "qtdnn" else 0)
         for key in ("last_fit_loss", "last_fit_seconds"):
             assert (s[key] is not None) == (mode == "qtdnn")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_adjoint_reuses_forward_states(monkeypatch, dtype):
+    """An adjoint forward that needs a backward keeps its final states and the backward starts
+    from them (no grad executions); above KEPT_STATE_BYTES it runs the forward again. The
+    gradients are the same either way, and no states are kept without a backward."""
+    from hdqnn.autograd import layer as layer_module
+
+    c = small_circuit()
+    x = torch.rand(6, 3, dtype=dtype, requires_grad=True)
+    grads, executions = [], []
+    for cap in (layer_module.KEPT_STATE_BYTES, 0):
+        monkeypatch.setattr(layer_module, "KEPT_STATE_BYTES", cap)
+        layer = QuantumLayer(c, grad="adjoint", seed=0).to(dtype)
+        y = layer(x)
+        kept = y.grad_fn.kept
+        assert (kept is not None) == (cap > 0)
+        (y * torch.arange(1, 4, dtype=dtype)).sum().backward()
+        assert y.grad_fn.kept is None  # freed with the step
+        grads.append((x.grad.clone(), layer.weight.grad.clone()))
+        executions.append(layer.stats["circuit_executions_grad"])
+        x.grad = None
+        keeping = []
+        monkeypatch.setattr(layer, "run_forward_for_backward", lambda *a: keeping.append(a) or (None, None))
+        with torch.no_grad():
+            layer(x)
+        layer.weight.requires_grad_(False)
+        layer(x.detach())
+        assert keeping == []
+    assert executions == [0, 6]
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=tol, rtol=0)
 
 
 def test_parameter_shift_only_shifts_what_needs_gradients():

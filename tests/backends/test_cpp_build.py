@@ -656,3 +656,81 @@ def test_chained_passes_of_every_instruction_set(core, restore_settings, dtype):
                                        atol=TOL[dtype], rtol=0, err_msg=f"{isa} expval, n={n}")
             for got, want in zip(core.vjp(*args, x, w, paulis, g), reference.vjp(prog, x, w, paulis, g, cdtype)):
                 np.testing.assert_allclose(got, want, atol=tol, rtol=0, err_msg=f"{isa} vjp, n={n}")
+
+
+# ---------------------------------------------- final states handed from expval to the adjoint sweep
+# (setting of the expval call, setting of the vjp call): (lanes, amplitude_parallel, chunk_bits),
+# 0 / -1 automatic; the pairs hand states between different plans (lanes, blocking, deferral)
+STATE_HANDOFF_SETTINGS = [
+    ((0, -1, 0), (0, -1, 0)),
+    ((1, 0, 0), (8, 1, 0)),
+    ((16, 0, 0), (2, 0, 3)),
+    ((8, 1, 3), (16, 0, 0)),
+    ((2, 1, 4), (1, 1, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("settings", STATE_HANDOFF_SETTINGS, ids=lambda s: f"{s[0]}->{s[1]}")
+def test_vjp_from_kept_states_matches_vjp(core, restore_settings, settings, dtype):
+    """expval_state gives expval's values and the true final states (statevector's), whatever the
+    plan; vjp from them gives the gradients of a vjp that runs its own forward pass, on random
+    circuits with every gate and on phase-heavy ones (trailing diagonal gates a Z-only readout
+    would drop), shared and per-sample weights, with the two calls under different plans."""
+    rng = np.random.default_rng(900 + 10 * STATE_HANDOFF_SETTINGS.index(settings))
+    core.set_num_threads(2)
+    tol = TOL[dtype]
+    for n in range(1, 9):
+        batch = 3 + 5 * n
+        if n % 2:
+            prog, x, w, paulis, g = _random_case(rng, n, batch, dtype, per_sample=n % 3 == 0)
+        else:
+            prog = _phase_heavy_circuit(rng, n).compile()
+            x = rng.uniform(-np.pi, np.pi, (batch, prog.n_inputs)).astype(dtype)
+            w = rng.uniform(-np.pi, np.pi, prog.n_weights).astype(dtype)
+            paulis = compile_observables([("Z", q) for q in range(n)], n)
+            g = rng.normal(size=(batch, n)).astype(dtype)
+        args = _program_args(prog)
+        core.set_policy(0, -1)
+        want_out, want_state, want_vjp = core.expval(*args, x, w, paulis), core.statevector(*args, x, w), \
+            core.vjp(*args, x, w, paulis, g)
+        core.set_policy(*settings[0])
+        out, states = core.expval_state(*args, x, w, paulis)
+        core.set_policy(*settings[1])
+        got_vjp = core.vjp(*args, x, w, paulis, g, states)
+        np.testing.assert_allclose(out, want_out, atol=tol, rtol=0, err_msg=f"expval, n={n}")
+        np.testing.assert_allclose(states, want_state, atol=tol, rtol=0, err_msg=f"states, n={n}")
+        for what, a, b in zip(("grad_inputs", "grad_weights"), got_vjp, want_vjp):
+            np.testing.assert_allclose(a, b, atol=50 * tol, rtol=0, err_msg=f"{what}, n={n}")
+
+
+def test_vjp_starts_from_the_states_it_is_given(core):
+    """The sweep really starts from final_state (no forward pass of its own): the states of other
+    inputs change the gradients."""
+    prog = ansatz.hardware_efficient(4, 2).compile()
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (6, prog.n_inputs))
+    w = rng.uniform(-np.pi, np.pi, prog.n_weights)
+    paulis = compile_observables(None, 4)
+    g = rng.normal(size=(6, 4))
+    args = _program_args(prog)
+    _, other_states = core.expval_state(*args, x + 0.5, w, paulis)
+    gi, _ = core.vjp(*args, x, w, paulis, g, other_states)
+    assert np.abs(gi - core.vjp(*args, x, w, paulis, g)[0]).max() > 1e-3
+
+
+def test_final_state_checks(core):
+    prog, x, w, paulis = _small_case()
+    args = _program_args(prog)
+    g = np.ones((3, 2))
+    _, states = core.expval_state(*args, x, w, paulis)
+    assert states.dtype == np.complex128 and states.shape == (3, 4)
+    with pytest.raises(TypeError, match="final_state must have dtype complex128"):
+        core.vjp(*args, x, w, paulis, g, states.astype(np.complex64))
+    with pytest.raises(ValueError, match="final_state has shape \\(2, 4\\); axis 0 must be the batch size"):
+        core.vjp(*args, x, w, paulis, g, states[:2].copy())
+    with pytest.raises(ValueError, match="final_state must be C-contiguous"):
+        core.vjp(*args, x, w, paulis, g, np.asfortranarray(states))
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    out32, states32 = core.expval_state(*args, x32, w32, paulis)
+    assert out32.dtype == np.float32 and states32.dtype == np.complex64

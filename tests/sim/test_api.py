@@ -154,3 +154,54 @@ def test_cuda_request_without_a_gpu_fails_loudly(circuit, rng):
         hdqnn.expval(circuit, x, w, device="cuda")
     with pytest.raises(RuntimeError, match="CUDA was requested"):
         hdqnn.sample(circuit, x, w, shots=4, device="cuda:0")
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numpy"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_expval_keeps_states_for_the_vjp(circuit, rng, backend, dtype):
+    """expval(return_state=True) returns expval's values and statevector's states; vjp from them
+    equals vjp (the compiled engine starts its sweep there; engines without that path recompute)."""
+    if hdqnn.backend_status()[backend] != "ok":
+        pytest.skip(f"{backend} engine unavailable: {hdqnn.backend_status()[backend]}")
+    x, w = _xw(circuit, rng, b=5, dtype=dtype)
+    g = rng.normal(size=(5, 2)).astype(dtype)
+    obs = ["ZXI", ("Z", 2)]
+    tol = 1e-10 if dtype == np.float64 else 1e-5
+    out, states = hdqnn.expval(circuit, x, w, obs, backend=backend, return_state=True)
+    np.testing.assert_allclose(out, hdqnn.expval(circuit, x, w, obs, backend=backend), atol=tol)
+    np.testing.assert_allclose(states, hdqnn.statevector(circuit, x, w, backend=backend), atol=tol)
+    want = hdqnn.vjp(circuit, x, w, g, obs, backend=backend)
+    got = hdqnn.vjp(circuit, x, w, g, obs, backend=backend, final_state=states)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, atol=20 * tol)
+
+
+def test_kept_states_with_torch(circuit, rng):
+    import torch
+
+    x, w = (torch.as_tensor(a) for a in _xw(circuit, rng))
+    out, states = hdqnn.expval(circuit, x, w, return_state=True)
+    assert isinstance(states, torch.Tensor) and states.dtype == torch.complex128 and states.shape == (4, 8)
+    g = torch.ones_like(out)
+    got, want = hdqnn.vjp(circuit, x, w, g, final_state=states), hdqnn.vjp(circuit, x, w, g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+def test_kept_state_errors(circuit, rng):
+    x, w = _xw(circuit, rng)
+    g = np.ones((4, 3))
+    _, states = hdqnn.expval(circuit, x, w, return_state=True)
+    with pytest.raises(ValueError, match="final_state must have shape \\(4, 8\\)"):
+        hdqnn.vjp(circuit, x, w, g, final_state=states[:3])
+    with pytest.raises(TypeError, match="final_state must have dtype complex128"):
+        hdqnn.vjp(circuit, x, w, g, final_state=states.astype(np.complex64))
+    with pytest.raises(TypeError, match="final_state must have dtype complex64"):
+        hdqnn.vjp(circuit, x.astype(np.float32), w.astype(np.float32), g.astype(np.float32), final_state=states)
+    model = hdqnn.noise.NoiseModel().add(hdqnn.noise.depolarizing(0.01), gates=["ry"])
+    with pytest.raises(ValueError, match="return_state=True gives the final pure states of a noiseless"):
+        hdqnn.expval(circuit, x, w, noise=model, return_state=True)
+    with pytest.raises(ValueError, match="leave noise= and return_stderr= out"):
+        hdqnn.expval(circuit, x, w, return_stderr=True, return_state=True)
+    with pytest.raises(ValueError, match="final_state= is for noiseless VJPs"):
+        hdqnn.vjp(circuit, x, w, g, noise=model, final_state=states)
