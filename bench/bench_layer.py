@@ -77,7 +77,7 @@ def hdqnn_cases(n: int, layers: int, batch: int, weights: np.ndarray) -> list[Ca
 
     paper = QtDNN.paper(n, n_inputs=n + circuit.n_weights, n_outputs=n, seed=SEED)
     return [
-        Case("hdqnn-adjoint", layer("adjoint"), 2 * batch, "adjoint sweep"),
+        Case("hdqnn-adjoint", layer("adjoint"), batch, "adjoint sweep from the kept final states"),
         Case("hdqnn-parameter-shift", layer("parameter-shift"), batch + 2 * angles * batch, "one engine call"),
         Case("hdqnn-qtdnn", layer("qtdnn"), batch, "default surrogate"),
         Case("hdqnn-qtdnn-paper", layer("qtdnn", paper), batch, f"paper preset, hidden {2 ** (n + 1)}"),
