@@ -52,7 +52,9 @@ HDQNN="$PYTHON -m hdqnn"
 # one thread per run; NUMBA_NUM_THREADS too: the noisy engine's Numba kernels do not follow --threads,
 # and two spinning OpenMP workers per run slowed a noisy update 3.3x on this shared 2-core machine
 ONE_THREAD="OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1"
-PQC="--algo hdqnn-td3 --qubits 5 --layers $LAYERS"
+# the layer's default surrogate in both arms, as the recorded results (auto would pick sobolev-fast
+# for the noiseless one only)
+PQC="--algo hdqnn-td3 --qubits 5 --layers $LAYERS --qtdnn-preset default"
 NOISY="--noise $DEVICE --shots $SHOTS"
 COMMON="--threads 1 --no-progress --eval-episodes 5"
 mkdir -p "$OUT"

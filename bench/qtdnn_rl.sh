@@ -2,7 +2,8 @@
 # Does the qtDNN's gradient quality matter in RL? (issue 15, item 1)
 #
 # hDQNN-TD3 at 10 qubits x 10 layers on Hopper-v4, one run per (gradient, seed):
-#   qtdnn                the layer's default surrogate (B circuit runs per actor update)
+#   qtdnn                --qtdnn-preset default: the layer's default surrogate (B circuit runs per
+#                        actor update; `hdqnn train`'s default before the auto preset)
 #   qtdnn-sobolev-fast   --qtdnn-preset sobolev-fast (normalised inputs, 12 directional derivatives
 #                        per update fitted with the values in the default 16 steps: B + 24 runs)
 #   qtdnn-sobolev        --qtdnn-preset sobolev (the same with 64 fit steps)
@@ -41,7 +42,7 @@ mkdir -p "$OUT"
 {
   for seed in $SEEDS; do
     for job in "qtdnn-sobolev|--qtdnn-preset sobolev" "adjoint|--grad adjoint" \
-               "qtdnn-sobolev-fast|--qtdnn-preset sobolev-fast" "qtdnn|"; do
+               "qtdnn-sobolev-fast|--qtdnn-preset sobolev-fast" "qtdnn|--qtdnn-preset default"; do
       name=${job%%|*}
       # shellcheck disable=SC2086
       run_cmd "$OUT/$name/seed$seed" ${job#*|} --steps "$STEPS" --learning-starts "$LEARNING_STARTS" \

@@ -44,11 +44,14 @@ COMMON="--threads 1 --no-progress --no-tensorboard --eval-episodes 5 --eval-freq
 ENV=Hopper-v4
 mkdir -p "$OUT"
 
-# variant name and its flags; the longest runs first, so the two workers finish together
+# variant name and its flags; the longest runs first, so the two workers finish together. The PQC
+# variants keep the surrogate the recorded results used (the layer's defaults; `hdqnn train`'s
+# auto preset is now sobolev-fast)
+QTDNN="--qtdnn-preset default"
 VARIANTS=(
-  "hdqnn-sac-10x10|--algo hdqnn-sac --qubits 10 --layers 10"
-  "hdqnn-td3-10x10|--algo hdqnn-td3 --qubits 10 --layers 10"
-  "hdqnn-td3-5x10|--algo hdqnn-td3 --qubits 5 --layers 10"
+  "hdqnn-sac-10x10|--algo hdqnn-sac --qubits 10 --layers 10 $QTDNN"
+  "hdqnn-td3-10x10|--algo hdqnn-td3 --qubits 10 --layers 10 $QTDNN"
+  "hdqnn-td3-5x10|--algo hdqnn-td3 --qubits 5 --layers 10 $QTDNN"
   "sac|--algo sac"
   "fc-td3|--algo fc-td3 --qubits 10 --layers 10"
   "rbg-td3|--algo rbg-td3 --qubits 10 --layers 10"

@@ -46,6 +46,8 @@ if [[ "${1:-}" == "--quick" ]]; then
 fi
 HDQNN="$PYTHON -m hdqnn"
 COMMON="--threads 1 --no-progress --eval-episodes 5"
+# the surrogate the recorded results used (the layer's defaults; the auto preset is now sobolev-fast)
+QTDNN="--qtdnn-preset default"
 mkdir -p "$OUT"
 
 . bench/run_cmd.sh  # run_cmd: train or resume one run
@@ -59,9 +61,10 @@ SPS_FLAGS="--env Pendulum-v1 --seed 1 --learning-starts $SPS_STARTS --eval-freq 
   for r in $(seq 1 "$SPS_REPEATS"); do
     run_cmd "$OUT/sps/td3/r$r" --algo td3 --steps $SPS_STEPS $SPS_FLAGS --tag td3
     run_cmd "$OUT/sps/hdqnn-q10l10/r$r" --algo hdqnn-td3 --qubits 10 --layers 10 --steps $SPS_STEPS $SPS_FLAGS \
-      --tag hdqnn-td3-10x10
+      $QTDNN --tag hdqnn-td3-10x10
   done
-  run_cmd "$OUT/sps/hdqnn-q4l2" --algo hdqnn-td3 --qubits 4 --layers 2 --steps $SPS_STEPS $SPS_FLAGS --tag hdqnn-td3-4x2
+  run_cmd "$OUT/sps/hdqnn-q4l2" --algo hdqnn-td3 --qubits 4 --layers 2 --steps $SPS_STEPS $SPS_FLAGS $QTDNN \
+    --tag hdqnn-td3-4x2
   run_cmd "$OUT/sps/hdqnn-q10l10-paper" --algo hdqnn-td3 --qubits 10 --layers 10 --qtdnn-preset paper \
     --steps $SPS_PAPER_STEPS $SPS_FLAGS --tag hdqnn-td3-10x10-paper-qtdnn
 } | while read -r cmd; do echo "  $cmd" >&2; bash -c "$cmd" < /dev/null; done
@@ -85,7 +88,7 @@ echo "== phase 2: learning, $JOBS runs at a time" >&2
     else flags="--steps $PENDULUM_STEPS --learning-starts $PENDULUM_STARTS --eval-freq 1000"; fi
     for algo in hdqnn-td3 td3 fc-td3 rbg-td3; do
       for seed in $SEEDS; do
-        run_cmd "$OUT/$env/$algo/seed$seed" --algo $algo --env $env --seed $seed $flags
+        run_cmd "$OUT/$env/$algo/seed$seed" --algo $algo --env $env --seed $seed $flags $QTDNN
       done
     done
   done

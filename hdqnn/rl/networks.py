@@ -20,7 +20,7 @@ from torch import nn
 
 from ..autograd import CircuitRunner, QtDNNConfig, QuantumLayer
 from ..circuits import Circuit, Weight, ansatz
-from .args import Args, base_algo
+from .args import Args, base_algo, resolved_qtdnn_preset
 from .device_noise import actor_noise
 
 #: Bounds of the Gaussian policy's log-std (CleanRL's): the network's output is mapped into them by tanh.
@@ -204,8 +204,9 @@ QTDNN_PRESET_OPTIONS = {
 
 def qtdnn_config(args: Args) -> QtDNNConfig:
     """The surrogate's settings: the preset, with ``qtdnn_hidden``/``qtdnn_fit_steps`` if set."""
-    config = QtDNNConfig.paper(args.qubits) if args.qtdnn_preset == "paper" else QtDNNConfig()
-    config = dataclasses.replace(config, **QTDNN_PRESET_OPTIONS.get(args.qtdnn_preset, {}))
+    preset = resolved_qtdnn_preset(args)
+    config = QtDNNConfig.paper(args.qubits) if preset == "paper" else QtDNNConfig()
+    config = dataclasses.replace(config, **QTDNN_PRESET_OPTIONS.get(preset, {}))
     overrides = {"hidden": args.qtdnn_hidden, "n_fit_steps": args.qtdnn_fit_steps}
     return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v})
 

@@ -30,7 +30,7 @@ import torch
 
 from ..backends import set_num_threads as set_engine_threads
 from .agents import make_agent
-from .args import Args, base_algo, resolve_env_id
+from .args import Args, base_algo, check_training_surrogate, resolve_env_id, resolved_qtdnn_preset
 from .buffer import ReplayBuffer
 from .checkpoint import (RunFolderLock, checkpoint_path, global_rng_state, load_checkpoint, save_checkpoint,
                          seed_everything, set_global_rng_state)
@@ -109,9 +109,13 @@ def default_out_dir(args: Args) -> str:
 
 def fresh_args(args: Args | None = None, **overrides: Any) -> Args:
     """The arguments a fresh run uses: ``args`` with ``overrides``, the env id versioned
-    (``HalfCheetah`` -> ``HalfCheetah-v5``) and the default run folder filled in."""
+    (``HalfCheetah`` -> ``HalfCheetah-v5``), the auto qtDNN preset resolved (so the run's record,
+    and a policy later loaded with other shots, keep the surrogate it trained with) and the default
+    run folder filled in."""
     args = Args.from_dict({**(args or Args()).to_dict(), **overrides})
     args.env_id = resolve_env_id(args.env_id)
+    check_training_surrogate(args)
+    args.qtdnn_preset = resolved_qtdnn_preset(args)
     args.out_dir = args.out_dir or default_out_dir(args)
     return args
 
@@ -260,6 +264,8 @@ def resumed_args(recorded: dict[str, Any], run_dir: str, overrides: dict[str, An
             same = Path(given).resolve() == Path(run_dir).resolve()
         elif name == "env_id":
             same = resolve_env_id(given) in (recorded[name], resolve_env_id(recorded[name]))
+        elif name == "qtdnn_preset":  # a fresh run recorded what "auto" resolved to
+            same = resolved_qtdnn_preset(Args.from_dict({**recorded, name: given})) == recorded[name]
         else:
             same = name in RESUMABLE_OVERRIDES or _plain(given) == _plain(recorded[name])
         if not same:

@@ -52,8 +52,31 @@ def test_the_fast_sobolev_preset_keeps_the_default_fit_steps(make_args):
 def test_the_sobolev_presets_refuse_shots(make_args):
     import pytest
 
-    from hdqnn.rl.args import validate
+    from hdqnn.rl.train import fresh_args
 
     for preset in ("sobolev", "sobolev-fast"):
         with pytest.raises(ValueError, match=f"'{preset}'.*shot noise"):
-            validate(make_args(qtdnn_preset=preset, shots=100))
+            fresh_args(make_args(qtdnn_preset=preset, shots=100))
+    assert fresh_args(make_args(qtdnn_preset="sobolev", shots=100, grad="parameter-shift")).shots == 100
+
+
+def test_the_auto_preset_is_sobolev_fast_for_exact_outputs_and_default_with_shots(make_args):
+    from hdqnn.rl.args import Args, validate
+    from hdqnn.rl.networks import qtdnn_config
+    from hdqnn.rl.train import fresh_args
+
+    assert Args().qtdnn_preset == "auto"
+    exact = make_args(qtdnn_preset="auto", qtdnn_fit_steps=0)
+    assert qtdnn_config(exact) == qtdnn_config(make_args(qtdnn_preset="sobolev-fast", qtdnn_fit_steps=0))
+    shots = make_args(qtdnn_preset="auto", shots=100, qtdnn_fit_steps=0)
+    validate(shots)
+    assert fresh_args(shots).qtdnn_preset == "default"
+    assert qtdnn_config(shots) == qtdnn_config(make_args(qtdnn_preset="default", shots=100, qtdnn_fit_steps=0))
+
+
+def test_a_run_records_the_preset_auto_resolved_to(make_args):
+    from hdqnn.rl.train import fresh_args
+
+    assert fresh_args(make_args(qtdnn_preset="auto")).qtdnn_preset == "sobolev-fast"
+    assert fresh_args(make_args(qtdnn_preset="auto", shots=50)).qtdnn_preset == "default"
+    assert fresh_args(make_args(qtdnn_preset="paper")).qtdnn_preset == "paper"
