@@ -34,6 +34,7 @@ from torch import nn
 from ..circuits import Circuit, compile_observables
 from ..sim import noisy
 from ..sim import expval as engine_expval
+from ..sim import reuses_states
 from ..sim import vjp as engine_vjp
 from .function import QuantumFunction
 from .gradients import SlotMap, shift_vjp, slot_map
@@ -256,8 +257,11 @@ class QuantumLayer(nn.Module):
 
     def _keeps_states(self, x: torch.Tensor) -> bool:
         """Whether the forward keeps its final states for the backward: the exact adjoint on the
-        simulator (noiseless), when the states take at most KEPT_STATE_BYTES until the backward."""
+        simulator (noiseless) whose engine starts its sweep from them, when the states take at most
+        KEPT_STATE_BYTES until the backward."""
         if self.grad_mode != "adjoint" or self.noise is not None or not isinstance(self.runner, SimulatorRunner):
+            return False
+        if not reuses_states(self.backend):
             return False
         complex_bytes = 2 * x.element_size()
         return x.shape[0] * (1 << self.circuit.n_qubits) * complex_bytes <= KEPT_STATE_BYTES

@@ -111,6 +111,12 @@ def expval(circuit: Circuit, inputs: Any = None, weights: Any = None, observable
     return wrap(out, p.as_torch)
 
 
+def reuses_states(backend: Any = None) -> bool:
+    """Whether ``backend``'s engine (None: the default one) starts ``vjp(final_state=...)`` from the
+    states, skipping its forward pass; other engines compute the same gradients the long way."""
+    return hasattr(get_backend(backend), "expval_state")
+
+
 def _expval_with_state(circuit: Circuit, inputs: Any, weights: Any, observables: Any, dtype: Any,
                        backend: Any, device: Any, noise: Any, return_stderr: bool):
     """``expval(..., return_state=True)``: (expectations [B, K], final states [B, 2**n])."""
@@ -167,7 +173,7 @@ def vjp(circuit: Circuit, inputs: Any, weights: Any, grad_output: Any, observabl
     state = None if final_state is None else check_state(final_state, "final_state",
                                                           (p.batch, 1 << p.program.n_qubits), p.dtype)
     with reserved("vjp", engine_need(engine, "vjp", p, paulis.shape[0])):
-        if state is not None and hasattr(engine, "expval_state"):
+        if state is not None and reuses_states(engine):
             gi, gw = engine.vjp(p.program, p.inputs, p.weights, paulis, g, p.dtype, final_state=state)
         else:
             gi, gw = engine.vjp(p.program, p.inputs, p.weights, paulis, g, p.dtype)

@@ -181,6 +181,16 @@ def test_adjoint_reuses_forward_states(monkeypatch, dtype):
         torch.testing.assert_close(a, b, atol=tol, rtol=0)
 
 
+def test_adjoint_keeps_no_states_on_an_engine_that_cannot_start_from_them():
+    """The NumPy reference runs the VJP's own forward: keeping states would only cost a pass."""
+    layer = QuantumLayer(small_circuit(), grad="adjoint", backend="numpy", seed=0).double()
+    x = torch.rand(3, 3, dtype=torch.float64, requires_grad=True)
+    y = layer(x)
+    assert y.grad_fn.kept is None
+    y.sum().backward()
+    assert layer.stats["circuit_executions_grad"] == 3
+
+
 def test_parameter_shift_only_shifts_what_needs_gradients():
     c = small_circuit()
     layer = QuantumLayer(c, grad="parameter-shift", seed=0)

@@ -176,6 +176,12 @@ def test_expval_keeps_states_for_the_vjp(circuit, rng, backend, dtype):
         np.testing.assert_allclose(a, b, atol=20 * tol)
 
 
+def test_which_engines_reuse_states():
+    assert not hdqnn.sim.reuses_states("numpy")
+    if hdqnn.backend_status()["cpp"] == "ok":
+        assert hdqnn.sim.reuses_states("cpp")
+
+
 def test_kept_states_with_torch(circuit, rng):
     import torch
 
