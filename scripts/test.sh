@@ -53,8 +53,16 @@ if ls "$work/site/hdqnn"/_core_* >/dev/null 2>&1; then
   exit 1
 fi
 cp -r tests "$work/tests"
-(cd "$work" && PYTHONPATH="$work/site" python -c \
-  "import hdqnn; assert hdqnn.__file__.startswith('$work/site'), hdqnn.__file__; print(hdqnn.backend_status())")
-(cd "$work" && PYTHONPATH="$work/site" HDQNN_REQUIRE_BACKENDS=numba \
-  python -m pytest -q -p no:cacheprovider --import-mode=append -m "not slow and not gpu" \
+# python -S: the venv's editable install of the checkout (its .pth finder) would otherwise serve
+# hdqnn._core_cpu from the source tree, and this pass would quietly test the compiled engine; the
+# venv's packages come in through PYTHONPATH instead, without their .pth files
+packages=$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+(cd "$work" && PYTHONPATH="$work/site:$packages" python -S -c "
+import hdqnn
+assert hdqnn.__file__.startswith('$work/site'), hdqnn.__file__
+status = hdqnn.backend_status()
+print(status)
+assert status['cpp'] != 'ok' and status['numba'] == 'ok', 'pass 2 must run without the compiled module'")
+(cd "$work" && PYTHONPATH="$work/site:$packages" HDQNN_REQUIRE_BACKENDS=numba \
+  python -S -m pytest -q -p no:cacheprovider --import-mode=append -m "not slow and not gpu" \
   tests/backends/test_backends.py tests/sim tests/circuits -k "not cpp")

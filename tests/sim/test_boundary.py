@@ -21,7 +21,7 @@ def test_finite_scale_times_finite_input_overflowing_is_refused():
     with pytest.raises(ValueError, match=r"angle slot 1 \(gate #2 ry, Input\(1, scale=1e\+300\)\) overflows: "
                                          r"scale x inputs\[1, 1\] = 1e\+300 x 1e\+10 is not finite"):
         hdqnn.expval(c, x)
-    np.testing.assert_allclose(hdqnn.expval(c, x[:1]), hdqnn.expval(c, x[:1], backend="numpy"))
+    np.testing.assert_allclose(hdqnn.expval(c, x[:1]), hdqnn.expval(c, x[:1], backend="numpy"), atol=1e-12)
 
 
 def test_overflowing_weight_angle_names_the_weight():

@@ -132,10 +132,12 @@ def machine_24gib(monkeypatch):
 
 
 def test_thirty_qubit_statevector_counts_the_workspace_next_to_the_result(machine_24gib):
-    # 16 GiB of result fit in 80% of 24 GiB; the engine's own 16 GiB state beside it does not
-    with pytest.raises(ValueError, match=r"statevector needs 32\.\d\d GiB at its peak \(result 16\.00 \+ workspace "
-                                         r"16\.\d\d GiB\), but only 24\.00 GiB is available"):
-        hdqnn.statevector(Circuit(30).h(0), backend=machine_24gib)
+    # 16 GiB of result fit in 80% of 24 GiB; the compiled engine's own 16 GiB state beside it does
+    # not (the Numba engine writes the states into the result: no workspace, and it would run)
+    if machine_24gib.workspace_bytes("statevector", Circuit(30).h(0).compile(), 1, 0, np.complex128) > 0:
+        with pytest.raises(ValueError, match=r"statevector needs 32\.\d\d GiB at its peak \(result 16\.00 \+ "
+                                             r"workspace 16\.\d\d GiB\), but only 24\.00 GiB is available"):
+            hdqnn.statevector(Circuit(30).h(0), backend=machine_24gib)
     with pytest.raises(ValueError, match=r"probabilities needs 24\.\d\d GiB"):
         hdqnn.probabilities(Circuit(30).h(0), backend=machine_24gib)
 
