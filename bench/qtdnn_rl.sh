@@ -61,4 +61,4 @@ done
   done
 } > "$OUT/jobs.txt"
 tr '\n' '\0' < "$OUT/jobs.txt" | OMP_NUM_THREADS=1 xargs -0 -r -P "$JOBS" -I{} bash -c '{} || echo "FAILED: {}" >&2'
-$HDQNN compare "$OUT"/*/seed* --timings --markdown --out "$OUT"
+$HDQNN compare "$OUT"/*/seed*/ --timings --markdown --out "$OUT"
