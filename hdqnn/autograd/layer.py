@@ -238,20 +238,22 @@ class QuantumLayer(nn.Module):
 
     # ------------------------------------------------------------------ CircuitExecutor
     def run_forward(self, x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-        start = time.perf_counter()
-        y = self._execute(*self._arrays(x, weight))
-        self._stats.record_forward(x.shape[0], time.perf_counter() - start)
-        return torch.as_tensor(y).to(device=x.device, dtype=x.dtype)
+        return self._forward(x, weight, keep_states=False)[0]
 
     def run_forward_for_backward(self, x: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor, Any]:
         """The outputs and, where the adjoint VJP can start from them, the final states (so a
-        training step runs the circuit once, not twice); else ``run_forward`` and None."""
-        if not self._keeps_states(x):
-            return self.run_forward(x, weight), None
+        training step runs the circuit once, not twice); else None beside the outputs."""
+        return self._forward(x, weight, keep_states=self._keeps_states(x))
+
+    def _forward(self, x: torch.Tensor, weight: torch.Tensor | None, keep_states: bool) -> tuple[torch.Tensor, Any]:
+        """The timed circuit run: outputs (dtype and device of ``x``) and the final states or None."""
         start = time.perf_counter()
         x_np, w_np = self._arrays(x, weight)
-        y, states = engine_expval(self.circuit, x_np, w_np, self.observables, backend=self.backend,
-                                  return_state=True)
+        if keep_states:
+            y, states = engine_expval(self.circuit, x_np, w_np, self.observables, backend=self.backend,
+                                      return_state=True)
+        else:
+            y, states = self._execute(x_np, w_np), None
         self._stats.record_forward(x.shape[0], time.perf_counter() - start)
         return torch.as_tensor(y).to(device=x.device, dtype=x.dtype), states
 
@@ -261,7 +263,7 @@ class QuantumLayer(nn.Module):
         KEPT_STATE_BYTES until the backward."""
         if self.grad_mode != "adjoint" or self.noise is not None or not isinstance(self.runner, SimulatorRunner):
             return False
-        if not reuses_states(self.backend):
+        if not reuses_states(self.backend):  # the VJP would run its own forward anyway
             return False
         complex_bytes = 2 * x.element_size()
         return x.shape[0] * (1 << self.circuit.n_qubits) * complex_bytes <= KEPT_STATE_BYTES
