@@ -1180,11 +1180,12 @@ class BlockRunner {
   }
 
   /// Gradients of a block of ry gates and its deferred diagonal gates from RotationCross's sums
-  /// acc [3, S] (times ``scale`` the true ones): each ry gets G / 2; a diagonal gate d(phi), whose
-  /// conj(d_a) d'_a = i c_a is imaginary (|d_a| = 1), gets Re sum_a i c_a C_a = -sum_a c_a Im C_a.
+  /// acc [2, S] (times ``scale`` the true ones): each ry gets G / 2; a diagonal gate d(phi), whose
+  /// conj(d_a) d'_a = i c_a is imaginary (|d_a| = 1), gets Re sum_a i c_a C_a = -sum_a c_a Im C_a
+  /// = -(c_0 - c_1) Im C_0 (Im C_1 = -Im C_0: see RotationCross).
   void rotation_gradients(const Op& op, const T* acc, const L& scale) {
     const L g = load_lanes<L>(acc) * scale;
-    const L im_c0 = load_lanes<L>(acc + S) * scale, im_c1 = load_lanes<L>(acc + 2 * S) * scale;
+    const L im_c0 = load_lanes<L>(acc + S) * scale;
     const cpu::ProgramView& p = job_.program;
     for (int e = op.begin; e < gradient_end(op); ++e) {
       const int32_t* row = gate_row(job_.plan.gate_order[e]);
@@ -1199,7 +1200,7 @@ class BlockRunner {
         matrix_of(row[0], row[3], m);
         derivative_of(row[0], row[3], a, du);
         const L c0 = (conj(m[0]) * du[0]).im, c1 = (conj(m[3]) * du[3]).im;
-        add_angle_gradient(row[3] + a, -(c0 * im_c0 + c1 * im_c1));
+        add_angle_gradient(row[3] + a, (c1 - c0) * im_c0);
       }
     }
   }

@@ -102,10 +102,13 @@ struct DiagPair {
 /// Cross terms of a block of ry gates followed by deferred diagonal gates (Op::grad_end), read off
 /// psi and lambda after the block, before it is undone: every ry has the gradient
 /// Re <lambda| -iY/2 |psi> = G / 2 with G = sum Re(conj(l1) p0 - conj(l0) p1), and a diagonal gate
-/// d(phi) one of Im C_a = sum Im(conj(l_a) p_a), a = 0, 1. Three sums instead of eight.
+/// d(phi) one of Im C_a = sum Im(conj(l_a) p_a), a = 0, 1. Two sums instead of eight: the sweep
+/// starts from lambda = sum_k g_k P_k psi (real g_k, Hermitian P_k), so <lambda|psi> is real, and
+/// every step applies the same unitary (and real scale) to both, so Im C_0 + Im C_1 = 0 throughout
+/// and Im C_1 is -Im C_0 (rotation_gradients).
 template <class T, int S>
 struct RotationCross {
-  static constexpr int kAcc = 3;
+  static constexpr int kAcc = 2;
   static constexpr bool kAfterBlock = true;
 
   template <class A, class V>
@@ -113,7 +116,6 @@ struct RotationCross {
                                       const Complex<V>& p1) {
     acc(0) = acc(0) + l1.re * p0.re + l1.im * p0.im - l0.re * p1.re - l0.im * p1.im;
     acc(1) = acc(1) + l0.re * p0.im - l0.im * p0.re;
-    acc(2) = acc(2) + l1.re * p1.im - l1.im * p1.re;
   }
 };
 
