@@ -409,6 +409,86 @@ py::object density(const std::string& task_name, int n_qubits, const py::object&
   return out;
 }
 
+/// Runs the trajectory engine without the GIL; false when the call was cancelled.
+bool run_trajectories_without_gil(const hdqnn::cpu::TrajectoryJob& job) {
+  return hdqnn::without_gil([&] {
+    try {
+      hdqnn::cpu::run_trajectories(job);
+      return true;
+    } catch (const hdqnn::cpu::Cancelled&) {
+      return false;
+    }
+  });
+}
+
+/// As run_density_released, for trajectories: a long call on the main thread stops on Ctrl-C.
+void run_trajectories_released(hdqnn::cpu::TrajectoryJob job) {
+  if (!hdqnn::cpu::is_long_trajectory_call(job) || !on_main_thread()) {
+    run_trajectories_without_gil(job);
+    return;
+  }
+  for (;;) {
+    bool finished;
+    {
+      const SigintCancels sigint;
+      job.cancel = sigint.flag();
+      finished = run_trajectories_without_gil(job);
+    }
+    if (finished) return;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
+}
+
+py::tuple trajectories(int n_qubits, const py::object& gates, const py::object& theta, const py::object& chan_idx,
+                       const py::object& kraus, const py::object& kraus_count, const py::object& paulis,
+                       const py::object& uniforms) {
+  if (n_qubits < 1 || n_qubits > 26) value_error("n_qubits must be in [1, 26], got " + std::to_string(n_qubits));
+  const py::array g = checked(gates, "gates", py::dtype::of<int32_t>(), 2);
+  require_dim(g, "gates", 1, 4, "(code, wire0, wire1, slot)");
+  const py::ssize_t n_gates = g.shape(0);
+  const py::array th = checked(theta, "theta", py::dtype::of<double>(), 2);
+  const py::ssize_t batch = th.shape(0);
+  if (batch < 1) value_error("theta must hold at least one sample, got shape " + shape_of(th));
+  const py::array ci = checked(chan_idx, "chan_idx", py::dtype::of<int32_t>(), 1);
+  require_dim(ci, "chan_idx", 0, n_gates, "the number of gates");
+  const py::array kr = checked(kraus, "kraus", py::dtype::of<std::complex<double>>(), 4);
+  require_dim(kr, "kraus", 2, 4, "4");
+  require_dim(kr, "kraus", 3, 4, "4");
+  const py::array kc = checked(kraus_count, "kraus_count", py::dtype::of<int32_t>(), 1);
+  require_dim(kc, "kraus_count", 0, kr.shape(0), "the number of Kraus rows");
+  const py::array pa = checked(paulis, "paulis", py::dtype::of<int8_t>(), 2);
+  require_dim(pa, "paulis", 1, n_qubits, "n_qubits");
+  const py::array un = checked(uniforms, "uniforms", py::dtype::of<double>(), 3);
+  require_dim(un, "uniforms", 0, batch, "the batch size of theta");
+  if (un.shape(1) < 1) value_error("uniforms must hold at least one trajectory, got shape " + shape_of(un));
+  const py::ssize_t n_traj = un.shape(1), n_terms = pa.shape(0);
+  py::array_t<double> expvals({batch, n_traj, n_terms});
+  py::array_t<double> probs({batch, py::ssize_t(1) << n_qubits});
+  py::array_t<int64_t> outcomes({batch, n_traj});
+  hdqnn::cpu::TrajectoryJob job{};
+  job.n_qubits = n_qubits;
+  job.n_gates = static_cast<int>(n_gates);
+  job.gates = static_cast<const int32_t*>(g.data());
+  job.chan_idx = static_cast<const int32_t*>(ci.data());
+  job.n_channels = static_cast<int>(kr.shape(0));
+  job.rank = static_cast<int>(kr.shape(1));
+  job.kraus = static_cast<const double*>(kr.data());
+  job.kraus_count = static_cast<const int32_t*>(kc.data());
+  job.batch = batch;
+  job.n_angles = static_cast<int>(th.shape(1));
+  job.theta = static_cast<const double*>(th.data());
+  job.n_traj = static_cast<int>(n_traj);
+  job.n_draws = static_cast<int>(un.shape(2));
+  job.uniforms = static_cast<const double*>(un.data());
+  job.n_terms = static_cast<int>(n_terms);
+  job.paulis = static_cast<const int8_t*>(pa.data());
+  job.expvals = expvals.mutable_data();
+  job.probs = probs.mutable_data();
+  job.outcomes = outcomes.mutable_data();
+  run_trajectories_released(job);
+  return py::make_tuple(expvals, probs, outcomes);
+}
+
 py::dict density_plan(const std::string& task, int n_qubits, Index n_blocks, Index n_stored, Index batch, int lanes,
                       int stride) {
   if (n_qubits < 1 || n_qubits > 14) value_error("n_qubits must be in [1, 14], got " + std::to_string(n_qubits));
@@ -487,6 +567,13 @@ PYBIND11_MODULE(_core_cpu, m) {
         "int8 [K, n]; grad_terms: float64 [B, K]; testing hooks: lanes (0 automatic, or 1, 4, 8 samples "
         "simulated together), stride (0 automatic, or the VJP's blocks between checkpoints) and hermitian (-1 "
         "automatic, 0 / 1: passes over every entry / half of them, mirroring the rest).");
+  m.def("trajectories", &trajectories, py::arg("n_qubits"), py::arg("gates"), py::arg("theta"), py::arg("chan_idx"),
+        py::arg("kraus"), py::arg("kraus_count"), py::arg("paulis"), py::arg("uniforms"),
+        "Monte-Carlo unravelling (complex128), one statevector per (sample, trajectory): gates int32 [G, 4]; "
+        "theta float64 [B, A]; chan_idx int32 [G] (row of kraus, -1: noiseless); kraus complex128 [C, R, 4, 4] "
+        "(one-qubit operators top-left); kraus_count int32 [C]; paulis int8 [K, n]; uniforms float64 [B, T, M + 1] "
+        "(one draw per noisy gate, then the outcome's). Returns (expvals [B, T, K], probs [B, 2**n] averaged "
+        "over trajectories, outcomes int64 [B, T]).");
   m.def("density_plan", &density_plan, py::arg("task"), py::arg("n_qubits"), py::arg("n_blocks"), py::arg("n_stored"),
         py::arg("batch"),
         py::arg("lanes") = 0, py::arg("stride") = 0,

@@ -1,5 +1,6 @@
-// Driver of the noisy density-matrix engine: validation, blocks, plan (lanes, threads, checkpoint
-// stride, memory) and the choice of the instruction-set variant (the one engine.cpp uses).
+// Driver of the noisy engines: validation, blocks, plan (lanes, threads, checkpoint stride, memory)
+// and the choice of the instruction-set variant (the one engine.cpp uses), for the density matrix
+// and for the Monte-Carlo trajectories.
 #include "density.hpp"
 
 #include <math.h>
@@ -23,6 +24,13 @@ int run_density_avx2(const DensityJob& job);
 #endif
 #ifdef HDQNN_HAVE_AVX512
 int run_density_avx512(const DensityJob& job);
+#endif
+int run_trajectories_base(const TrajectoryJob& job);
+#ifdef HDQNN_HAVE_AVX2
+int run_trajectories_avx2(const TrajectoryJob& job);
+#endif
+#ifdef HDQNN_HAVE_AVX512
+int run_trajectories_avx512(const TrajectoryJob& job);
 #endif
 
 namespace {
@@ -66,6 +74,17 @@ int dispatch(const DensityJob& job) {
   if (name == "avx2") return run_density_avx2(job);
 #endif
   return run_density_base(job);
+}
+
+int dispatch_trajectories(const TrajectoryJob& job) {
+  const std::string name = isa();
+#ifdef HDQNN_HAVE_AVX512
+  if (name == "avx512") return run_trajectories_avx512(job);
+#endif
+#ifdef HDQNN_HAVE_AVX2
+  if (name == "avx2") return run_trajectories_avx2(job);
+#endif
+  return run_trajectories_base(job);
 }
 
 [[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument(msg); }
@@ -149,6 +168,53 @@ DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_sto
   p.workspace_bytes = double(p.workers) * p.states_per_worker * state;
   p.hermitian = forced_hermitian >= 0 ? forced_hermitian == 1 : state <= kMaxHermitianBytes;
   return p;
+}
+
+namespace {
+
+/// validate's checks (every gate with angles needs a slot: no gate counts as constant here), then
+/// the Kraus table's counts and the draws per trajectory.
+void validate_trajectories(const TrajectoryJob& job) {
+  std::vector<uint8_t> constant(size_t(job.n_gates), 0);
+  DensityJob view{};
+  view.n_qubits = job.n_qubits;
+  view.n_gates = job.n_gates;
+  view.gates = job.gates;
+  view.constant = constant.data();
+  view.chan_idx = job.chan_idx;
+  view.n_angles = job.n_angles;
+  view.n_terms = job.n_terms;
+  view.paulis = job.paulis;
+  validate(view, job.n_channels);
+  int noisy = 0;
+  for (int g = 0; g < job.n_gates; ++g) noisy += job.chan_idx[g] >= 0 ? 1 : 0;
+  for (int ch = 0; ch < job.n_channels; ++ch) {
+    if (job.kraus_count[ch] < 1 || job.kraus_count[ch] > job.rank) {
+      bad("kraus_count[" + std::to_string(ch) + "] = " + std::to_string(job.kraus_count[ch]) + " is outside [1, " +
+          std::to_string(job.rank) + "]");
+    }
+  }
+  if (job.n_draws != noisy + 1) {
+    bad("uniforms must hold one draw per noisy gate and one for the outcome (" + std::to_string(noisy + 1) +
+        " per trajectory), got " + std::to_string(job.n_draws));
+  }
+}
+
+}  // namespace
+
+void run_trajectories(const TrajectoryJob& job) {
+  validate_trajectories(job);
+  TrajectoryJob run = job;
+  run.threads = num_threads();
+  run.parallel_blocks = parallel_blocks;
+  const int status = dispatch_trajectories(run);
+  if (status == kRunCancelled) throw Cancelled();
+  if (status == kRunOutOfMemory) throw std::bad_alloc();
+  if (status != kRunOk) throw std::runtime_error("trajectory engine failed with status " + std::to_string(status));
+}
+
+bool is_long_trajectory_call(const TrajectoryJob& job) {
+  return double(job.batch) * double(job.n_traj) * double(job.n_gates) * ldexp(1.0, job.n_qubits) >= kLongCallWork;
 }
 
 bool is_long_density_call(int n_qubits, Index batch, int n_blocks) {

@@ -79,6 +79,43 @@ int vjp_states(int n_blocks, int n_stored, int stride);
 /// workspace cannot be allocated, Cancelled when job.cancel was set.
 void run_density(DensityJob job, int forced_lanes, int forced_stride = 0, int forced_hermitian = -1);
 
+/// One call of the Monte-Carlo unravelling (the contract of _density_kernels.trajectory_kernel):
+/// per sample and trajectory a statevector from |0...0>, every gate in turn and, after a gate with
+/// a channel, one of its Kraus operators K_k: the first k whose cumulative ||K_j psi||^2 exceeds
+/// that gate's uniform draw (the last one else), the state renormalised.
+struct TrajectoryJob {
+  int n_qubits;
+  int n_gates;
+  const int32_t* gates;        ///< [n_gates, 4], as DensityJob
+  const int32_t* chan_idx;     ///< [n_gates]: row of kraus, or -1 for a noiseless gate
+  int n_channels;
+  int rank;                    ///< Kraus operators each row of the table holds
+  const double* kraus;         ///< [n_channels, rank, 4, 4] interleaved complex (one-qubit: top-left 2x2)
+  const int32_t* kraus_count;  ///< [n_channels]: operators of each row in use, in [1, rank]
+  Index batch;
+  int n_angles;
+  const double* theta;         ///< [batch, n_angles] per-sample angles
+  int n_traj;
+  int n_draws;                 ///< uniforms per trajectory: one per noisy gate, then the outcome's
+  const double* uniforms;      ///< [batch, n_traj, n_draws] in [0, 1)
+  int n_terms;
+  const int8_t* paulis;        ///< [n_terms, n_qubits]
+  double* expvals;             ///< [batch, n_traj, n_terms] <- <psi|P_k|psi> at the end
+  double* probs;               ///< [batch, 2**n] <- |psi|^2 averaged over the trajectories
+  int64_t* outcomes;           ///< [batch, n_traj] <- a basis state drawn from |psi|^2 (the last draw)
+  int threads;                 ///< filled in by run_trajectories
+  ParallelBlocks parallel_blocks;
+  const int* cancel;           ///< a flag another thread may set to stop the call, or null
+};
+
+/// Runs ``job`` on the sample-parallel pool (a worker per sample at a time, so the result does
+/// not depend on the thread count). Throws std::invalid_argument on a bad program or table,
+/// Cancelled when job.cancel was set.
+void run_trajectories(const TrajectoryJob& job);
+
+/// Whether a trajectory call may run long enough to be worth cancelling (Ctrl-C).
+bool is_long_trajectory_call(const TrajectoryJob& job);
+
 /// Whether a call of this size may run long enough to be worth cancelling (Ctrl-C).
 bool is_long_density_call(int n_qubits, Index batch, int n_blocks);
 

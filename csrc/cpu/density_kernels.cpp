@@ -1,6 +1,7 @@
-// Kernels of the noisy density-matrix engine (layout and contract: density.hpp). Compiled once per
-// instruction set, like kernels.cpp (CMake passes -DHDQNN_ISA and the matching -march flags);
-// density.cpp picks the variant at run time.
+// Kernels of the noisy density-matrix engine (layout and contract: density.hpp), and of its
+// Monte-Carlo trajectories (TrajectoryJob, at the end: one statevector per sample and trajectory).
+// Compiled once per instruction set, like kernels.cpp (CMake passes -DHDQNN_ISA and the matching
+// -march flags); density.cpp picks the variant at run time.
 //
 // A worker simulates L samples ("lanes") together: entry e of the vectorised density matrix holds
 // re[0..L) then im[0..L) at v[2 L e], so every update is a loop over lanes with per-lane
@@ -95,24 +96,7 @@ void half_angles(const DensityJob& job, int g, const double* trig, double* c, do
 }
 
 /// u <- gate g's matrix (2x2 in u[0..3] or 4x4, index 2 bit(wire0) + bit(wire1)); its wires.
-int gate_unitary(int code, const double* c, const double* s, C* u) {
-  if (gate_info(code).n_wires == 1) {
-    single_qubit_matrix<double>(code, c, s, 1, u);
-    return 1;
-  }
-  for (int i = 0; i < 16; ++i) u[i] = zero_c();
-  if (code == kGateSwap) {
-    u[0] = u[6] = u[9] = u[15] = one_c();
-  } else if (code == kGateRxx || code == kGateRyy || code == kGateRzz) {
-    pauli_pair_rotation_matrix<double>(code, c[0], s[0], u);
-  } else {  // controlled: identity on control = 0, the base gate on control = 1
-    C b[4];
-    single_qubit_matrix<double>(controlled_base(code), c, s, 1, b);
-    u[0] = u[5] = one_c();
-    u[10] = b[0], u[11] = b[1], u[14] = b[2], u[15] = b[3];
-  }
-  return 2;
-}
+int gate_unitary(int code, const double* c, const double* s, C* u) { return gate_unitary_matrix<double>(code, c, s, u); }
 
 /// d <- d(gate matrix)/d(angle ``which``), laid out as gate_unitary.
 void gate_derivative(int code, const double* c, const double* s, int which, C* d) {
@@ -1020,6 +1004,176 @@ int run_lanes(const DensityJob& job) {
   return status;
 }
 
+// ----------------------------------------------------------------------------- trajectories
+/// dst <- m src on wire ``wire`` (m[r * ld + c], 2x2; dst may be src); returns ||dst||^2. The loops
+/// run over amplitude pairs (blocks of ``step`` with the wire's bit 0), which vectorise.
+double apply_one_wire(const C* src, C* dst, int n, int wire, const C* m, int ld) {
+  const Index dim = Index(1) << n, step = Index(1) << (n - 1 - wire);
+  const C m00 = m[0], m01 = m[1], m10 = m[ld], m11 = m[ld + 1];
+  double norm = 0.0;
+  for (Index base = 0; base < dim; base += 2 * step) {
+    for (Index i = base; i < base + step; ++i) {
+      const C a = src[i], b = src[i + step];
+      const C x = mul_add(m00 * a, m01, b), y = mul_add(m10 * a, m11, b);
+      dst[i] = x;
+      dst[i + step] = y;
+      norm += x.re * x.re + x.im * x.im + y.re * y.re + y.im * y.im;
+    }
+  }
+  return norm;
+}
+
+/// dst <- m src on wires (w0, w1) (m[r * 4 + c], 4x4, index 2 bit(w0) + bit(w1); dst may be
+/// src); returns ||dst||^2.
+double apply_two_wires(const C* src, C* dst, int n, int w0, int w1, const C* m) {
+  const Index s0 = Index(1) << (n - 1 - w0), s1 = Index(1) << (n - 1 - w1);
+  const Index lo = s0 < s1 ? s0 : s1, hi = s0 < s1 ? s1 : s0;
+  const Index quads = Index(1) << (n - 2);
+  double norm = 0.0;
+  for (Index q = 0; q < quads; ++q) {
+    // q with zero bits inserted at the two wires' positions (low one first)
+    Index i = q;
+    i = ((i & ~(lo - 1)) << 1) | (i & (lo - 1));
+    i = ((i & ~(hi - 1)) << 1) | (i & (hi - 1));
+    const Index at[4] = {i, i + s1, i + s0, i + s0 + s1};
+    C x[4];
+    for (int k = 0; k < 4; ++k) x[k] = src[at[k]];
+    for (int r = 0; r < 4; ++r) {
+      C acc = make_complex(0.0, 0.0);
+      for (int c = 0; c < 4; ++c) acc = mul_add(acc, m[r * 4 + c], x[c]);
+      dst[at[r]] = acc;
+      norm += acc.re * acc.re + acc.im * acc.im;
+    }
+  }
+  return norm;
+}
+
+/// dst <- m src on gate ``row``'s wires (one-qubit m: rows of ``ld``); returns ||dst||^2.
+double apply_on_gate(const C* src, C* dst, int n, const int32_t* row, const C* m, int ld) {
+  if (gate_info(row[0]).n_wires == 1) return apply_one_wire(src, dst, n, row[1], m, ld);
+  return apply_two_wires(src, dst, n, row[1], row[2], m);
+}
+
+/// psi <- K_k psi / ||K_k psi|| for the first k with u < sum_{j <= k} ||K_j psi||^2 (the last
+/// one else), as _density_kernels.kraus_jump; phi is scratch.
+void kraus_jump(C* psi, C* phi, int n, const int32_t* row, const C* ops, int count, double u) {
+  const Index dim = Index(1) << n;
+  double cum = 0.0;
+  for (int k = 0; k < count; ++k) {
+    const double p = apply_on_gate(psi, phi, n, row, ops + 16 * k, 4);
+    cum += p;
+    if (u < cum || k == count - 1) {
+      if (p > 0.0) {
+        const double scale = 1.0 / sqrt(p);
+        for (Index i = 0; i < dim; ++i) psi[i] = scale * phi[i];
+      }
+      return;
+    }
+  }
+}
+
+/// <psi|P|psi> for a statevector.
+double state_pauli(const C* psi, int n, const PauliTerm& term) {
+  C acc = make_complex(0.0, 0.0);
+  for (Index j = 0; j < (Index(1) << n); ++j) {
+    const C v = parity(Mask(j) & term.sign) ? make_complex(-psi[j].re, -psi[j].im) : psi[j];
+    acc = mul_add(acc, conj(psi[j ^ Index(term.flip)]), v);
+  }
+  return real_of_i_power(term.ny, acc);
+}
+
+struct TrajectoryContext {
+  const cpu::TrajectoryJob* job;
+  PauliTerm* terms;  ///< [n_terms]
+  C** scratch;     ///< per worker, allocated on its first sample: psi, phi, every gate's matrix (16 each)
+  int failed;        ///< a worker could not allocate its scratch
+};
+
+/// Every trajectory of sample ``b``.
+void trajectory_sample(void* raw, int worker, Index b) {
+  TrajectoryContext& ctx = *static_cast<TrajectoryContext*>(raw);
+  const cpu::TrajectoryJob& job = *ctx.job;
+  const int n = job.n_qubits;
+  const Index dim = Index(1) << n;
+  if (ctx.scratch[worker] == nullptr) {
+    ctx.scratch[worker] = static_cast<C*>(malloc(sizeof(C) * size_t(2 * dim + 16 * Index(job.n_gates))));
+  }
+  if (ctx.scratch[worker] == nullptr) {
+    __atomic_store_n(&ctx.failed, 1, __ATOMIC_RELAXED);
+    return;
+  }
+  C* psi = ctx.scratch[worker];
+  C* phi = psi + dim;
+  C* mats = phi + dim;
+  const double* theta = job.theta + b * job.n_angles;
+  for (int g = 0; g < job.n_gates; ++g) {  // the sample's gates are the same in every trajectory
+    const int32_t* row = job.gates + 4 * g;
+    const int na = row[3] >= 0 ? gate_info(row[0]).n_angles : 0;
+    double c[kMaxGateAngles], s[kMaxGateAngles];
+    for (int k = 0; k < kMaxGateAngles; ++k) {
+      c[k] = k < na ? cos(0.5 * theta[row[3] + k]) : 1.0;
+      s[k] = k < na ? sin(0.5 * theta[row[3] + k]) : 0.0;
+    }
+    gate_unitary_matrix<double>(row[0], c, s, mats + 16 * g);
+  }
+  const C* ops = reinterpret_cast<const C*>(job.kraus);
+  for (int t = 0; t < job.n_traj; ++t) {
+    if (cancelled(job.cancel)) return;
+    const double* draws = job.uniforms + (b * job.n_traj + t) * job.n_draws;
+    for (Index i = 0; i < dim; ++i) psi[i] = make_complex(0.0, 0.0);
+    psi[0] = make_complex(1.0, 0.0);
+    int m = 0;
+    for (int g = 0; g < job.n_gates; ++g) {
+      const int32_t* row = job.gates + 4 * g;
+      apply_on_gate(psi, psi, n, row, mats + 16 * g, gate_info(row[0]).n_wires == 1 ? 2 : 4);
+      const int ch = job.chan_idx[g];
+      if (ch >= 0) kraus_jump(psi, phi, n, row, ops + Index(ch) * job.rank * 16, job.kraus_count[ch], draws[m++]);
+    }
+    for (int k = 0; k < job.n_terms; ++k) {
+      job.expvals[(b * job.n_traj + t) * job.n_terms + k] = state_pauli(psi, n, ctx.terms[k]);
+    }
+    double cum = 0.0;
+    Index chosen = dim - 1;
+    bool found = false;
+    for (Index i = 0; i < dim; ++i) {
+      const double p = psi[i].re * psi[i].re + psi[i].im * psi[i].im;
+      job.probs[b * dim + i] += p / job.n_traj;
+      cum += p;
+      if (!found && draws[job.n_draws - 1] < cum) {
+        chosen = i;
+        found = true;
+      }
+    }
+    job.outcomes[b * job.n_traj + t] = int64_t(chosen);
+  }
+}
+
+
+int run_trajectory_job(const cpu::TrajectoryJob& job) {
+  TrajectoryContext ctx;
+  ctx.job = &job;
+  ctx.failed = 0;
+  ctx.terms = static_cast<PauliTerm*>(malloc(sizeof(PauliTerm) * (job.n_terms > 0 ? job.n_terms : 1)));
+  ctx.scratch = static_cast<C**>(calloc(job.threads, sizeof(C*)));
+  int status = cpu::kRunOk;
+  if (!ctx.terms || !ctx.scratch) {
+    status = cpu::kRunOutOfMemory;
+  } else {
+    for (int t = 0; t < job.n_terms; ++t) {
+      ctx.terms[t] = make_pauli_term(reinterpret_cast<const signed char*>(job.paulis) + t * job.n_qubits, job.n_qubits);
+    }
+    const Index dim = Index(1) << job.n_qubits;
+    for (Index i = 0; i < job.batch * dim; ++i) job.probs[i] = 0.0;
+    job.parallel_blocks(job.threads, job.batch, trajectory_sample, &ctx);
+    if (ctx.failed) status = cpu::kRunOutOfMemory;
+    else if (cancelled(job.cancel)) status = cpu::kRunCancelled;
+    for (int i = 0; i < job.threads; ++i) free(ctx.scratch[i]);
+  }
+  free(ctx.terms);
+  free(ctx.scratch);
+  return status;
+}
+
 }  // namespace
 }  // namespace density_kernels
 HDQNN_NAMESPACE_END
@@ -1034,6 +1188,10 @@ int HDQNN_PASTE(run_density_, HDQNN_ISA)(const DensityJob& job) {
     case 8: return density_kernels::run_lanes<8>(job);
     default: return kRunBadLanes;
   }
+}
+
+int HDQNN_PASTE(run_trajectories_, HDQNN_ISA)(const TrajectoryJob& job) {
+  return density_kernels::run_trajectory_job(job);
 }
 
 }  // namespace cpu

@@ -7,7 +7,9 @@ They execute a circuit's compiled ``Program`` with noise compiled to flat tables
 complex128 and return float64. The density matrix runs on the compiled engine
 (``hdqnn._core_cpu.density``, csrc/cpu/density_kernels.cpp) where it is built, else on its Numba
 twin (``_density_kernels``); ``HDQNN_BACKEND=numba`` (or ``numpy``) picks the twin, and every
-density function takes ``engine="cpp" | "numba"`` to choose explicitly. Trajectories run on Numba.
+density function takes ``engine="cpp" | "numba"`` to choose explicitly. Trajectories run the same
+way (``hdqnn._core_cpu.trajectories``, csrc/cpu/density.cpp, else the Numba kernel); both take the
+caller's pre-drawn uniforms, so they agree to rounding whatever the engine or thread count.
 
 Readout errors are applied by the caller (``hdqnn.sim``): to probabilities through the confusion
 matrices, and to expectations by measuring the Pauli strings ``readout_terms`` gives.
@@ -273,9 +275,21 @@ def density_vjp(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_
     return scatter_angle_grads(program, g_theta, inputs, weights)
 
 
+def trajectory_engine(engine: Optional[str] = None) -> str:
+    """The engine a trajectory call runs on, chosen as ``density_engine`` chooses (a compiled module
+    built before trajectories moved into it counts as absent)."""
+    chosen = density_engine(engine)
+    if chosen == "cpp" and not hasattr(_compiled(), "trajectories"):
+        if engine == "cpp":
+            raise RuntimeError("this build of hdqnn._core_cpu predates the compiled trajectories; rebuild it "
+                               "with pip install -e . or use engine='numba'")
+        return "numba"
+    return chosen
+
+
 def trajectories(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_idx: np.ndarray,
                  kraus: np.ndarray, kraus_count: np.ndarray, paulis: np.ndarray,
-                 uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 uniforms: np.ndarray, engine: Optional[str] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Monte-Carlo unravelling, one statevector per (sample, trajectory).
 
     uniforms: float64 [B, T, M + 1] in [0, 1), M = the number of noisy gates (one draw each) and
@@ -286,7 +300,13 @@ def trajectories(program: Program, inputs: np.ndarray, weights: np.ndarray, chan
     b, t = uniforms.shape[:2]
     if kraus.shape[0] == 0:
         kraus = np.zeros((1, 1, 4, 4), dtype=np.complex128)
-        kraus_count = np.zeros(1, dtype=np.int32)
+        kraus_count = np.ones(1, dtype=np.int32)
+    if trajectory_engine(engine) == "cpp":
+        return _compiled().trajectories(
+            program.n_qubits, np.ascontiguousarray(program.gates, dtype=np.int32),
+            np.ascontiguousarray(theta, dtype=np.float64), np.ascontiguousarray(chan_idx, dtype=np.int32),
+            np.ascontiguousarray(kraus, dtype=np.complex128), np.ascontiguousarray(kraus_count, dtype=np.int32),
+            np.ascontiguousarray(paulis, dtype=np.int8), np.ascontiguousarray(uniforms, dtype=np.float64))
     expvals = np.zeros((b, t, paulis.shape[0]))
     probs = np.zeros((b, 1 << program.n_qubits))
     outcomes = np.zeros((b, t), dtype=np.int64)

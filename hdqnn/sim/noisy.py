@@ -42,6 +42,9 @@ _compiled: dict[tuple[int, int], tuple[Any, Any, CompiledNoise]] = {}
 
 
 def _workers() -> int:
+    """Samples a trajectory call simulates at once (each worker holds two statevectors)."""
+    if engine.trajectory_engine() == "cpp":
+        return engine._compiled().get_num_threads()
     import numba
 
     return numba.get_num_threads()

@@ -250,3 +250,75 @@ def test_bad_input_is_a_clear_error(core, rng):
         core.density("expval", 2, gates, constant, idx, tables.superops, theta, paulis, None, 0, 0, 2)
     with pytest.raises(ValueError, match="paulis must hold 0"):
         call(paulis=np.full((1, 2), 7, dtype=np.int8))
+
+
+# ----------------------------------------------------------------------------- trajectories
+def _trajectory_args(rng, n, batch=BATCH, n_traj=6):
+    circuit, x, w, model, tables = _case(rng, n, batch=batch)
+    program = circuit.compile()
+    paulis = compile_observables(random_paulis(rng, n, k=3), n)
+    n_noisy = int(np.count_nonzero(tables.channel_index >= 0))
+    uniforms = rng.random((batch, n_traj, n_noisy + 1))
+    return program, x, w, tables, paulis, uniforms
+
+
+def _trajectories(program, x, w, tables, paulis, uniforms, engine):
+    return density.trajectories(program, x, w, tables.channel_index, tables.kraus, tables.kraus_count, paulis,
+                                uniforms, engine=engine)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_trajectories_match_the_numba_kernel(core, rng, n):
+    """The same pre-drawn uniforms give the same jumps: per-trajectory expectations, averaged
+    probabilities and drawn outcomes agree with the Numba kernel (random circuits over every gate,
+    random noise models over every channel type)."""
+    _engine_or_skip("numba")
+    args = _trajectory_args(rng, n)
+    got = _trajectories(*args, engine="cpp")
+    want = _trajectories(*args, engine="numba")
+    np.testing.assert_allclose(got[0], want[0], atol=ATOL)
+    np.testing.assert_allclose(got[1], want[1], atol=ATOL)
+    np.testing.assert_array_equal(got[2], want[2])
+    assert np.all(np.isfinite(got[0])) and np.allclose(got[1].sum(axis=1), 1.0)
+
+
+def test_trajectories_run_compiled_by_default_and_average_to_the_density_matrix(core, rng):
+    """The public call's trajectories take the compiled engine, and their mean approaches the exact
+    noisy expectation (within 5 standard errors)."""
+    assert density.trajectory_engine() == "cpp"
+    circuit = hdqnn.ansatz.hardware_efficient(3, 2)
+    x = rng.uniform(-np.pi, np.pi, (2, circuit.n_inputs))
+    w = rng.uniform(-np.pi, np.pi, circuit.n_weights)
+    model = NoiseModel().add(depolarizing(0.05), ["ry", "rz"]).add(amplitude_damping(0.1), ["ry"])
+    exact = hdqnn.expval(circuit, x, w, noise=model, method="density_matrix")
+    est, err = hdqnn.expval(circuit, x, w, noise=model, method="trajectories", trajectories=4000, seed=3,
+                            return_stderr=True)
+    assert np.all(np.abs(est - exact) <= 5 * err + 1e-12)
+
+
+def test_trajectories_do_not_depend_on_the_thread_count(core, rng):
+    args = _trajectory_args(rng, 3, batch=7)
+    before = core.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            core.set_num_threads(threads)
+            results.append(_trajectories(*args, engine="cpp"))
+    finally:
+        core.set_num_threads(before)
+    for result in results[1:]:
+        for a, b in zip(result, results[0]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_trajectories_bad_input_is_a_clear_error(core, rng):
+    program, x, w, tables, paulis, uniforms = _trajectory_args(rng, 2, batch=2)
+    with pytest.raises(ValueError, match="one draw per noisy gate"):
+        _trajectories(program, x, w, tables, paulis, uniforms[:, :, 1:], engine="cpp")
+    if len(tables.kraus):
+        count = np.full_like(tables.kraus_count, tables.kraus.shape[1] + 1)
+        with pytest.raises(ValueError, match="kraus_count"):
+            density.trajectories(program, x, w, tables.channel_index, tables.kraus, count, paulis, uniforms,
+                                 engine="cpp")
+    with pytest.raises(ValueError, match="uniforms has shape"):
+        _trajectories(program, x, w, tables, paulis, uniforms[:1], engine="cpp")

@@ -271,4 +271,27 @@ HDQNN_HOST_DEVICE HDQNN_INLINE void pauli_pair_rotation_derivative(int code, T c
   for (int k = 0; k < 16; ++k) m[k] = half * m[k];
 }
 
+/// u <- the matrix of gate ``code`` from its half-angle cosines and sines: 2x2 in u[0..3] for a
+/// one-qubit gate, else 4x4 indexed 2 bit(wire0) + bit(wire1); returns the number of wires.
+template <class T>
+HDQNN_HOST_DEVICE HDQNN_INLINE int gate_unitary_matrix(int code, const T* c, const T* s, Complex<T>* u) {
+  if (gate_info(code).n_wires == 1) {
+    single_qubit_matrix<T>(code, c, s, 1, u);
+    return 1;
+  }
+  const Complex<T> zero = make_complex(T(0), T(0)), one = make_complex(T(1), T(0));
+  for (int i = 0; i < 16; ++i) u[i] = zero;
+  if (code == kGateSwap) {
+    u[0] = u[6] = u[9] = u[15] = one;
+  } else if (code == kGateRxx || code == kGateRyy || code == kGateRzz) {
+    pauli_pair_rotation_matrix<T>(code, c[0], s[0], u);
+  } else {  // controlled: identity on control = 0, the base gate on control = 1
+    Complex<T> b[4];
+    single_qubit_matrix<T>(controlled_base(code), c, s, 1, b);
+    u[0] = u[5] = one;
+    u[10] = b[0], u[11] = b[1], u[14] = b[2], u[15] = b[3];
+  }
+  return 2;
+}
+
 HDQNN_NAMESPACE_END
