@@ -194,39 +194,45 @@ class SigintCancels {
   bool installed_ = false;
 };
 
-/// Runs the engine without the GIL; false when the call was cancelled.
-template <class T>
-bool run_without_gil(Task task, const Call<T>& call, T* out, T* grad_weights) {
-  return hdqnn::without_gil([&] {
-    try {
-      hdqnn::cpu::run<T>(task, call, out, grad_weights);
-      return true;
-    } catch (const hdqnn::cpu::Cancelled&) {
-      return false;
-    }
-  });
-}
-
-/// Runs the engine without the GIL. A long call on the main thread stops on Ctrl-C and raises
-/// what Python's SIGINT handler raises (KeyboardInterrupt); when that handler returns instead,
-/// the call starts over.
-template <class T>
-void run_released(Task task, Call<T> call, T* out, T* grad_weights) {
-  const ProgramView& p = call.program;
-  if (!hdqnn::cpu::is_long_call(task, p.n_qubits, call.batch, p.n_gates) || !on_main_thread()) {
-    run_without_gil<T>(task, call, out, grad_weights);
+/// Runs ``engine(cancel)`` without the GIL; ``engine`` throws hdqnn::cpu::Cancelled when the flag
+/// ``cancel`` (null for none) was set. A long call on the main thread stops on Ctrl-C and raises
+/// what Python's SIGINT handler raises (KeyboardInterrupt); when that handler returns instead, the
+/// call starts over.
+template <class Engine>
+void run_cancellable(bool long_call, Engine&& engine) {
+  auto attempt = [&](const int* cancel) {
+    return hdqnn::without_gil([&] {
+      try {
+        engine(cancel);
+        return true;
+      } catch (const hdqnn::cpu::Cancelled&) {
+        return false;
+      }
+    });
+  };
+  if (!long_call || !on_main_thread()) {
+    attempt(nullptr);
     return;
   }
   for (;;) {
     bool finished;
     {
       const SigintCancels sigint;
-      call.cancel = sigint.flag();
-      finished = run_without_gil<T>(task, call, out, grad_weights);
+      finished = attempt(sigint.flag());
     }
     if (finished) return;
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
   }
+}
+
+/// One statevector-engine call through run_cancellable.
+template <class T>
+void run_released(Task task, Call<T> call, T* out, T* grad_weights) {
+  const ProgramView& p = call.program;
+  run_cancellable(hdqnn::cpu::is_long_call(task, p.n_qubits, call.batch, p.n_gates), [&](const int* cancel) {
+    call.cancel = cancel;
+    hdqnn::cpu::run<T>(task, call, out, grad_weights);
+  });
 }
 
 py::object statevector(const py::object& gates, const py::object& angle_src, const py::object& angle_val,
@@ -319,35 +325,12 @@ hdqnn::cpu::DensityTask density_task_named(const std::string& name) {
   value_error("unknown density task '" + name + "'; use expval, probabilities, state or vjp");
 }
 
-/// Runs the density engine without the GIL; false when the call was cancelled.
-bool run_density_without_gil(const hdqnn::cpu::DensityJob& job, int lanes, int stride, int hermitian) {
-  return hdqnn::without_gil([&] {
-    try {
-      hdqnn::cpu::run_density(job, lanes, stride, hermitian);
-      return true;
-    } catch (const hdqnn::cpu::Cancelled&) {
-      return false;
-    }
-  });
-}
-
-/// As run_released: a long call on the main thread stops on Ctrl-C and raises what Python's SIGINT
-/// handler raises; when that handler returns instead, the call starts over.
+/// One density-engine call through run_cancellable.
 void run_density_released(hdqnn::cpu::DensityJob job, int lanes, int stride, int hermitian) {
-  if (!hdqnn::cpu::is_long_density_call(job.n_qubits, job.batch, job.n_gates) || !on_main_thread()) {
-    run_density_without_gil(job, lanes, stride, hermitian);
-    return;
-  }
-  for (;;) {
-    bool finished;
-    {
-      const SigintCancels sigint;
-      job.cancel = sigint.flag();
-      finished = run_density_without_gil(job, lanes, stride, hermitian);
-    }
-    if (finished) return;
-    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-  }
+  run_cancellable(hdqnn::cpu::is_long_density_call(job.n_qubits, job.batch, job.n_gates), [&](const int* cancel) {
+    job.cancel = cancel;
+    hdqnn::cpu::run_density(job, lanes, stride, hermitian);
+  });
 }
 
 py::object density(const std::string& task_name, int n_qubits, const py::object& gates, const py::object& constant,
@@ -409,34 +392,12 @@ py::object density(const std::string& task_name, int n_qubits, const py::object&
   return out;
 }
 
-/// Runs the trajectory engine without the GIL; false when the call was cancelled.
-bool run_trajectories_without_gil(const hdqnn::cpu::TrajectoryJob& job) {
-  return hdqnn::without_gil([&] {
-    try {
-      hdqnn::cpu::run_trajectories(job);
-      return true;
-    } catch (const hdqnn::cpu::Cancelled&) {
-      return false;
-    }
-  });
-}
-
-/// As run_density_released, for trajectories: a long call on the main thread stops on Ctrl-C.
+/// One trajectory-engine call through run_cancellable.
 void run_trajectories_released(hdqnn::cpu::TrajectoryJob job) {
-  if (!hdqnn::cpu::is_long_trajectory_call(job) || !on_main_thread()) {
-    run_trajectories_without_gil(job);
-    return;
-  }
-  for (;;) {
-    bool finished;
-    {
-      const SigintCancels sigint;
-      job.cancel = sigint.flag();
-      finished = run_trajectories_without_gil(job);
-    }
-    if (finished) return;
-    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-  }
+  run_cancellable(hdqnn::cpu::is_long_trajectory_call(job), [&](const int* cancel) {
+    job.cancel = cancel;
+    hdqnn::cpu::run_trajectories(job);
+  });
 }
 
 py::tuple trajectories(int n_qubits, const py::object& gates, const py::object& theta, const py::object& chan_idx,
