@@ -8,8 +8,8 @@ complex128 and return float64. The density matrix runs on the compiled engine
 (``hdqnn._core_cpu.density``, csrc/cpu/density_kernels.cpp) where it is built, else on its Numba
 twin (``_density_kernels``); ``HDQNN_BACKEND=numba`` (or ``numpy``) picks the twin, and every
 density function takes ``engine="cpp" | "numba"`` to choose explicitly. Trajectories run the same
-way (``hdqnn._core_cpu.trajectories``, csrc/cpu/density.cpp, else the Numba kernel); both take the
-caller's pre-drawn uniforms, so they agree to rounding whatever the engine or thread count.
+way (``hdqnn._core_cpu.trajectories``, csrc/cpu/density_kernels.cpp, else the Numba kernel); both
+take the caller's pre-drawn uniforms, so they agree to rounding whatever the engine or thread count.
 
 Readout errors are applied by the caller (``hdqnn.sim``): to probabilities through the confusion
 matrices, and to expectations by measuring the Pauli strings ``readout_terms`` gives.
@@ -297,8 +297,7 @@ def trajectories(program: Program, inputs: np.ndarray, weights: np.ndarray, chan
     probabilities [B, 2**n] averaged over trajectories, outcomes int64 [B, T] basis states).
     """
     theta = sample_angles(program, inputs, weights)
-    b, t = uniforms.shape[:2]
-    if kraus.shape[0] == 0:
+    if kraus.shape[0] == 0:  # a placeholder row, never read: no gate has a channel
         kraus = np.zeros((1, 1, 4, 4), dtype=np.complex128)
         kraus_count = np.ones(1, dtype=np.int32)
     if trajectory_engine(engine) == "cpp":
@@ -307,6 +306,7 @@ def trajectories(program: Program, inputs: np.ndarray, weights: np.ndarray, chan
             np.ascontiguousarray(theta, dtype=np.float64), np.ascontiguousarray(chan_idx, dtype=np.int32),
             np.ascontiguousarray(kraus, dtype=np.complex128), np.ascontiguousarray(kraus_count, dtype=np.int32),
             np.ascontiguousarray(paulis, dtype=np.int8), np.ascontiguousarray(uniforms, dtype=np.float64))
+    b, t = uniforms.shape[:2]
     expvals = np.zeros((b, t, paulis.shape[0]))
     probs = np.zeros((b, 1 << program.n_qubits))
     outcomes = np.zeros((b, t), dtype=np.int64)
