@@ -96,7 +96,9 @@ void half_angles(const DensityJob& job, int g, const double* trig, double* c, do
 }
 
 /// u <- gate g's matrix (2x2 in u[0..3] or 4x4, index 2 bit(wire0) + bit(wire1)); its wires.
-int gate_unitary(int code, const double* c, const double* s, C* u) { return gate_unitary_matrix<double>(code, c, s, u); }
+int gate_unitary(int code, const double* c, const double* s, C* u) {
+  return gate_unitary_matrix<double>(code, c, s, u);
+}
 
 /// d <- d(gate matrix)/d(angle ``which``), laid out as gate_unitary.
 void gate_derivative(int code, const double* c, const double* s, int which, C* d) {
@@ -1085,7 +1087,7 @@ double state_pauli(const C* psi, int n, const PauliTerm& term) {
 struct TrajectoryContext {
   const cpu::TrajectoryJob* job;
   PauliTerm* terms;  ///< [n_terms]
-  C** scratch;     ///< per worker, allocated on its first sample: psi, phi, every gate's matrix (16 each)
+  C** scratch;       ///< per worker, allocated on its first sample: psi, phi, every gate's matrix
   int failed;        ///< a worker could not allocate its scratch
 };
 
@@ -1148,7 +1150,7 @@ void trajectory_sample(void* raw, int worker, Index b) {
   }
 }
 
-
+/// Every sample's trajectories on the job's pool; a kRun* status.
 int run_trajectory_job(const cpu::TrajectoryJob& job) {
   TrajectoryContext ctx;
   ctx.job = &job;
@@ -1160,7 +1162,8 @@ int run_trajectory_job(const cpu::TrajectoryJob& job) {
     status = cpu::kRunOutOfMemory;
   } else {
     for (int t = 0; t < job.n_terms; ++t) {
-      ctx.terms[t] = make_pauli_term(reinterpret_cast<const signed char*>(job.paulis) + t * job.n_qubits, job.n_qubits);
+      const signed char* row = reinterpret_cast<const signed char*>(job.paulis) + t * job.n_qubits;
+      ctx.terms[t] = make_pauli_term(row, job.n_qubits);
     }
     const Index dim = Index(1) << job.n_qubits;
     for (Index i = 0; i < job.batch * dim; ++i) job.probs[i] = 0.0;
