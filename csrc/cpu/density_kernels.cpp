@@ -1007,8 +1007,10 @@ int run_lanes(const DensityJob& job) {
 }
 
 // ----------------------------------------------------------------------------- trajectories
-/// dst <- m src on wire ``wire`` (m[r * ld + c], 2x2; dst may be src); returns ||dst||^2. The loops
-/// run over amplitude pairs (blocks of ``step`` with the wire's bit 0), which vectorise.
+/// dst <- m src on wire ``wire`` (m[r * ld + c], 2x2; dst may be src); returns ||dst||^2 with
+/// kNorm (a Kraus operator's weight), else 0: the sum is a serial dependency a unitary gate does
+/// not need. The loops run over amplitude pairs (blocks of ``step`` with the wire's bit 0).
+template <bool kNorm>
 double apply_one_wire(const C* src, C* dst, int n, int wire, const C* m, int ld) {
   const Index dim = Index(1) << n, step = Index(1) << (n - 1 - wire);
   const C m00 = m[0], m01 = m[1], m10 = m[ld], m11 = m[ld + 1];
@@ -1019,14 +1021,15 @@ double apply_one_wire(const C* src, C* dst, int n, int wire, const C* m, int ld)
       const C x = mul_add(m00 * a, m01, b), y = mul_add(m10 * a, m11, b);
       dst[i] = x;
       dst[i + step] = y;
-      norm += x.re * x.re + x.im * x.im + y.re * y.re + y.im * y.im;
+      if constexpr (kNorm) norm += x.re * x.re + x.im * x.im + y.re * y.re + y.im * y.im;
     }
   }
   return norm;
 }
 
 /// dst <- m src on wires (w0, w1) (m[r * 4 + c], 4x4, index 2 bit(w0) + bit(w1); dst may be
-/// src); returns ||dst||^2.
+/// src); returns ||dst||^2 with kNorm, else 0 (as apply_one_wire).
+template <bool kNorm>
 double apply_two_wires(const C* src, C* dst, int n, int w0, int w1, const C* m) {
   const Index s0 = Index(1) << (n - 1 - w0), s1 = Index(1) << (n - 1 - w1);
   const Index lo = s0 < s1 ? s0 : s1, hi = s0 < s1 ? s1 : s0;
@@ -1044,16 +1047,17 @@ double apply_two_wires(const C* src, C* dst, int n, int w0, int w1, const C* m) 
       C acc = make_complex(0.0, 0.0);
       for (int c = 0; c < 4; ++c) acc = mul_add(acc, m[r * 4 + c], x[c]);
       dst[at[r]] = acc;
-      norm += acc.re * acc.re + acc.im * acc.im;
+      if constexpr (kNorm) norm += acc.re * acc.re + acc.im * acc.im;
     }
   }
   return norm;
 }
 
-/// dst <- m src on gate ``row``'s wires (one-qubit m: rows of ``ld``); returns ||dst||^2.
+/// dst <- m src on gate ``row``'s wires (one-qubit m: rows of ``ld``); returns ||dst||^2 with kNorm.
+template <bool kNorm>
 double apply_on_gate(const C* src, C* dst, int n, const int32_t* row, const C* m, int ld) {
-  if (gate_info(row[0]).n_wires == 1) return apply_one_wire(src, dst, n, row[1], m, ld);
-  return apply_two_wires(src, dst, n, row[1], row[2], m);
+  if (gate_info(row[0]).n_wires == 1) return apply_one_wire<kNorm>(src, dst, n, row[1], m, ld);
+  return apply_two_wires<kNorm>(src, dst, n, row[1], row[2], m);
 }
 
 /// psi <- K_k psi / ||K_k psi|| for the first k with u < sum_{j <= k} ||K_j psi||^2 (the last
@@ -1062,7 +1066,7 @@ void kraus_jump(C* psi, C* phi, int n, const int32_t* row, const C* ops, int cou
   const Index dim = Index(1) << n;
   double cum = 0.0;
   for (int k = 0; k < count; ++k) {
-    const double p = apply_on_gate(psi, phi, n, row, ops + 16 * k, 4);
+    const double p = apply_on_gate<true>(psi, phi, n, row, ops + 16 * k, 4);
     cum += p;
     if (u < cum || k == count - 1) {
       if (p > 0.0) {
@@ -1127,7 +1131,7 @@ void trajectory_sample(void* raw, int worker, Index b) {
     int m = 0;
     for (int g = 0; g < job.n_gates; ++g) {
       const int32_t* row = job.gates + 4 * g;
-      apply_on_gate(psi, psi, n, row, mats + 16 * g, gate_info(row[0]).n_wires == 1 ? 2 : 4);
+      apply_on_gate<false>(psi, psi, n, row, mats + 16 * g, gate_info(row[0]).n_wires == 1 ? 2 : 4);
       const int ch = job.chan_idx[g];
       if (ch >= 0) kraus_jump(psi, phi, n, row, ops + Index(ch) * job.rank * 16, job.kraus_count[ch], draws[m++]);
     }
