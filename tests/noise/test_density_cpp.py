@@ -3,14 +3,6 @@ differences and its Numba twin: every lane count, checkpoint stride, pass mode (
 passes or full ones) and thread count."""
 from __future__ import annotations
 
-import os
-import selectors
-import signal
-import subprocess
-import sys
-import textwrap
-import time
-
 import numpy as np
 import pytest
 
@@ -330,54 +322,3 @@ def test_trajectories_bad_input_is_a_clear_error(core, rng):
                                  engine="cpp")
     with pytest.raises(ValueError, match="uniforms has shape"):
         _trajectories(program, x, w, tables, paulis, uniforms[:1], engine="cpp")
-
-
-LONG_TRAJECTORIES = textwrap.dedent("""
-    import signal
-    import time
-
-    import numpy as np
-
-    import hdqnn
-    from hdqnn import noise
-
-    # Python's Ctrl-C handler even where SIGINT was inherited as ignored (a shell's background job, CI)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    c = hdqnn.ansatz.hardware_efficient(14, 10)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (2, c.n_inputs))
-    w = rng.uniform(-1, 1, c.n_weights)
-    model = noise.NoiseModel().add(noise.depolarizing(0.01), ["ry", "rz"])
-    hdqnn.expval(c, x[:1], w, noise=model, method="trajectories", trajectories=1, seed=0)
-    print("calling", flush=True)
-    try:
-        hdqnn.expval(c, x, w, noise=model, method="trajectories", trajectories=20000, seed=0)
-        print("finished", flush=True)
-    except KeyboardInterrupt:
-        print("interrupted", time.monotonic(), flush=True)
-    assert hdqnn.expval(c, x, w, noise=model, method="trajectories", trajectories=2, seed=0).shape == (2, 14)
-    print("ok")
-""")
-
-
-def test_ctrl_c_stops_a_long_trajectory_call_and_the_engine_still_works(core):
-    """Minutes of trajectories: SIGINT one second in raises KeyboardInterrupt within seconds (the
-    workers stop between trajectories), and the next call runs normally."""
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.Popen([sys.executable, "-c", LONG_TRAJECTORIES], cwd=repo, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            assert sel.select(timeout=120), "the script did not start the call"
-        assert proc.stdout.readline().strip() == "calling"
-        time.sleep(1.0)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    lines = out.split()
-    assert proc.returncode == 0 and lines[-1] == "ok", (proc.returncode, out, err)
-    assert lines[0] == "interrupted", f"the call ran to its end: {out!r}"
-    assert float(lines[1]) - sent < 5.0
