@@ -326,16 +326,17 @@ hdqnn::cpu::DensityTask density_task_named(const std::string& name) {
 }
 
 /// One density-engine call through run_cancellable.
-void run_density_released(hdqnn::cpu::DensityJob job, int lanes, int stride, int hermitian) {
+void run_density_released(hdqnn::cpu::DensityJob job, int lanes, int stride, int hermitian, int pauli) {
   run_cancellable(hdqnn::cpu::is_long_density_call(job.n_qubits, job.batch, job.n_gates), [&](const int* cancel) {
     job.cancel = cancel;
-    hdqnn::cpu::run_density(job, lanes, stride, hermitian);
+    hdqnn::cpu::run_density(job, lanes, stride, hermitian, pauli);
   });
 }
 
 py::object density(const std::string& task_name, int n_qubits, const py::object& gates, const py::object& constant,
                    const py::object& chan_idx, const py::object& superops, const py::object& theta,
-                   const py::object& paulis, const py::object& grad_terms, int lanes, int stride, int hermitian) {
+                   const py::object& paulis, const py::object& grad_terms, int lanes, int stride, int hermitian,
+                   int pauli) {
   using hdqnn::cpu::DensityTask;
   const DensityTask task = density_task_named(task_name);
   if (n_qubits < 1 || n_qubits > 14) value_error("n_qubits must be in [1, 14], got " + std::to_string(n_qubits));
@@ -388,7 +389,7 @@ py::object density(const std::string& task_name, int n_qubits, const py::object&
     case DensityTask::kVjp: out = py::array_t<double>({batch, th.shape(1)}); break;
   }
   job.out = static_cast<double*>(out.mutable_data());
-  run_density_released(job, lanes, stride, hermitian);
+  run_density_released(job, lanes, stride, hermitian, pauli);
   return out;
 }
 
@@ -451,13 +452,13 @@ py::tuple trajectories(int n_qubits, const py::object& gates, const py::object& 
 }
 
 py::dict density_plan(const std::string& task, int n_qubits, Index n_blocks, Index n_stored, Index batch, int lanes,
-                      int stride) {
+                      int stride, int pauli) {
   if (n_qubits < 1 || n_qubits > 14) value_error("n_qubits must be in [1, 14], got " + std::to_string(n_qubits));
   if (batch < 1) value_error("batch must be >= 1");
   if (n_blocks < 0 || n_stored < 0 || n_stored > n_blocks) value_error("need 0 <= n_stored <= n_blocks");
   const hdqnn::cpu::DensityPlan p =
       hdqnn::cpu::density_plan(density_task_named(task), n_qubits, static_cast<int>(n_blocks),
-                               static_cast<int>(n_stored), batch, lanes, stride);
+                               static_cast<int>(n_stored), batch, lanes, stride, -1, pauli);
   py::dict d;
   d["lanes"] = p.lanes;
   d["threads"] = p.threads;
@@ -466,6 +467,7 @@ py::dict density_plan(const std::string& task, int n_qubits, Index n_blocks, Ind
   d["states_per_worker"] = p.states_per_worker;
   d["workspace_bytes"] = static_cast<Index>(p.workspace_bytes);
   d["hermitian"] = p.hermitian;
+  d["pauli"] = p.pauli;
   return d;
 }
 
@@ -521,13 +523,15 @@ PYBIND11_MODULE(_core_cpu, m) {
   m.def("density", &density, py::arg("task"), py::arg("n_qubits"), py::arg("gates"), py::arg("constant"),
         py::arg("chan_idx"), py::arg("superops"), py::arg("theta"), py::arg("paulis") = py::none(),
         py::arg("grad_terms") = py::none(), py::arg("lanes") = 0, py::arg("stride") = 0, py::arg("hermitian") = -1,
+        py::arg("pauli") = -1,
         "Noisy density-matrix engine (complex128). task: expval -> [B, K] Tr(P_k rho_b); probabilities -> "
         "[B, 2**n] diagonals; state -> [B, 2**n, 2**n]; vjp -> d sum(grad_terms * expval) / d theta [B, A]. "
         "gates: int32 [G, 4]; constant: uint8 [G] (1: every angle constant); chan_idx: int32 [G] (-1: "
         "noiseless); superops: complex128 [C, 16, 16]; theta: float64 [B, A] per-sample angles; paulis: "
         "int8 [K, n]; grad_terms: float64 [B, K]; testing hooks: lanes (0 automatic, or 1, 4, 8 samples "
         "simulated together), stride (0 automatic, or the VJP's blocks between checkpoints) and hermitian (-1 "
-        "automatic, 0 / 1: passes over every entry / half of them, mirroring the rest).");
+        "automatic, 0 / 1: passes over every entry / half of them, mirroring the rest) and pauli (-1 automatic: "
+        "the Pauli-transfer basis, real states, for every task but state; 0 / 1: rho's / the Pauli basis).");
   m.def("trajectories", &trajectories, py::arg("n_qubits"), py::arg("gates"), py::arg("theta"), py::arg("chan_idx"),
         py::arg("kraus"), py::arg("kraus_count"), py::arg("paulis"), py::arg("uniforms"),
         "Monte-Carlo unravelling (complex128), one statevector per (sample, trajectory): gates int32 [G, 4]; "
@@ -537,9 +541,10 @@ PYBIND11_MODULE(_core_cpu, m) {
         "over trajectories, outcomes int64 [B, T]).");
   m.def("density_plan", &density_plan, py::arg("task"), py::arg("n_qubits"), py::arg("n_blocks"), py::arg("n_stored"),
         py::arg("batch"),
-        py::arg("lanes") = 0, py::arg("stride") = 0,
+        py::arg("lanes") = 0, py::arg("stride") = 0, py::arg("pauli") = -1,
         "How a density call over n_blocks blocks (n_stored of them with angles) runs and what it allocates: "
-        "lanes, threads, workers, stride (vjp checkpoints), states_per_worker, workspace_bytes.");
+        "lanes, threads, workers, stride (vjp checkpoints), states_per_worker, workspace_bytes, hermitian, pauli (the "
+        "Pauli-transfer basis: real states; pauli forces it as density's does).");
   m.def("set_num_threads", &hdqnn::cpu::set_num_threads, py::arg("n"), "Threads used across samples (>= 1).");
   m.def("get_num_threads", &hdqnn::cpu::num_threads, "Threads a large call uses.");
   m.def("openmp_enabled", &hdqnn::cpu::openmp_enabled, "Whether the module was built with OpenMP.");

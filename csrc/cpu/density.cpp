@@ -35,8 +35,9 @@ int run_trajectories_avx512(const TrajectoryJob& job);
 
 namespace {
 
-/// Bytes of one sample's vectorised density matrix per amplitude (complex128).
+/// Bytes of one sample's state per entry: complex128 in rho's basis, float64 in the Pauli basis.
 constexpr double kAmplitudeBytes = 16.0;
+constexpr double kPauliEntryBytes = 8.0;
 /// Lane counts a worker block may take, largest first, and the largest state (all lanes) of each
 /// for a forward call and for the VJP. Lanes vectorise every update whatever bits it touches
 /// (eight doubles: one AVX-512 register); more of them cost cache space: the VJP keeps tens of
@@ -140,7 +141,7 @@ int vjp_states(int n_blocks, int n_stored, int stride) {
 }
 
 DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_stored, Index batch, int forced_lanes,
-                         int forced_stride, int forced_hermitian) {
+                         int forced_stride, int forced_hermitian, int forced_pauli) {
   if (forced_lanes != 0 && forced_lanes != 1 && forced_lanes != 4 && forced_lanes != 8) {
     throw std::invalid_argument("lanes must be 0 (automatic), 1, 4 or 8, got " + std::to_string(forced_lanes));
   }
@@ -148,8 +149,13 @@ DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_sto
   if (forced_hermitian < -1 || forced_hermitian > 1) {
     throw std::invalid_argument("hermitian must be -1 (automatic), 0 or 1");
   }
-  const double lane_state = ldexp(kAmplitudeBytes, 2 * n_qubits);
+  if (forced_pauli < -1 || forced_pauli > 1) throw std::invalid_argument("pauli must be -1 (automatic), 0 or 1");
+  if (forced_pauli == 1 && task == DensityTask::kState) {
+    throw std::invalid_argument("the state task returns rho's entries: it cannot run in the Pauli basis (pauli=1)");
+  }
   DensityPlan p;
+  p.pauli = task != DensityTask::kState && forced_pauli != 0;
+  const double lane_state = ldexp(p.pauli ? kPauliEntryBytes : kAmplitudeBytes, 2 * n_qubits);
   p.threads = num_threads();
   p.lanes = forced_lanes;
   for (int i = 0; p.lanes == 0; ++i) {  // the most lanes that fit and still give every thread a block
@@ -166,7 +172,7 @@ DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_sto
                                                                  : checkpoint_stride(n_blocks, n_stored, state);
   p.states_per_worker = task == DensityTask::kVjp ? vjp_states(n_blocks, n_stored, p.stride) : 1;
   p.workspace_bytes = double(p.workers) * p.states_per_worker * state;
-  p.hermitian = forced_hermitian >= 0 ? forced_hermitian == 1 : state <= kMaxHermitianBytes;
+  p.hermitian = !p.pauli && (forced_hermitian >= 0 ? forced_hermitian == 1 : state <= kMaxHermitianBytes);
   return p;
 }
 
@@ -221,7 +227,7 @@ bool is_long_density_call(int n_qubits, Index batch, int n_blocks) {
   return double(batch) * ldexp(1.0, 2 * n_qubits) * double(n_blocks) >= kLongCallWork;
 }
 
-void run_density(DensityJob job, int forced_lanes, int forced_stride, int forced_hermitian) {
+void run_density(DensityJob job, int forced_lanes, int forced_stride, int forced_hermitian, int forced_pauli) {
   validate(job, job.n_channels);
   std::vector<int32_t> lo, hi;
   make_blocks(job, lo, hi);
@@ -236,12 +242,13 @@ void run_density(DensityJob job, int forced_lanes, int forced_stride, int forced
   }
   const DensityPlan plan =
       density_plan(job.task, job.n_qubits, job.n_blocks, n_stored, job.batch, forced_lanes, forced_stride,
-                   forced_hermitian);
+                   forced_hermitian, forced_pauli);
   job.lanes = plan.lanes;
   job.threads = plan.threads;
   job.stride = plan.stride;
   job.states = plan.states_per_worker;
   job.hermitian = plan.hermitian ? 1 : 0;
+  job.pauli = plan.pauli ? 1 : 0;
   job.parallel_blocks = parallel_blocks;
   const int status = dispatch(job);
   if (status == kRunCancelled) throw Cancelled();

@@ -47,6 +47,7 @@ struct DensityJob {
   int stride;               ///< vjp: blocks between stored states (checkpoints)
   int states;               ///< vjp: states per worker (vjp_states)
   int hermitian;            ///< passes compute half the entries and mirror the rest (DensityPlan)
+  int pauli;                ///< states hold Pauli coefficients, not rho's entries (DensityPlan)
   ParallelBlocks parallel_blocks;
   const int* cancel;        ///< a flag another thread may set to stop the call, or null
 };
@@ -61,14 +62,17 @@ struct DensityPlan {
   double workspace_bytes;   ///< all workers' states
   bool hermitian;           ///< passes use rho = rho^dagger: half the products, but mirrored writes
                             ///< far apart in memory, which only pays while the state is in cache
+  bool pauli;               ///< the Pauli-transfer basis: real states (half the memory), real
+                            ///< passes (a quarter of the products); every task but the state
 };
 
 /// The plan of a call over ``n_blocks`` blocks of which ``n_stored`` have angles to differentiate
 /// (the VJP keeps their input states): ``forced_lanes`` 0 picks the lane count, else 1, 4 or 8;
 /// ``forced_stride`` 0 picks the VJP's checkpoint stride, else that many blocks; ``forced_hermitian``
-/// -1 picks the Hermitian passes by size, 0 / 1 forces them off / on (testing).
+/// -1 picks the Hermitian passes by size, 0 / 1 forces them off / on; ``forced_pauli`` -1 picks the
+/// Pauli basis wherever the task allows it, 0 / 1 forces rho's / the Pauli basis (testing).
 DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_stored, Index batch, int forced_lanes,
-                         int forced_stride = 0, int forced_hermitian = -1);
+                         int forced_stride = 0, int forced_hermitian = -1, int forced_pauli = -1);
 
 /// States of ``lanes`` samples one VJP worker holds: lambda, the segment's kept inputs and the
 /// running state, and the checkpoints.
@@ -77,7 +81,8 @@ int vjp_states(int n_blocks, int n_stored, int stride);
 /// Runs ``job`` (its lanes, threads, stride and parallel_blocks are filled in from density_plan
 /// here). Throws std::invalid_argument on a bad program or table, std::bad_alloc when the
 /// workspace cannot be allocated, Cancelled when job.cancel was set.
-void run_density(DensityJob job, int forced_lanes, int forced_stride = 0, int forced_hermitian = -1);
+void run_density(DensityJob job, int forced_lanes, int forced_stride = 0, int forced_hermitian = -1,
+                 int forced_pauli = -1);
 
 /// One call of the Monte-Carlo unravelling (the contract of _density_kernels.trajectory_kernel):
 /// per sample and trajectory a statevector from |0...0>, every gate in turn and, after a gate with

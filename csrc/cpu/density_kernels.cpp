@@ -148,6 +148,96 @@ void fused_superop(const C* u, int nw, const double* chan, C* out) {
   }
 }
 
+// ----------------------------------------------------------------------------- Pauli basis
+// In the Pauli-transfer basis a state holds, in place of rho's entries, its real coefficients
+// c_P = Tr(P rho) on the Pauli strings P, at the same 2n-bit index: wire q's (row bit, column bit)
+// pair holds the digit 2 row + column of its factor (0 I, 1 X, 2 Y, 3 Z). So |0..0><0..0| is 1 on
+// the diagonal indices, <P> is one entry, and a superoperator S of a group of entries becomes the
+// real R = M S M^-1, M taking the group's entries of rho to their Pauli coefficients. Every fused
+// gate and channel preserves Hermiticity, so R is real: a pass takes a quarter of a complex pass's
+// products and the state half its memory.
+
+/// M (k = 2: one wire, 4x4; k = 4: two wires, 16x16, row bits then column bits) and M^-1.
+struct PauliChange {
+  C m[kMaxEntries];
+  C inv[kMaxEntries];
+};
+
+/// The Pauli digit of wire w of group index j on k bits (row bits, then column bits).
+int pauli_digit(int j, int k, int w) {
+  const int h = k / 2;
+  return 2 * ((j >> (k - 1 - w)) & 1) + ((j >> (h - 1 - w)) & 1);
+}
+
+PauliChange make_pauli_change(int k) {
+  // one wire, entries (rho00, rho01, rho10, rho11): I = rho00 + rho11, X = rho01 + rho10,
+  // Y = i (rho01 - rho10), Z = rho00 - rho11; the inverse's columns are vec(P) / 2
+  const C o = one_c(), z = zero_c(), i = make_complex(0.0, 1.0), mi = make_complex(0.0, -1.0);
+  const C h = make_complex(0.5, 0.0), mh = make_complex(-0.5, 0.0), hi = make_complex(0.0, 0.5),
+          mhi = make_complex(0.0, -0.5);
+  const C m1[16] = {o, z, z, o, z, o, o, z, z, i, mi, z, o, z, z, make_complex(-1.0, 0.0)};
+  const C inv1[16] = {h, z, z, h, z, h, mhi, z, z, h, hi, z, h, z, z, mh};
+  PauliChange p;
+  const int dim = 1 << k;
+  for (int a = 0; a < dim; ++a) {
+    for (int b = 0; b < dim; ++b) {
+      C m = one_c(), inv = one_c();
+      for (int w = 0; w < k / 2; ++w) {
+        const int da = pauli_digit(a, k, w), db = pauli_digit(b, k, w);
+        m = m * m1[da * 4 + db];
+        inv = inv * inv1[da * 4 + db];
+      }
+      p.m[a * dim + b] = m;
+      p.inv[a * dim + b] = inv;
+    }
+  }
+  return p;
+}
+
+const PauliChange& pauli_change(int k) {
+  static const PauliChange one = make_pauli_change(2), two = make_pauli_change(4);
+  return k == 2 ? one : two;
+}
+
+/// r <- M s M^-1 on k = 2 or 4 bits: real for a Hermiticity-preserving s, kept as complex with zero
+/// imaginary parts for pack. M and M^-1 have 2 (4) nonzeros per row: the products skip the zeros.
+void to_pauli(const C* s, int k, C* r) {
+  const PauliChange& p = pauli_change(k);
+  const int dim = 1 << k;
+  C tmp[kMaxEntries];
+  for (int a = 0; a < dim; ++a) {
+    for (int e = 0; e < dim; ++e) tmp[a * dim + e] = zero_c();
+    for (int d = 0; d < dim; ++d) {
+      const C md = p.m[a * dim + d];
+      if (md.re == 0.0 && md.im == 0.0) continue;
+      for (int e = 0; e < dim; ++e) tmp[a * dim + e] = mul_add(tmp[a * dim + e], md, s[d * dim + e]);
+    }
+  }
+  for (int a = 0; a < dim; ++a) {
+    for (int b = 0; b < dim; ++b) {
+      double acc = 0.0;
+      for (int e = 0; e < dim; ++e) {
+        const C ie = p.inv[e * dim + b];
+        if (ie.re == 0.0 && ie.im == 0.0) continue;
+        acc += tmp[a * dim + e].re * ie.re - tmp[a * dim + e].im * ie.im;
+      }
+      r[a * dim + b] = make_complex(acc, 0.0);
+    }
+  }
+}
+
+/// out <- the transpose of a (dim x dim; out aliases nothing).
+void transpose(const C* a, C* out, int dim) {
+  for (int i = 0; i < dim; ++i) {
+    for (int j = 0; j < dim; ++j) out[i * dim + j] = a[j * dim + i];
+  }
+}
+
+/// Index of Pauli string t's coefficient: row bits where it has Y or Z, column bits X or Z.
+Index pauli_index(const PauliTerm& t, int n) {
+  return (Index(t.sign) << n) | Index(t.flip ^ t.sign);
+}
+
 // ----------------------------------------------------------------------------- blocks
 /// One block of the program, resolved once per call.
 struct Block {
@@ -411,6 +501,151 @@ void apply(const double* src, double* dst, int nbits, const int* bits, const Spa
   else apply_shape<L, 4>(src, dst, nbits, bits, m, hermitian);
 }
 
+/// dst <- m src on bit positions ``bits`` of every lane's Pauli coefficients (real, entry e's lanes
+/// at v[L e]); dst may be src.
+template <int L, int K, bool Shared, bool Dense>
+void apply_real_t(const double* src, double* dst, int nbits, const int* bits, const Sparse& m) {
+  constexpr int D = 1 << K;
+  Index offs[D];
+  int sorted[K];
+  layout(bits, K, offs, sorted);
+  const Index groups = Index(1) << (nbits - K);
+  for (Index i = 0; i < groups; ++i) {
+    const Index base = insert_zeros(i, sorted, K);
+    double x[D][L];
+    for (int j = 0; j < D; ++j) {
+      const double* p = src + L * (base + offs[j]);
+      for (int l = 0; l < L; ++l) x[j][l] = p[l];
+    }
+    for (int r = 0; r < D; ++r) {
+      double acc[L] = {};
+      const int begin = Dense ? r * D : m.row_start[r], end = Dense ? (r + 1) * D : m.row_start[r + 1];
+      for (int e = begin; e < end; ++e) {
+        const int c = Dense ? e - r * D : m.col[e];
+#pragma omp simd
+        for (int l = 0; l < L; ++l) acc[l] += (Shared ? m.re[e] : m.re[e * L + l]) * x[c][l];
+      }
+      double* p = dst + L * (base + offs[r]);
+      for (int l = 0; l < L; ++l) p[l] = acc[l];
+    }
+  }
+}
+
+template <int L, int K, bool Shared>
+void apply_real_k(const double* src, double* dst, int nbits, const int* bits, const Sparse& m) {
+  if (m.nnz == (1 << (2 * K))) {
+    apply_real_t<L, K, Shared, true>(src, dst, nbits, bits, m);
+  } else {
+    apply_real_t<L, K, Shared, false>(src, dst, nbits, bits, m);
+  }
+}
+
+/// dst <- m src in the Pauli basis (m real; dst may be src).
+template <int L>
+void apply_real(const double* src, double* dst, int nbits, const int* bits, const Sparse& m) {
+  if (m.k == 2) {
+    if (m.shared) apply_real_k<L, 2, true>(src, dst, nbits, bits, m);
+    else apply_real_k<L, 2, false>(src, dst, nbits, bits, m);
+  } else {
+    if (m.shared) apply_real_k<L, 4, true>(src, dst, nbits, bits, m);
+    else apply_real_k<L, 4, false>(src, dst, nbits, bits, m);
+  }
+}
+
+/// gram_apply in the Pauli basis: out[(a * 4 + c) * L + l] <- sum over the other bits of lam[a]
+/// rho[c] (lam as it comes in), and lam <- m lam (m dense, real, per lane).
+template <int L>
+void gram_apply_real(double* lam, const double* rho, int nbits, const int* bits, const Sparse& m, double* out) {
+  Index offs[4];
+  int sorted[2];
+  layout(bits, 2, offs, sorted);
+  double g[16][L] = {};
+  const Index groups = Index(1) << (nbits - 2);
+  for (Index i = 0; i < groups; ++i) {
+    const Index base = insert_zeros(i, sorted, 2);
+    double x[4][L], y[4][L];
+    for (int j = 0; j < 4; ++j) {
+      const double* pl = lam + L * (base + offs[j]);
+      const double* pr = rho + L * (base + offs[j]);
+      for (int l = 0; l < L; ++l) {
+        x[j][l] = pl[l];
+        y[j][l] = pr[l];
+      }
+    }
+    for (int a = 0; a < 4; ++a) {
+      for (int c = 0; c < 4; ++c) {
+#pragma omp simd
+        for (int l = 0; l < L; ++l) g[4 * a + c][l] += x[a][l] * y[c][l];
+      }
+    }
+    for (int r = 0; r < 4; ++r) {
+      double acc[L] = {};
+      for (int c = 0; c < 4; ++c) {
+#pragma omp simd
+        for (int l = 0; l < L; ++l) acc[l] += m.re[(4 * r + c) * L + l] * x[c][l];
+      }
+      double* p = lam + L * (base + offs[r]);
+      for (int l = 0; l < L; ++l) p[l] = acc[l];
+    }
+  }
+  for (int e = 0; e < 16; ++e) {
+    for (int l = 0; l < L; ++l) out[e * L + l] = g[e][l];
+  }
+}
+
+/// out[l] <- sum over the groups of lam^T a_l rho on the K bit positions ``bits`` (Pauli basis;
+/// a[e * L + l] lane l's dense real matrix).
+template <int L, int K>
+void inner_real(const double* lam, const double* rho, int nbits, const int* bits, const double* a, double* out) {
+  constexpr int D = 1 << K;
+  Index offs[D];
+  int sorted[K];
+  layout(bits, K, offs, sorted);
+  double acc[L] = {};
+  const Index groups = Index(1) << (nbits - K);
+  for (Index i = 0; i < groups; ++i) {
+    const Index base = insert_zeros(i, sorted, K);
+    for (int r = 0; r < D; ++r) {
+      const double* pl = lam + L * (base + offs[r]);
+      double row[L] = {};
+      for (int c = 0; c < D; ++c) {
+        const double* pr = rho + L * (base + offs[c]);
+#pragma omp simd
+        for (int l = 0; l < L; ++l) row[l] += a[(r * D + c) * L + l] * pr[l];
+      }
+      for (int l = 0; l < L; ++l) acc[l] += pl[l] * row[l];
+    }
+  }
+  for (int l = 0; l < L; ++l) out[l] = acc[l];
+}
+
+/// grams[e * 2L ...] (gram_apply's layout: re lanes, then im lanes) <- M^T G M^-T of the Pauli
+/// basis' Gram matrices g[e * L + l]: the Gram sum of conj(lam) and rho over rho's entries of the
+/// run's wire (the other wires stay in the Pauli basis, the pairing is the same trace), which the
+/// run's gradients take (run_angle_gradients).
+template <int L>
+void density_grams(const double* g, double* grams) {
+  const PauliChange& p = pauli_change(2);
+  for (int l = 0; l < L; ++l) {
+    C left[16];  // M^T G
+    for (int a = 0; a < 4; ++a) {
+      for (int j = 0; j < 4; ++j) {
+        C acc = zero_c();
+        for (int i = 0; i < 4; ++i) acc = mul_add(acc, p.m[i * 4 + a], make_complex(g[(4 * i + j) * L + l], 0.0));
+        left[a * 4 + j] = acc;
+      }
+    }
+    for (int a = 0; a < 4; ++a) {
+      for (int b = 0; b < 4; ++b) {
+        C acc = zero_c();
+        for (int j = 0; j < 4; ++j) acc = mul_add(acc, left[a * 4 + j], p.inv[b * 4 + j]);
+        grams[(4 * a + b) * 2 * L + l] = acc.re;
+        grams[(4 * a + b) * 2 * L + L + l] = acc.im;
+      }
+    }
+  }
+}
+
 /// One pass of the backward sweep through a one-qubit run: out[(a * 4 + c) * 2L ...] <- the Gram
 /// matrix sum over all other bits of conj(lam[a]) rho[c] ((a, c) indexing the run's (row bit,
 /// column bit); re lanes, then im lanes) of lam as it comes in, and lam <- m lam (m dense, per lane).
@@ -612,6 +847,7 @@ struct Context {
   int states;              ///< states per worker
   int max_run;
   bool hermitian;          ///< DensityJob::hermitian
+  bool pauli;              ///< DensityJob::pauli: states hold Pauli coefficients (real)
   const Block* blocks;
   Worker* workers;
   PauliTerm* terms;
@@ -646,38 +882,74 @@ void free_worker(Worker& w) {
   free(w.trig);
 }
 
+/// w.mat <- the per-lane dense 4x4 matrices w.dense, dense even where their pattern is sparser
+/// (the Gram passes take dense matrices: the pattern of a run is rarely sparser).
+template <int L>
+void pack_dense(Worker& w) {
+  w.mat.k = 2;
+  w.mat.shared = false;
+  w.mat.real = false;
+  for (int r = 0; r <= 4; ++r) w.mat.row_start[r] = 4 * r;
+  w.mat.nnz = 16;
+  for (int e = 0; e < 16; ++e) {
+    w.mat.col[e] = static_cast<uint8_t>(e & 3);
+    for (int l = 0; l < L; ++l) {
+      w.mat.re[e * L + l] = w.dense[l * 16 + e].re;
+      w.mat.im[e * L + l] = w.dense[l * 16 + e].im;
+    }
+  }
+}
+
+/// m (dim x dim, rho's basis, forward) <- the matrix a pass applies: m itself or its adjoint
+/// (dagger) in rho's basis, R = M m M^-1 or its transpose (the adjoint of a real matrix) in the
+/// Pauli basis.
+void to_pass_matrix(bool pauli, C* m, int k, bool adjoint) {
+  const int dim = 1 << k;
+  C tmp[kMaxEntries];
+  if (pauli) {
+    to_pauli(m, k, tmp);
+    if (adjoint) transpose(tmp, m, dim);
+    else for (int i = 0; i < dim * dim; ++i) m[i] = tmp[i];
+  } else if (adjoint) {
+    dagger(m, tmp, dim);
+    for (int i = 0; i < dim * dim; ++i) m[i] = tmp[i];
+  }
+}
+
 /// Per-lane superoperators (or their adjoints) of a non-fixed block, packed into w.mat.
 template <int L>
 void lane_matrices(const Context& ctx, Worker& w, const Block& b, const double* const* trig, bool adjoint) {
   const int k = b.two ? 4 : 2, dim = 1 << k, entries = dim * dim;
+  bool built = false;
   if constexpr (L > 1) {
     if (!b.two) {
       Complex<typename LaneVector<L>::type> mv[16];
       run_matrix_lanes<L>(*ctx.job, b, trig, mv);
       for (int l = 0; l < L; ++l) {
-        C* d = w.dense + l * entries;
-        for (int r = 0; r < 4; ++r) {
-          for (int c = 0; c < 4; ++c) {
-            const C v = make_complex(mv[r * 4 + c].re[l], mv[r * 4 + c].im[l]);
-            d[adjoint ? c * 4 + r : r * 4 + c] = adjoint ? conj(v) : v;
-          }
-        }
+        for (int e = 0; e < 16; ++e) w.dense[l * entries + e] = make_complex(mv[e].re[l], mv[e].im[l]);
       }
-      pack(w.dense, k, L, false, w.mat);
-      return;
+      built = true;
     }
   }
-  C m[kMaxEntries];
   for (int l = 0; l < L; ++l) {
-    block_matrix(*ctx.job, b, trig[l], m);
     C* d = w.dense + l * entries;  // compact: pack reads lane l at l * entries
-    if (adjoint) {
-      dagger(m, d, dim);
-    } else {
-      for (int i = 0; i < entries; ++i) d[i] = m[i];
-    }
+    if (!built) block_matrix(*ctx.job, b, trig[l], d);
+    to_pass_matrix(ctx.pauli, d, k, adjoint);
+  }
+  if (ctx.pauli && !b.two) {
+    // a run's real matrix has a few zeros (a trace-preserving map's row I is (1, 0, 0, 0)), but the
+    // unrolled dense product beats the sparse one's indexed loop
+    pack_dense<L>(w);
+    return;
   }
   pack(w.dense, k, L, false, w.mat);
+}
+
+/// dst <- m src in the state's basis (dst may be src).
+template <int L>
+void apply_pass(const Context& ctx, const double* src, double* dst, const int* bits, const Sparse& m) {
+  if (ctx.pauli) apply_real<L>(src, dst, ctx.nbits, bits, m);
+  else apply<L>(src, dst, ctx.nbits, bits, m, ctx.hermitian);
 }
 
 /// dst <- block k applied to src (dst may be src).
@@ -686,11 +958,131 @@ void forward_block(const Context& ctx, Worker& w, int k, const double* const* tr
                    double* dst) {
   const Block& b = ctx.blocks[k];
   if (b.fixed) {
-    apply<L>(src, dst, ctx.nbits, b.bits, b.fwd, ctx.hermitian);
+    apply_pass<L>(ctx, src, dst, b.bits, b.fwd);
     return;
   }
   lane_matrices<L>(ctx, w, b, trig, false);
-  apply<L>(src, dst, ctx.nbits, b.bits, w.mat, ctx.hermitian);
+  apply_pass<L>(ctx, src, dst, b.bits, w.mat);
+}
+
+/// Per lane, into w.run: the fused superoperator S_g of each gate of one-qubit run ``b`` and the
+/// products Q_g = S_(g-1) ... S_lo, g = lo .. hi + 1 (Q_(hi+1): the whole run).
+template <int L>
+void run_products(const Context& ctx, Worker& w, const Block& b, const double* const* trig) {
+  const DensityJob& job = *ctx.job;
+  const int per_lane = (2 * ctx.max_run + 4) * 16;
+  for (int l = 0; l < L; ++l) {
+    C* steps = w.run + l * per_lane;
+    C* prefix = steps + ctx.max_run * 16;
+    double c[kMaxGateAngles], s[kMaxGateAngles];
+    C u[4];
+    eye(prefix, 4);
+    for (int i = 0; i <= b.hi - b.lo; ++i) {
+      const int g = b.lo + i;
+      half_angles(job, g, trig[l], c, s);
+      gate_unitary(job.gates[4 * g], c, s, u);
+      fused_superop(u, 1, channel_of(job, g), steps + 16 * i);
+      matmul(steps + 16 * i, prefix + 16 * i, prefix + 16 * (i + 1), 4);
+    }
+  }
+}
+
+/// The gradients of one-qubit run ``b``'s angles from w.run (run_products) and w.grams (the Gram
+/// matrix of lam and rho in rho's basis on the run's wire): with P_g = S_hi ... S_g, an angle of
+/// gate g gets 2 Re sum_ij (P_g (N (x) I) Q_g)_ij G_ij, N = U^dagger dU.
+template <int L>
+void run_angle_gradients(const Context& ctx, Worker& w, const Block& b, const double* const* trig) {
+  const DensityJob& job = *ctx.job;
+  const int na = job.n_angles;
+  const int per_lane = (2 * ctx.max_run + 4) * 16;
+  for (int l = 0; l < L; ++l) {
+    C* steps = w.run + l * per_lane;
+    C* prefix = steps + ctx.max_run * 16;
+    C* tmp = prefix + (ctx.max_run + 1) * 16;
+    C* pre = tmp + 16;
+    C* ntil = pre + 16;
+    double c[kMaxGateAngles], s[kMaxGateAngles];
+    C u[4], d[4];
+    eye(pre, 4);
+    for (int i = b.hi - b.lo; i >= 0; --i) {
+      const int g = b.lo + i;
+      matmul(pre, steps + 16 * i, tmp, 4);
+      for (int e = 0; e < 16; ++e) pre[e] = tmp[e];
+      const int32_t* row = job.gates + 4 * g;
+      if (job.constant[g] || row[3] < 0) continue;
+      half_angles(job, g, trig[l], c, s);
+      gate_unitary(row[0], c, s, u);
+      for (int j = 0; j < gate_info(row[0]).n_angles; ++j) {
+        gate_derivative(row[0], c, s, j, d);
+        for (int e = 0; e < 16; ++e) ntil[e] = zero_c();
+        for (int r = 0; r < 2; ++r) {
+          for (int q = 0; q < 2; ++q) {
+            const C v = mul_add(conj(u[r]) * d[q], conj(u[2 + r]), d[2 + q]);
+            ntil[(2 * r) * 4 + 2 * q] = v;
+            ntil[(2 * r + 1) * 4 + 2 * q + 1] = v;
+          }
+        }
+        C m[16];
+        matmul(pre, ntil, tmp, 4);
+        matmul(tmp, prefix + 16 * i, m, 4);
+        double total = 0.0;
+        for (int e = 0; e < 16; ++e) {
+          const double* gr = w.grams + e * 2 * L;
+          total += m[e].re * gr[l] - m[e].im * gr[L + l];
+        }
+        w.grad[l * na + row[3] + j] += 2.0 * total;
+      }
+    }
+  }
+}
+
+/// Backward step through a one-qubit run with angles: lam <- (run)^dagger lam, the Gram matrix of
+/// lam (as it comes in) and rho taken in the same pass, then each angle's gradient from it.
+template <int L>
+void backward_run(const Context& ctx, Worker& w, const Block& b, const double* const* trig, double* lam,
+                  const double* rho) {
+  run_products<L>(ctx, w, b, trig);
+  const int per_lane = (2 * ctx.max_run + 4) * 16;
+  for (int l = 0; l < L; ++l) {
+    C* whole = w.run + l * per_lane + (ctx.max_run + b.hi - b.lo + 1) * 16;  // Q_(hi+1)
+    C* d = w.dense + l * 16;
+    for (int e = 0; e < 16; ++e) d[e] = whole[e];
+    to_pass_matrix(ctx.pauli, d, 2, true);
+  }
+  pack_dense<L>(w);
+  if (ctx.pauli) {
+    double g[16 * L];
+    gram_apply_real<L>(lam, rho, ctx.nbits, b.bits, w.mat, g);
+    density_grams<L>(g, w.grams);
+  } else {
+    gram_apply<L>(lam, rho, ctx.nbits, b.bits, w.mat, ctx.hermitian, w.grams);
+  }
+  run_angle_gradients<L>(ctx, w, b, trig);
+}
+
+/// Per lane, N (x) I of a two-qubit gate's N = U^dagger dU (angle ``which``) as a superoperator
+/// on its group (N on the row bits) in the pass's basis: in rho's, 4x4 on the row bits (inner); in
+/// the Pauli basis, the 16x16 real 2 Re(M (N (x) I) M^-1) (inner_real), at w.values[e * L + l].
+template <int L>
+void gate_generator(const Context& ctx, Worker& w, const Block& b, const double* const* trig, int which) {
+  const DensityJob& job = *ctx.job;
+  const int32_t* row = job.gates + 4 * b.lo;
+  double c[kMaxGateAngles], s[kMaxGateAngles];
+  C u[16], d[16], ud[16], n[16];
+  for (int l = 0; l < L; ++l) {
+    half_angles(job, b.lo, trig[l], c, s);
+    gate_unitary(row[0], c, s, u);
+    gate_derivative(row[0], c, s, which, d);
+    dagger(u, ud, 4);
+    matmul(ud, d, ctx.pauli ? n : w.dense + l * 16, 4);
+    if (!ctx.pauli) continue;
+    C sup[kMaxEntries], r[kMaxEntries];
+    for (int i = 0; i < kMaxEntries; ++i) {
+      sup[i] = (i >> 4 & 3) == (i & 3) ? n[(i >> 6) * 4 + (i >> 2 & 3)] : zero_c();
+    }
+    to_pauli(sup, 4, r);
+    for (int e = 0; e < kMaxEntries; ++e) w.values[e * L + l] = 2.0 * r[e].re;
+  }
 }
 
 /// lam <- (block k)^dagger lam, accumulating the gradients of its angles into w.grad; rho is the
@@ -701,115 +1093,63 @@ void backward_block(const Context& ctx, Worker& w, int k, const double* const* t
   const DensityJob& job = *ctx.job;
   const Block& b = ctx.blocks[k];
   if (b.fixed) {  // no angle to differentiate
-    apply<L>(lam, lam, ctx.nbits, b.bits, b.adj, ctx.hermitian);
+    apply_pass<L>(ctx, lam, lam, b.bits, b.adj);
     return;
   }
-  const int na = job.n_angles;
   if (!b.two) {
-    // One-qubit run on one wire: with P_g = S_hi ... S_g and Q_g = S_(g-1) ... S_lo, an angle of
-    // gate g gets 2 Re sum_ij (P_g (N (x) I) Q_g)_ij G_ij, N = U^dagger dU, G the Gram matrix of
-    // (lam, rho) over the other bits, taken in the same pass over the state as lam <- Q_(hi+1)^dagger lam.
-    const int length = b.hi - b.lo + 1;
-    const int per_lane = (2 * ctx.max_run + 4) * 16;
-    for (int l = 0; l < L; ++l) {
-      C* steps = w.run + l * per_lane;        // S_g of each gate
-      C* prefix = steps + ctx.max_run * 16;   // Q_g, g = lo .. hi + 1
-      double c[kMaxGateAngles], s[kMaxGateAngles];
-      C u[4];
-      eye(prefix, 4);
-      for (int i = 0; i < length; ++i) {
-        const int g = b.lo + i;
-        half_angles(job, g, trig[l], c, s);
-        gate_unitary(job.gates[4 * g], c, s, u);
-        fused_superop(u, 1, channel_of(job, g), steps + 16 * i);
-        matmul(steps + 16 * i, prefix + 16 * i, prefix + 16 * (i + 1), 4);
-      }
-      dagger(prefix + 16 * length, w.dense + l * 16, 4);  // the whole run's adjoint, compact for pack
-    }
-    pack(w.dense, 2, L, false, w.mat);
-    if (w.mat.nnz != 16) {  // gram_apply takes a dense matrix: the pattern is rarely sparser
-      for (int r = 0; r < 4; ++r) w.mat.row_start[r] = 4 * r;
-      w.mat.row_start[4] = 16;
-      w.mat.nnz = 16;
-      for (int l = 0; l < L; ++l) {
-        for (int e = 0; e < 16; ++e) {
-          w.mat.re[e * L + l] = w.dense[l * 16 + e].re;
-          w.mat.im[e * L + l] = w.dense[l * 16 + e].im;
-        }
-      }
-    }
-    gram_apply<L>(lam, rho, ctx.nbits, b.bits, w.mat, ctx.hermitian, w.grams);
-    for (int l = 0; l < L; ++l) {
-      C* steps = w.run + l * per_lane;
-      C* prefix = steps + ctx.max_run * 16;
-      C* tmp = prefix + (ctx.max_run + 1) * 16;
-      C* pre = tmp + 16;
-      C* ntil = pre + 16;
-      double c[kMaxGateAngles], s[kMaxGateAngles];
-      C u[4], d[4];
-      eye(pre, 4);
-      for (int i = length - 1; i >= 0; --i) {
-        const int g = b.lo + i;
-        matmul(pre, steps + 16 * i, tmp, 4);
-        for (int e = 0; e < 16; ++e) pre[e] = tmp[e];
-        const int32_t* row = job.gates + 4 * g;
-        if (job.constant[g] || row[3] < 0) continue;
-        half_angles(job, g, trig[l], c, s);
-        gate_unitary(row[0], c, s, u);
-        for (int j = 0; j < gate_info(row[0]).n_angles; ++j) {
-          gate_derivative(row[0], c, s, j, d);
-          for (int e = 0; e < 16; ++e) ntil[e] = zero_c();
-          for (int r = 0; r < 2; ++r) {
-            for (int q = 0; q < 2; ++q) {
-              const C v = mul_add(conj(u[r]) * d[q], conj(u[2 + r]), d[2 + q]);
-              ntil[(2 * r) * 4 + 2 * q] = v;
-              ntil[(2 * r + 1) * 4 + 2 * q + 1] = v;
-            }
-          }
-          C m[16];
-          matmul(pre, ntil, tmp, 4);
-          matmul(tmp, prefix + 16 * i, m, 4);
-          double total = 0.0;
-          for (int e = 0; e < 16; ++e) {
-            const double* gr = w.grams + e * 2 * L;
-            total += m[e].re * gr[l] - m[e].im * gr[L + l];
-          }
-          w.grad[l * na + row[3] + j] += 2.0 * total;
-        }
-      }
-    }
+    backward_run<L>(ctx, w, b, trig, lam, rho);
     return;
   }
   lane_matrices<L>(ctx, w, b, trig, true);
-  apply<L>(lam, lam, ctx.nbits, b.bits, w.mat, ctx.hermitian);
+  apply_pass<L>(ctx, lam, lam, b.bits, w.mat);
   const int32_t* row = job.gates + 4 * b.lo;
   if (job.constant[b.lo] || row[3] < 0) return;
   // 2 Re Tr(lam_(g-1) (U^dagger dU on the row bits) rho_(g-1)) per angle
-  double c[kMaxGateAngles], s[kMaxGateAngles];
-  C u[16], d[16], ud[16];
   for (int j = 0; j < gate_info(row[0]).n_angles; ++j) {
-    for (int l = 0; l < L; ++l) {
-      half_angles(job, b.lo, trig[l], c, s);
-      gate_unitary(row[0], c, s, u);
-      gate_derivative(row[0], c, s, j, d);
-      dagger(u, ud, 4);
-      matmul(ud, d, w.dense + l * 16, 4);
-    }
+    gate_generator<L>(ctx, w, b, trig, j);
     double out[L];
-    inner<L>(lam, rho, ctx.nbits, b.bits, w.dense, out);
-    for (int l = 0; l < L; ++l) w.grad[l * na + row[3] + j] += 2.0 * out[l];
+    if (ctx.pauli) {
+      inner_real<L, 4>(lam, rho, ctx.nbits, b.bits, w.values, out);
+      for (int l = 0; l < L; ++l) w.grad[l * job.n_angles + row[3] + j] += out[l];
+    } else {
+      inner<L>(lam, rho, ctx.nbits, b.bits, w.dense, out);
+      for (int l = 0; l < L; ++l) w.grad[l * job.n_angles + row[3] + j] += 2.0 * out[l];
+    }
   }
 }
 
+/// v <- |0...0><0...0| in every lane: rho's entry 0, or the Pauli coefficient 1 of every string of
+/// I and Z (the diagonal indices).
 template <int L>
-void initial_state(double* v, Index state_doubles) {
-  memset(v, 0, sizeof(double) * size_t(state_doubles));
-  for (int l = 0; l < L; ++l) v[l] = 1.0;
+void initial_state(const Context& ctx, double* v) {
+  memset(v, 0, sizeof(double) * size_t(ctx.state_doubles));
+  const int n = ctx.job->n_qubits;
+  const Index ones = ctx.pauli ? Index(1) << n : 1;
+  for (Index j = 0; j < ones; ++j) {
+    for (int l = 0; l < L; ++l) v[L * ((j << n) | j) + l] = 1.0;
+  }
+}
+
+/// probs[i] <- 2**-n sum_S z_S (-1)**popcount(i & S) in place: the diagonal of rho from its Pauli
+/// coefficients z_S on the strings of I and Z (S: the Z wires), a Walsh-Hadamard transform.
+void walsh_hadamard(double* probs, int n) {
+  const Index dim = Index(1) << n;
+  for (Index h = 1; h < dim; h <<= 1) {
+    for (Index i = 0; i < dim; i += 2 * h) {
+      for (Index j = i; j < i + h; ++j) {
+        const double a = probs[j], b = probs[j + h];
+        probs[j] = a + b;
+        probs[j + h] = a - b;
+      }
+    }
+  }
+  const double scale = ldexp(1.0, -n);
+  for (Index i = 0; i < dim; ++i) probs[i] *= scale;
 }
 
 template <int L>
 void run_forward(const Context& ctx, Worker& w, const double* const* trig, double* v) {
-  initial_state<L>(v, ctx.state_doubles);
+  initial_state<L>(ctx, v);
   for (int k = 0; k < ctx.job->n_blocks; ++k) {
     if (cancelled(ctx.job->cancel)) return;
     forward_block<L>(ctx, w, k, trig, v, v);
@@ -829,7 +1169,7 @@ void run_vjp(const Context& ctx, Worker& w, const double* const* trig, Index b0,
   double* lam = w.states;
   double* slots = lam + sd;  // the running state and the kept inputs (vjp_states)
   double* ckpt = lam + sd * Index(ctx.states - n_ckpt);  // [n_ckpt], after the slots
-  initial_state<L>(ckpt, sd);
+  initial_state<L>(ctx, ckpt);
   if (n_ckpt > 1) {  // up to the last checkpoint: the sweep recomputes the rest
     double* vec = slots;
     memcpy(vec, ckpt, sizeof(double) * size_t(sd));
@@ -847,7 +1187,13 @@ void run_vjp(const Context& ctx, Worker& w, const double* const* trig, Index b0,
       weight[l] = l < valid ? job.grad_terms[(b0 + l) * job.n_terms + t] : 0.0;
       any = any || weight[l] != 0.0;
     }
-    if (any) add_pauli<L>(lam, job.n_qubits, ctx.terms[t], weight);
+    if (!any) continue;
+    if (ctx.pauli) {  // lam . c = sum_t g_t c_(P_t)
+      double* p = lam + L * pauli_index(ctx.terms[t], job.n_qubits);
+      for (int l = 0; l < L; ++l) p[l] += weight[l];
+    } else {
+      add_pauli<L>(lam, job.n_qubits, ctx.terms[t], weight);
+    }
   }
   memset(w.grad, 0, sizeof(double) * size_t(L) * size_t(job.n_angles));
   for (int c = n_ckpt - 1; c >= 0; --c) {
@@ -899,12 +1245,19 @@ void run_lane_block(const Context& ctx, Worker& w, Index block) {
   if (job.task == DensityTask::kExpval) {
     for (int t = 0; t < job.n_terms; ++t) {
       double out[L];
-      trace_pauli<L>(v, n, ctx.terms[t], out);
+      if (ctx.pauli) {
+        for (int l = 0; l < L; ++l) out[l] = v[L * pauli_index(ctx.terms[t], n) + l];
+      } else {
+        trace_pauli<L>(v, n, ctx.terms[t], out);
+      }
       for (int l = 0; l < valid; ++l) job.out[(b0 + l) * job.n_terms + t] = out[l];
     }
   } else if (job.task == DensityTask::kProbabilities) {
+    const Index stride = ctx.pauli ? L : 2 * L;  // doubles per entry
     for (int l = 0; l < valid; ++l) {
-      for (Index i = 0; i < dim; ++i) job.out[(b0 + l) * dim + i] = v[2 * L * ((i << n) | i) + l];
+      double* probs = job.out + (b0 + l) * dim;
+      for (Index i = 0; i < dim; ++i) probs[i] = v[stride * ((i << n) | i) + l];
+      if (ctx.pauli) walsh_hadamard(probs, n);
     }
   } else {
     for (int l = 0; l < valid; ++l) {
@@ -950,7 +1303,9 @@ void resolve_blocks(const DensityJob& job, Block* blocks, double* pool, const do
     if (!b.fixed) continue;
     block_matrix(job, b, trig, m);
     const int k2 = b.two ? 4 : 2;
-    dagger(m, a, 1 << k2);
+    for (int i = 0; i < (1 << (2 * k2)); ++i) a[i] = m[i];
+    to_pass_matrix(job.pauli != 0, m, k2, false);
+    to_pass_matrix(job.pauli != 0, a, k2, true);
     b.fwd.re = pool + k * 4 * kMaxEntries;
     b.fwd.im = b.fwd.re + kMaxEntries;
     b.adj.re = b.fwd.im + kMaxEntries;
@@ -966,9 +1321,10 @@ int run_lanes(const DensityJob& job) {
   Context ctx;
   ctx.job = &job;
   ctx.nbits = 2 * n;
-  ctx.state_doubles = 2 * Index(L) << (2 * n);
+  ctx.pauli = job.pauli != 0;
+  ctx.state_doubles = (ctx.pauli ? 1 : 2) * Index(L) << (2 * n);
   ctx.states = job.states;
-  ctx.hermitian = job.hermitian != 0;
+  ctx.hermitian = job.hermitian != 0 && !ctx.pauli;
   ctx.max_run = 1;
   for (int k = 0; k < job.n_blocks; ++k) {
     const int len = job.block_hi[k] - job.block_lo[k] + 1;

@@ -1,6 +1,6 @@
 """The compiled density-matrix engine (hdqnn._core_cpu.density) against the NumPy reference, finite
-differences and its Numba twin: every lane count, checkpoint stride, pass mode (Hermitian half
-passes or full ones) and thread count."""
+differences and its Numba twin: every basis (rho's entries, or Pauli coefficients), lane count,
+checkpoint stride, pass mode (Hermitian half passes or full ones) and thread count."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +20,9 @@ ATOL = 1e-10
 #: Not a multiple of any lane count: the last lane block is partly padding.
 BATCH = 5
 LANES = (1, 4, 8)
-#: Passes over half the entries, mirroring the rest (small states), and over all of them.
-HERMITIAN = (1, 0)
+#: (pauli, hermitian) hooks: rho's entries with passes over half of them, mirroring the rest (small
+#: states), or over all of them; and the Pauli-transfer basis (real coefficients, every entry).
+MODES = ((0, 1), (0, 0), (1, 0))
 
 
 @pytest.fixture
@@ -47,20 +48,21 @@ def _case(rng, n, model=None, batch=BATCH):
     return circuit, x, w, model, compile_noise(circuit.compile(), model)
 
 
-def _run(core, task, circuit, x, w, tables, paulis=None, grad=None, lanes=0, stride=0, hermitian=-1):
-    """One call of the compiled engine, straight through the binding (lanes, stride, pass mode forced)."""
+def _run(core, task, circuit, x, w, tables, paulis=None, grad=None, lanes=0, stride=0, hermitian=-1, pauli=-1):
+    """One call of the compiled engine, straight through the binding (lanes, stride, basis and pass
+    mode forced)."""
     program = circuit.compile()
     superops = tables.superops if len(tables.superops) else np.zeros((1, 16, 16), dtype=np.complex128)
     return core.density(task, program.n_qubits, program.gates.astype(np.int32), density._constant_gates(program),
                         np.ascontiguousarray(tables.channel_index, dtype=np.int32), superops,
-                        sample_angles(program, x, w), paulis, grad, lanes, stride, hermitian)
+                        sample_angles(program, x, w), paulis, grad, lanes, stride, hermitian, pauli)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 @pytest.mark.parametrize("noise_kind", ["random", "one_qubit_only"])
 def test_states_probabilities_and_expectations_match_the_reference(core, rng, n, noise_kind):
     """Every gate and channel kind (all-wire and per-wire rules, asymmetric two-qubit channels), for
-    every lane count and pass mode."""
+    every lane count, basis and pass mode (the state only in rho's basis)."""
     model = None if noise_kind == "random" else _one_qubit_noise_only()
     circuit, x, w, model, tables = _case(rng, n, model)
     strings = random_paulis(rng, n, k=4)
@@ -69,9 +71,10 @@ def test_states_probabilities_and_expectations_match_the_reference(core, rng, n,
     want_probs = reference.probabilities(circuit, x, w, noise=model, readout=False)
     want_expval = reference.expval(circuit, x, w, noise=model, observables=strings, readout=False)
     for lanes in LANES:
-        for mode in HERMITIAN:
-            kw = dict(lanes=lanes, hermitian=mode)
-            np.testing.assert_allclose(_run(core, "state", circuit, x, w, tables, **kw), want_state, atol=ATOL)
+        for pauli, mode in MODES:
+            kw = dict(lanes=lanes, hermitian=mode, pauli=pauli)
+            if not pauli:
+                np.testing.assert_allclose(_run(core, "state", circuit, x, w, tables, **kw), want_state, atol=ATOL)
             np.testing.assert_allclose(_run(core, "probabilities", circuit, x, w, tables, **kw), want_probs,
                                        atol=ATOL)
             np.testing.assert_allclose(_run(core, "expval", circuit, x, w, tables, paulis, **kw), want_expval,
@@ -108,8 +111,8 @@ def _finite_difference(f, values, eps=1e-6):
 
 @pytest.mark.parametrize("noise_kind", ["random", "one_qubit_only"])
 def test_vjp_matches_finite_differences_and_numba(core, rng, noise_kind):
-    """The exact adjoint through every gate and channel kind, in every lane count and pass mode, and
-    with checkpoint segments (stride 2 and 3: several segments, a short last one)."""
+    """The exact adjoint through every gate and channel kind, in every lane count, basis and pass
+    mode, and with checkpoint segments (stride 2 and 3: several segments, a short last one)."""
     model = None if noise_kind == "random" else _one_qubit_noise_only()
     circuit, x, w, model, tables = _case(rng, 3, model, batch=3)
     program = circuit.compile()
@@ -132,9 +135,9 @@ def test_vjp_matches_finite_differences_and_numba(core, rng, noise_kind):
     g_theta = _run(core, "vjp", circuit, x, w, tables, paulis, g)
     for lanes in LANES:
         for stride in (0, 2, 3):
-            for mode in HERMITIAN:
-                np.testing.assert_allclose(_run(core, "vjp", circuit, x, w, tables, paulis, g, lanes, stride, mode),
-                                           g_theta, atol=ATOL)
+            for pauli, mode in MODES:
+                got = _run(core, "vjp", circuit, x, w, tables, paulis, g, lanes, stride, mode, pauli)
+                np.testing.assert_allclose(got, g_theta, atol=ATOL)
 
 
 def test_results_do_not_depend_on_the_thread_count(core, rng):
@@ -197,17 +200,23 @@ def test_concurrent_calls_and_a_forked_child_agree(core, rng):
 
 
 def test_workspace_estimate_is_the_plan(core):
-    """density_workspace_bytes reports what the compiled engine allocates: lanes x states x 4**n."""
+    """density_workspace_bytes reports what the compiled engine allocates: lanes x states x 4**n entries
+    (complex128 of rho, or float64 Pauli coefficients: every task but the state takes the Pauli basis)."""
     for task, n, blocks, stored, batch in (("expval", 6, 48, 24, 256), ("vjp", 6, 48, 24, 256),
-                                           ("vjp", 10, 200, 100, 8), ("probabilities", 2, 3, 3, 1)):
+                                           ("vjp", 10, 200, 100, 8), ("probabilities", 2, 3, 3, 1),
+                                           ("state", 5, 20, 10, 16)):
         plan = core.density_plan(task, n, blocks, stored, batch)
-        assert plan["workspace_bytes"] == plan["workers"] * plan["states_per_worker"] * plan["lanes"] * 16 * 4**n
+        assert plan["pauli"] == (task != "state")
+        entry = 8 if plan["pauli"] else 16
+        assert plan["workspace_bytes"] == plan["workers"] * plan["states_per_worker"] * plan["lanes"] * entry * 4**n
         assert plan["workers"] <= min(plan["threads"], -(-batch // plan["lanes"]))
         got = density.density_workspace_bytes(task, n, blocks, batch, engine="cpp", n_stored=stored)
         assert got == plan["workspace_bytes"]
     vjp = core.density_plan("vjp", 10, 200, 100, 8)
     assert vjp["stride"] < 200 and vjp["states_per_worker"] < 100  # checkpoints bound a large register
-    assert core.density_plan("expval", 4, 10, 5, 64)["hermitian"] and not vjp["hermitian"]
+    assert core.density_plan("expval", 4, 10, 5, 64, pauli=0)["hermitian"]
+    assert not core.density_plan("vjp", 10, 200, 100, 8, pauli=0)["hermitian"]
+    assert not core.density_plan("expval", 4, 10, 5, 64)["hermitian"]  # the Pauli basis has no mirror
 
 
 def test_bad_input_is_a_clear_error(core, rng):
@@ -248,6 +257,10 @@ def test_bad_input_is_a_clear_error(core, rng):
         call(lanes=3)
     with pytest.raises(ValueError, match="hermitian must be"):
         core.density("expval", 2, gates, constant, idx, tables.superops, theta, paulis, None, 0, 0, 2)
+    with pytest.raises(ValueError, match="pauli must be"):
+        core.density("expval", 2, gates, constant, idx, tables.superops, theta, paulis, None, 0, 0, -1, 2)
+    with pytest.raises(ValueError, match="cannot run in the Pauli basis"):
+        core.density("state", 2, gates, constant, idx, tables.superops, theta, None, None, 0, 0, -1, 1)
     with pytest.raises(ValueError, match="paulis must hold 0"):
         call(paulis=np.full((1, 2), 7, dtype=np.int8))
 
