@@ -89,7 +89,7 @@ def test_auto_says_which_method_it_chose(case, caplog, monkeypatch):
     assert "chose 'density_matrix'" in caplog.text
     assert noisy.choose_method(3) == "density_matrix"
     assert noisy.choose_method(noisy.AUTO_DENSITY_MAX_QUBITS + 1) == "trajectories"
-    monkeypatch.setattr(noisy, "available_memory", lambda: 1 << 20)  # 1 MiB: 8 qubits' rho does not fit
+    monkeypatch.setattr(noisy, "available_memory", lambda: 1 << 18)  # 256 KiB: 8 qubits' state (512 KiB) does not fit
     assert noisy.choose_method(8) == "trajectories"
 
 
