@@ -6,7 +6,9 @@
 // 2n-bit index whose bit 2n-1-q is row wire q and bit n-1-q column wire q. A gate U on wire q is
 // then U on the row bit and conj(U) on the column bit; a gate and the channel after it are fused
 // into one superoperator C (U (x) conj(U)) on (row bits, column bits), the layout of the
-// compiled noise tables (hdqnn.noise.compiled).
+// compiled noise tables (hdqnn.noise.compiled). In the Pauli basis (DensityJob::pauli) the same
+// index holds the real coefficient Tr(P rho) of a Pauli string P instead, wire q's row and column
+// bits giving the digit 2 row + column of its factor (0 I, 1 X, 2 Y, 3 Z).
 #pragma once
 
 #include <stdint.h>

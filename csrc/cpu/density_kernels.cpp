@@ -14,6 +14,12 @@
 // pass may compute only the entry groups on or above the diagonal and write their mirrors as
 // conjugates: half the products (DensityJob::hermitian, while the state is in cache). The VJP is
 // the Heisenberg picture with checkpoints, as in the Numba twin (_density_kernels.py).
+//
+// Every task but the state runs in the Pauli-transfer basis instead (DensityJob::pauli; "Pauli
+// basis" below): the state is rho's real coefficients on the Pauli strings, L per entry at v[L e],
+// and each fused superoperator its real Pauli-transfer matrix, so a pass multiplies reals (a
+// quarter of the complex products, half the memory, no mirrored writes) and an expectation is one
+// entry. The blocks, their fusion, the lanes and the VJP's checkpoints are the same in both bases.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -531,13 +537,64 @@ void apply_real_t(const double* src, double* dst, int nbits, const int* bits, co
   }
 }
 
+/// apply_real_t for a sparse m whose rows have at most W entries, each row padded to W (zeros on
+/// column 0): a fixed, unrolled trip count. The sparse loop's trip count changes from row to row (a
+/// cx fused with amplitude damping on both wires has rows of 1, 2 and 4 entries), and its
+/// mispredicted exits made that pass half of a (6, 4, 256) forward.
+template <int L, int K, bool Shared, int W>
+void apply_real_padded(const double* src, double* dst, int nbits, const int* bits, const Sparse& m) {
+  constexpr int D = 1 << K, V = Shared ? 1 : L;
+  uint8_t col[D][W];
+  double val[D][W][V];
+  for (int r = 0; r < D; ++r) {
+    for (int k = 0; k < W; ++k) {
+      const int e = m.row_start[r] + k;
+      const bool used = e < m.row_start[r + 1];
+      col[r][k] = used ? m.col[e] : 0;
+      for (int l = 0; l < V; ++l) val[r][k][l] = used ? m.re[e * V + l] : 0.0;
+    }
+  }
+  Index offs[D];
+  int sorted[K];
+  layout(bits, K, offs, sorted);
+  const Index groups = Index(1) << (nbits - K);
+  for (Index i = 0; i < groups; ++i) {
+    const Index base = insert_zeros(i, sorted, K);
+    double x[D][L];
+    for (int j = 0; j < D; ++j) {
+      const double* p = src + L * (base + offs[j]);
+      for (int l = 0; l < L; ++l) x[j][l] = p[l];
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < D; ++r) {  // unrolled: the rows' short product chains overlap
+      double acc[L] = {};
+#pragma GCC unroll 8
+      for (int k = 0; k < W; ++k) {
+        const double* xc = x[col[r][k]];
+#pragma omp simd
+        for (int l = 0; l < L; ++l) acc[l] += val[r][k][Shared ? 0 : l] * xc[l];
+      }
+      double* p = dst + L * (base + offs[r]);
+      for (int l = 0; l < L; ++l) p[l] = acc[l];
+    }
+  }
+}
+
 template <int L, int K, bool Shared>
 void apply_real_k(const double* src, double* dst, int nbits, const int* bits, const Sparse& m) {
   if (m.nnz == (1 << (2 * K))) {
     apply_real_t<L, K, Shared, true>(src, dst, nbits, bits, m);
-  } else {
-    apply_real_t<L, K, Shared, false>(src, dst, nbits, bits, m);
+    return;
   }
+  int width = 0;
+  for (int r = 0; r < (1 << K); ++r) {
+    const int len = m.row_start[r + 1] - m.row_start[r];
+    width = len > width ? len : width;
+  }
+  if (width <= 1) apply_real_padded<L, K, Shared, 1>(src, dst, nbits, bits, m);
+  else if (width <= 2) apply_real_padded<L, K, Shared, 2>(src, dst, nbits, bits, m);
+  else if (width <= 4) apply_real_padded<L, K, Shared, 4>(src, dst, nbits, bits, m);
+  else apply_real_t<L, K, Shared, false>(src, dst, nbits, bits, m);
 }
 
 /// dst <- m src in the Pauli basis (m real; dst may be src).
