@@ -26,8 +26,9 @@ where installed; start the script with OMP_NUM_THREADS=1 as well). --peers picks
 every one that imports; --no-aer drops Aer); a peer whose one-sample time extrapolates to more than
 --peer-limit seconds for the batch shows "slow" at that point. "fastest peer" names the quickest
 peer at the point, "fastest/hdqnn" its wall time over hdqnn's expval. Median of --repeats runs
-(after a warm-up, so the Numba JIT is not timed). The "engine" line gives the threads of the compiled engine, the last
-line Numba's. On a loaded machine the wall times favour one-thread Aer; the "cpu" columns (process
+(after a warm-up, so the Numba JIT is not timed). hdqnn's engines run on --threads threads (default 1,
+as the peers), set once for the whole run: the "engine" line gives them, the last line Numba's pool
+(its kernels use --threads of it). On a loaded machine the wall times favour one-thread Aer; the "cpu" columns (process
 CPU time, all threads) compare the work: "aer/hdqnn cpu" is the wall-time ratio a quiet machine
 would give hdqnn on one thread.
 
@@ -393,6 +394,8 @@ def main(argv=None) -> None:
                         "(default: every one that imports)")
     parser.add_argument("--peer-limit", type=float, default=60.0, metavar="S", help="skip a peer at a point "
                         "(\"slow\") where one sample extrapolates to more than S seconds per batch")
+    parser.add_argument("--threads", type=int, default=1, help="threads of hdqnn's engines (default 1, as the "
+                        "peers; set for the whole run, so the Numba twin's columns cannot change it)")
     parser.add_argument("--no-aer", action="store_true", help="drop Aer from the peers")
     parser.add_argument("--no-numba", action="store_true", help="skip the Numba twin's columns")
     parser.add_argument("--no-traj", action="store_true", help="skip the trajectories column")
@@ -404,11 +407,11 @@ def main(argv=None) -> None:
     peers = pick_peers(args)
     others = [name for name in peers if name != "aer"]
     model = noise_model()
+    hdqnn.set_num_threads(args.threads)
     engine = density.density_engine()
     with_numba = engine != "numba" and not args.no_numba
     nan = float("nan")
-    threads = density._compiled().get_num_threads() if engine == "cpp" else None
-    print(f"engine: {engine}" + (f", threads: {threads}" if threads else ""))
+    print(f"engine: {engine}, threads: {args.threads}")
     print(f"peers: {', '.join(peers) or 'none'}", end="", flush=True)
     header = (f"{'n':>3} {'L':>3} {'B':>5} {'expval ms':>10} {'vjp ms':>9} {'vjp/fwd':>8} {'nb fwd ms':>10} "
               f"{'nb vjp ms':>10} {'traj ms':>9} {'aer ms':>9} {'aer/hdqnn':>10} {'aer/nb':>7} {'fwd cpu ms':>11} "

@@ -232,6 +232,29 @@ void to_pauli(const C* s, int k, C* r) {
   }
 }
 
+/// r (real, 4x4) <- M s M^-1 of a one-wire superoperator s, written out: M's rows take rho's
+/// entries (00, 01, 10, 11) to I = 00 + 11, X = 01 + 10, Y = i (01 - 10), Z = 00 - 11, and M^-1's
+/// columns are vec(P) / 2. V is double or a lane vector (every lane's matrix at once).
+template <class V>
+void pauli_of_run(const Complex<V>* s, V* r) {
+  for (int a = 0; a < 4; ++a) {
+    V re[4], im[4];  // row a of M s
+    for (int j = 0; j < 4; ++j) {
+      const Complex<V> s0 = s[j], s1 = s[4 + j], s2 = s[8 + j], s3 = s[12 + j];
+      switch (a) {
+        case 0: re[j] = s0.re + s3.re, im[j] = s0.im + s3.im; break;
+        case 1: re[j] = s1.re + s2.re, im[j] = s1.im + s2.im; break;
+        case 2: re[j] = s2.im - s1.im, im[j] = s1.re - s2.re; break;
+        default: re[j] = s0.re - s3.re, im[j] = s0.im - s3.im; break;
+      }
+    }
+    r[4 * a + 0] = 0.5 * (re[0] + re[3]);
+    r[4 * a + 1] = 0.5 * (re[1] + re[2]);
+    r[4 * a + 2] = 0.5 * (im[1] - im[2]);
+    r[4 * a + 3] = 0.5 * (re[0] - re[3]);
+  }
+}
+
 /// out <- the transpose of a (dim x dim; out aliases nothing).
 void transpose(const C* a, C* out, int dim) {
   for (int i = 0; i < dim; ++i) {
@@ -292,28 +315,60 @@ struct LaneVector<1> {
   typedef double type;
 };
 
-/// m <- the superoperator of one-qubit run ``b`` for all L lanes at once (lane l of entry e is
-/// sample l's block_matrix entry e): the same products in the same order, but each one vectorised
-/// over the lanes instead of repeated per lane, which made building the runs' matrices about a
-/// third of a small forward pass (4 qubits, 2 layers).
+/// c, s <- gate g's half-angle cosines and sines in every lane (lane l from trig[l]).
 template <int L>
-void run_matrix_lanes(const DensityJob& job, const Block& b, const double* const* trig,
-                      Complex<typename LaneVector<L>::type> m[16]) {
-  typedef typename LaneVector<L>::type V;
-  typedef Complex<V> CV;
-  const V zero = V{} + 0.0, one = V{} + 1.0;
-  for (int e = 0; e < 16; ++e) m[e] = make_complex(e % 5 == 0 ? one : zero, zero);
-  for (int g = b.lo; g <= b.hi; ++g) {
-    V c[kMaxGateAngles], s[kMaxGateAngles];
-    for (int l = 0; l < L; ++l) {
-      double cl[kMaxGateAngles], sl[kMaxGateAngles];
-      half_angles(job, g, trig[l], cl, sl);
-      for (int k = 0; k < kMaxGateAngles; ++k) {
+void lane_half_angles(const DensityJob& job, int g, const double* const* trig, typename LaneVector<L>::type* c,
+                      typename LaneVector<L>::type* s) {
+  for (int l = 0; l < L; ++l) {
+    double cl[kMaxGateAngles], sl[kMaxGateAngles];
+    half_angles(job, g, trig[l], cl, sl);
+    for (int k = 0; k < kMaxGateAngles; ++k) {
+      if constexpr (L == 1) {
+        c[k] = cl[k];
+        s[k] = sl[k];
+      } else {
         c[k][l] = cl[k];
         s[k][l] = sl[k];
       }
     }
-    CV u[4], tmp[16], step[16], next[16];
+  }
+}
+
+/// out <- a b, 4x4, every lane at once (out aliases neither).
+template <class CV>
+void matmul_lanes(const CV* a, const CV* b, CV* out) {
+  for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 4; ++j) {
+      CV acc = a[i * 4] * b[j];
+      for (int k = 1; k < 4; ++k) acc = mul_add(acc, a[i * 4 + k], b[k * 4 + j]);
+      out[i * 4 + j] = acc;
+    }
+  }
+}
+
+/// m <- the superoperator of one-qubit run ``b`` for all L lanes at once (lane l of entry e is
+/// sample l's block_matrix entry e): the same products in the same order, but each one vectorised
+/// over the lanes instead of repeated per lane, which made building the runs' matrices about a
+/// third of a small forward pass (4 qubits, 2 layers). With ``steps``, also each gate's fused
+/// superoperator S_g at steps[16 i] and the products Q_g = S_(g-1) ... S_lo at prefix[16 i],
+/// i = g - lo = 0 .. length (the VJP's gradients take them).
+template <int L>
+void run_matrix_lanes(const DensityJob& job, const Block& b, const double* const* trig,
+                      Complex<typename LaneVector<L>::type> m[16],
+                      Complex<typename LaneVector<L>::type>* steps = nullptr,
+                      Complex<typename LaneVector<L>::type>* prefix = nullptr) {
+  typedef typename LaneVector<L>::type V;
+  typedef Complex<V> CV;
+  const V zero = V{} + 0.0, one = V{} + 1.0;
+  for (int e = 0; e < 16; ++e) m[e] = make_complex(e % 5 == 0 ? one : zero, zero);
+  if (prefix != nullptr) {
+    for (int e = 0; e < 16; ++e) prefix[e] = m[e];
+  }
+  for (int g = b.lo; g <= b.hi; ++g) {
+    V c[kMaxGateAngles], s[kMaxGateAngles];
+    lane_half_angles<L>(job, g, trig, c, s);
+    CV u[4], tmp[16], local[16], next[16];
+    CV* step = steps != nullptr ? steps + 16 * (g - b.lo) : local;
     single_qubit_matrix<V, double>(job.gates[4 * g], c, s, 1, u);
     for (int r0 = 0; r0 < 2; ++r0) {
       for (int c0 = 0; c0 < 2; ++c0) {
@@ -333,14 +388,11 @@ void run_matrix_lanes(const DensityJob& job, const Block& b, const double* const
         for (int j = 0; j < 4; ++j) step[i * 4 + j] = mul_add(step[i * 4 + j], ck, tmp[k * 4 + j]);
       }
     }
-    for (int i = 0; i < 4; ++i) {
-      for (int j = 0; j < 4; ++j) {
-        CV acc = make_complex(zero, zero);
-        for (int k = 0; k < 4; ++k) acc = mul_add(acc, step[i * 4 + k], m[k * 4 + j]);
-        next[i * 4 + j] = acc;
-      }
-    }
+    matmul_lanes(step, m, next);
     for (int e = 0; e < 16; ++e) m[e] = next[e];
+    if (prefix != nullptr) {
+      for (int e = 0; e < 16; ++e) prefix[16 * (g - b.lo + 1) + e] = next[e];
+    }
   }
 }
 
@@ -889,7 +941,7 @@ struct Worker {
   double* states;    ///< the density matrices (state_doubles each)
   C* dense;          ///< [L][256] per-lane dense matrices
   double* values;    ///< [re, im][256 * L]: mat's values
-  C* run;            ///< vjp: [L][(2 max_run + 4) 16] per-lane 4x4 products of a one-qubit run
+  C* run;            ///< vjp: (2 max_run + 4) 16 lane vectors: a one-qubit run's 4x4 steps and products
   double* grams;     ///< vjp: [16 * 2 L]
   double* grad;      ///< vjp: [L][n_angles]
   double* trig;      ///< [L][2 n_angles]: each lane's half_angle_table
@@ -941,15 +993,19 @@ void free_worker(Worker& w) {
 
 /// w.mat <- the per-lane dense 4x4 matrices w.dense, dense even where their pattern is sparser
 /// (the Gram passes take dense matrices: the pattern of a run is rarely sparser).
+void set_dense_pattern(Sparse& m, bool complex_values) {
+  m.k = 2;
+  m.shared = false;
+  m.real = !complex_values;
+  for (int r = 0; r <= 4; ++r) m.row_start[r] = 4 * r;
+  m.nnz = 16;
+  for (int e = 0; e < 16; ++e) m.col[e] = static_cast<uint8_t>(e & 3);
+}
+
 template <int L>
 void pack_dense(Worker& w) {
-  w.mat.k = 2;
-  w.mat.shared = false;
-  w.mat.real = false;
-  for (int r = 0; r <= 4; ++r) w.mat.row_start[r] = 4 * r;
-  w.mat.nnz = 16;
+  set_dense_pattern(w.mat, true);
   for (int e = 0; e < 16; ++e) {
-    w.mat.col[e] = static_cast<uint8_t>(e & 3);
     for (int l = 0; l < L; ++l) {
       w.mat.re[e * L + l] = w.dense[l * 16 + e].re;
       w.mat.im[e * L + l] = w.dense[l * 16 + e].im;
@@ -963,7 +1019,11 @@ void pack_dense(Worker& w) {
 void to_pass_matrix(bool pauli, C* m, int k, bool adjoint) {
   const int dim = 1 << k;
   C tmp[kMaxEntries];
-  if (pauli) {
+  if (pauli && k == 2) {
+    double r[16];
+    pauli_of_run(m, r);
+    for (int e = 0; e < 16; ++e) m[adjoint ? (e & 3) * 4 + (e >> 2) : e] = make_complex(r[e], 0.0);
+  } else if (pauli) {
     to_pauli(m, k, tmp);
     if (adjoint) transpose(tmp, m, dim);
     else for (int i = 0; i < dim * dim; ++i) m[i] = tmp[i];
@@ -979,6 +1039,18 @@ void lane_matrices(const Context& ctx, Worker& w, const Block& b, const double* 
   const int k = b.two ? 4 : 2, dim = 1 << k, entries = dim * dim;
   bool built = false;
   if constexpr (L > 1) {
+    if (!b.two && ctx.pauli) {  // every lane's real matrix at once, into w.mat (dense)
+      Complex<typename LaneVector<L>::type> mv[16];
+      run_matrix_lanes<L>(*ctx.job, b, trig, mv);
+      typename LaneVector<L>::type r[16];
+      pauli_of_run(mv, r);
+      for (int e = 0; e < 16; ++e) {
+        const int at = adjoint ? (e & 3) * 4 + (e >> 2) : e;
+        for (int l = 0; l < L; ++l) w.mat.re[at * L + l] = r[e][l];
+      }
+      set_dense_pattern(w.mat, false);
+      return;
+    }
     if (!b.two) {
       Complex<typename LaneVector<L>::type> mv[16];
       run_matrix_lanes<L>(*ctx.job, b, trig, mv);
@@ -1022,70 +1094,50 @@ void forward_block(const Context& ctx, Worker& w, int k, const double* const* tr
   apply_pass<L>(ctx, src, dst, b.bits, w.mat);
 }
 
-/// Per lane, into w.run: the fused superoperator S_g of each gate of one-qubit run ``b`` and the
-/// products Q_g = S_(g-1) ... S_lo, g = lo .. hi + 1 (Q_(hi+1): the whole run).
+/// The gradients of one-qubit run ``b``'s angles, every lane at once, from its steps and prefixes
+/// (run_matrix_lanes) and w.grams (the Gram matrix of lam and rho in rho's basis on the run's wire):
+/// with P_g = S_hi ... S_g, an angle of gate g gets 2 Re sum_ij (P_g (N (x) I) Q_g)_ij G_ij,
+/// N = U^dagger dU.
 template <int L>
-void run_products(const Context& ctx, Worker& w, const Block& b, const double* const* trig) {
-  const DensityJob& job = *ctx.job;
-  const int per_lane = (2 * ctx.max_run + 4) * 16;
-  for (int l = 0; l < L; ++l) {
-    C* steps = w.run + l * per_lane;
-    C* prefix = steps + ctx.max_run * 16;
-    double c[kMaxGateAngles], s[kMaxGateAngles];
-    C u[4];
-    eye(prefix, 4);
-    for (int i = 0; i <= b.hi - b.lo; ++i) {
-      const int g = b.lo + i;
-      half_angles(job, g, trig[l], c, s);
-      gate_unitary(job.gates[4 * g], c, s, u);
-      fused_superop(u, 1, channel_of(job, g), steps + 16 * i);
-      matmul(steps + 16 * i, prefix + 16 * i, prefix + 16 * (i + 1), 4);
-    }
-  }
-}
-
-/// The gradients of one-qubit run ``b``'s angles from w.run (run_products) and w.grams (the Gram
-/// matrix of lam and rho in rho's basis on the run's wire): with P_g = S_hi ... S_g, an angle of
-/// gate g gets 2 Re sum_ij (P_g (N (x) I) Q_g)_ij G_ij, N = U^dagger dU.
-template <int L>
-void run_angle_gradients(const Context& ctx, Worker& w, const Block& b, const double* const* trig) {
+void run_angle_gradients(const Context& ctx, Worker& w, const Block& b, const double* const* trig,
+                         const Complex<typename LaneVector<L>::type>* steps,
+                         const Complex<typename LaneVector<L>::type>* prefix) {
+  typedef typename LaneVector<L>::type V;
+  typedef Complex<V> CV;
   const DensityJob& job = *ctx.job;
   const int na = job.n_angles;
-  const int per_lane = (2 * ctx.max_run + 4) * 16;
-  for (int l = 0; l < L; ++l) {
-    C* steps = w.run + l * per_lane;
-    C* prefix = steps + ctx.max_run * 16;
-    C* tmp = prefix + (ctx.max_run + 1) * 16;
-    C* pre = tmp + 16;
-    C* ntil = pre + 16;
-    double c[kMaxGateAngles], s[kMaxGateAngles];
-    C u[4], d[4];
-    eye(pre, 4);
-    for (int i = b.hi - b.lo; i >= 0; --i) {
-      const int g = b.lo + i;
-      matmul(pre, steps + 16 * i, tmp, 4);
-      for (int e = 0; e < 16; ++e) pre[e] = tmp[e];
-      const int32_t* row = job.gates + 4 * g;
-      if (job.constant[g] || row[3] < 0) continue;
-      half_angles(job, g, trig[l], c, s);
-      gate_unitary(row[0], c, s, u);
-      for (int j = 0; j < gate_info(row[0]).n_angles; ++j) {
-        gate_derivative(row[0], c, s, j, d);
-        for (int e = 0; e < 16; ++e) ntil[e] = zero_c();
-        for (int r = 0; r < 2; ++r) {
-          for (int q = 0; q < 2; ++q) {
-            const C v = mul_add(conj(u[r]) * d[q], conj(u[2 + r]), d[2 + q]);
-            ntil[(2 * r) * 4 + 2 * q] = v;
-            ntil[(2 * r + 1) * 4 + 2 * q + 1] = v;
-          }
+  const V zero = V{} + 0.0, one = V{} + 1.0;
+  CV pre[16], tmp[16];
+  for (int e = 0; e < 16; ++e) pre[e] = make_complex(e % 5 == 0 ? one : zero, zero);
+  for (int i = b.hi - b.lo; i >= 0; --i) {
+    const int g = b.lo + i;
+    matmul_lanes(pre, steps + 16 * i, tmp);
+    for (int e = 0; e < 16; ++e) pre[e] = tmp[e];
+    const int32_t* row = job.gates + 4 * g;
+    if (job.constant[g] || row[3] < 0) continue;
+    V c[kMaxGateAngles], s[kMaxGateAngles];
+    lane_half_angles<L>(job, g, trig, c, s);
+    CV u[4], d[4];
+    single_qubit_matrix<V, double>(row[0], c, s, 1, u);
+    for (int j = 0; j < gate_info(row[0]).n_angles; ++j) {
+      single_qubit_matrix_derivative<V, double>(row[0], c, s, 1, j, d);
+      CV ntil[16], m[16];
+      for (int e = 0; e < 16; ++e) ntil[e] = make_complex(zero, zero);
+      for (int r = 0; r < 2; ++r) {
+        for (int q = 0; q < 2; ++q) {
+          const CV v = mul_add(conj(u[r]) * d[q], conj(u[2 + r]), d[2 + q]);
+          ntil[(2 * r) * 4 + 2 * q] = v;
+          ntil[(2 * r + 1) * 4 + 2 * q + 1] = v;
         }
-        C m[16];
-        matmul(pre, ntil, tmp, 4);
-        matmul(tmp, prefix + 16 * i, m, 4);
+      }
+      matmul_lanes(pre, ntil, tmp);
+      matmul_lanes(tmp, prefix + 16 * i, m);
+      for (int l = 0; l < L; ++l) {
         double total = 0.0;
         for (int e = 0; e < 16; ++e) {
           const double* gr = w.grams + e * 2 * L;
-          total += m[e].re * gr[l] - m[e].im * gr[L + l];
+          if constexpr (L == 1) total += m[e].re * gr[0] - m[e].im * gr[1];
+          else total += m[e].re[l] * gr[l] - m[e].im[l] * gr[L + l];
         }
         w.grad[l * na + row[3] + j] += 2.0 * total;
       }
@@ -1098,23 +1150,42 @@ void run_angle_gradients(const Context& ctx, Worker& w, const Block& b, const do
 template <int L>
 void backward_run(const Context& ctx, Worker& w, const Block& b, const double* const* trig, double* lam,
                   const double* rho) {
-  run_products<L>(ctx, w, b, trig);
-  const int per_lane = (2 * ctx.max_run + 4) * 16;
-  for (int l = 0; l < L; ++l) {
-    C* whole = w.run + l * per_lane + (ctx.max_run + b.hi - b.lo + 1) * 16;  // Q_(hi+1)
-    C* d = w.dense + l * 16;
-    for (int e = 0; e < 16; ++e) d[e] = whole[e];
-    to_pass_matrix(ctx.pauli, d, 2, true);
-  }
-  pack_dense<L>(w);
+  typedef typename LaneVector<L>::type V;
+  typedef Complex<V> CV;
+  CV* steps = reinterpret_cast<CV*>(w.run);  // w.run holds (2 max_run + 4) 16 complex per lane
+  CV* prefix = steps + ctx.max_run * 16;
+  CV whole[16];
+  run_matrix_lanes<L>(*ctx.job, b, trig, whole, steps, prefix);
   if (ctx.pauli) {
+    V r[16];
+    pauli_of_run(whole, r);
+    for (int e = 0; e < 16; ++e) {  // the adjoint: the transpose
+      for (int l = 0; l < L; ++l) {
+        if constexpr (L == 1) w.mat.re[(e & 3) * 4 + (e >> 2)] = r[e];
+        else w.mat.re[((e & 3) * 4 + (e >> 2)) * L + l] = r[e][l];
+      }
+    }
+    set_dense_pattern(w.mat, false);
     double g[16 * L];
     gram_apply_real<L>(lam, rho, ctx.nbits, b.bits, w.mat, g);
     density_grams<L>(g, w.grams);
   } else {
+    for (int e = 0; e < 16; ++e) {  // the adjoint: the conjugate transpose
+      const int at = (e & 3) * 4 + (e >> 2);
+      for (int l = 0; l < L; ++l) {
+        if constexpr (L == 1) {
+          w.mat.re[at] = whole[e].re;
+          w.mat.im[at] = -whole[e].im;
+        } else {
+          w.mat.re[at * L + l] = whole[e].re[l];
+          w.mat.im[at * L + l] = -whole[e].im[l];
+        }
+      }
+    }
+    set_dense_pattern(w.mat, true);
     gram_apply<L>(lam, rho, ctx.nbits, b.bits, w.mat, ctx.hermitian, w.grams);
   }
-  run_angle_gradients<L>(ctx, w, b, trig);
+  run_angle_gradients<L>(ctx, w, b, trig, steps, prefix);
 }
 
 /// Per lane, N (x) I of a two-qubit gate's N = U^dagger dU (angle ``which``) as a superoperator
