@@ -170,7 +170,7 @@ struct PauliChange {
 };
 
 /// The Pauli digit of wire w of group index j on k bits (row bits, then column bits).
-int pauli_digit(int j, int k, int w) {
+constexpr int pauli_digit(int j, int k, int w) {
   const int h = k / 2;
   return 2 * ((j >> (k - 1 - w)) & 1) + ((j >> (h - 1 - w)) & 1);
 }
@@ -267,6 +267,103 @@ Index pauli_index(const PauliTerm& t, int n) {
   return (Index(t.sign) << n) | Index(t.flip ^ t.sign);
 }
 
+// A two-qubit Clifford gate (cx, cz, swap, ...) is a signed permutation of the Pauli strings, and
+// the usual channels (depolarizing, Pauli, amplitude and phase damping, thermal relaxation) are
+// phase-covariant: on one wire an output I draws on I, X on X, Y on Y, Z on I and Z. So the fixed
+// matrix R = C P of such a gate with its channels has, in row r, only the columns P^-1(b) of the 25
+// sources b of r under that rule. A pass loads the group's entries in the order P^-1 (an offset
+// table) and applies the rule's fixed pattern: the entries stay in registers and the products are
+// unrolled, where the general sparse pass reads them through column indices (half of a (6, 4, 256)
+// forward went to cx passes that way).
+
+/// Digits each output digit draws on (I 0, X 1, Y 2, Z 3), and for the adjoint (R^T) the reverse:
+/// I draws on I and Z, the others on themselves.
+constexpr int kCovariantCount[2][4] = {{1, 1, 1, 2}, {2, 1, 1, 1}};
+constexpr int kCovariantSource[2][4][2] = {{{0, 0}, {1, 1}, {2, 2}, {0, 3}}, {{0, 3}, {1, 1}, {2, 2}, {3, 3}}};
+constexpr int kCovariantEntries = 25;
+
+constexpr int group_of_digits(int d0, int d1) { return 8 * (d0 >> 1) + 4 * (d1 >> 1) + 2 * (d0 & 1) + (d1 & 1); }
+
+/// Row r's sources (group indices) are src[start[r] .. start[r + 1]).
+struct CovariantPattern {
+  int start[17];
+  int src[kCovariantEntries];
+};
+
+constexpr CovariantPattern covariant_pattern(int adjoint) {
+  CovariantPattern p{};
+  int e = 0;
+  for (int r = 0; r < 16; ++r) {
+    p.start[r] = e;
+    const int d0 = pauli_digit(r, 4, 0), d1 = pauli_digit(r, 4, 1);
+    for (int a = 0; a < kCovariantCount[adjoint][d0]; ++a) {
+      for (int b = 0; b < kCovariantCount[adjoint][d1]; ++b) {
+        p.src[e++] = group_of_digits(kCovariantSource[adjoint][d0][a], kCovariantSource[adjoint][d1][b]);
+      }
+    }
+  }
+  p.start[16] = e;
+  return p;
+}
+
+constexpr CovariantPattern kCovariant[2] = {covariant_pattern(0), covariant_pattern(1)};
+
+/// A fixed two-qubit block's real matrix R in the covariant form, when it has it.
+struct Covariant {
+  bool ok;
+  uint8_t perm[16];                 ///< P^-1: the column of R that source b stands for
+  double values[2][kCovariantEntries];  ///< R's entries in kCovariant[0]'s order, R^T's in [1]'s
+};
+
+/// cv <- the covariant form of the real 16x16 matrix r (complex with zero imaginary parts), found
+/// row by row in order of Z digits: a row's sources with fewer Zs are known, its one other nonzero
+/// column is P^-1 of the row itself. ok is false where r has another shape (or a zero Z -> Z entry).
+/// Entries below 1e-14 of the largest count as zeros: M S M^-1 leaves rounding residue (~1e-17)
+/// where the exact matrix has zeros, and the pattern drops them.
+void match_covariant(const C* m, Covariant& cv) {
+  const CovariantPattern& fwd = kCovariant[0];
+  double largest = 0.0;
+  for (int i = 0; i < 256; ++i) largest = fabs(m[i].re) > largest ? fabs(m[i].re) : largest;
+  C r[256];
+  for (int i = 0; i < 256; ++i) r[i] = make_complex(fabs(m[i].re) > 1e-14 * largest ? m[i].re : 0.0, 0.0);
+  int perm[16];
+  bool used[16] = {};
+  cv.ok = false;
+  for (int zs = 0; zs <= 2; ++zs) {
+    for (int b = 0; b < 16; ++b) {
+      if ((pauli_digit(b, 4, 0) == 3) + (pauli_digit(b, 4, 1) == 3) != zs) continue;
+      int found = -1;
+      for (int c = 0; c < 16; ++c) {
+        if (r[b * 16 + c].re == 0.0) continue;
+        bool known = false;
+        for (int e = fwd.start[b]; e < fwd.start[b + 1]; ++e) known = known || (fwd.src[e] != b && perm[fwd.src[e]] == c);
+        if (known) continue;
+        if (found >= 0) return;
+        found = c;
+      }
+      if (found < 0 || used[found]) return;
+      used[found] = true;
+      perm[b] = found;
+    }
+  }
+  for (int row = 0; row < 16; ++row) {
+    for (int c = 0; c < 16; ++c) {
+      bool inside = false;
+      for (int e = fwd.start[row]; e < fwd.start[row + 1]; ++e) inside = inside || perm[fwd.src[e]] == c;
+      if (!inside && r[row * 16 + c].re != 0.0) return;
+    }
+  }
+  for (int b = 0; b < 16; ++b) cv.perm[b] = static_cast<uint8_t>(perm[b]);
+  for (int row = 0; row < 16; ++row) {
+    for (int e = fwd.start[row]; e < fwd.start[row + 1]; ++e) cv.values[0][e] = r[row * 16 + perm[fwd.src[e]]].re;
+  }
+  const CovariantPattern& adj = kCovariant[1];
+  for (int b = 0; b < 16; ++b) {  // (R^T lam)[P^-1(b)] = sum over the rows r drawing on b of R[r][P^-1(b)] lam[r]
+    for (int e = adj.start[b]; e < adj.start[b + 1]; ++e) cv.values[1][e] = r[adj.src[e] * 16 + perm[b]].re;
+  }
+  cv.ok = true;
+}
+
 // ----------------------------------------------------------------------------- blocks
 /// One block of the program, resolved once per call.
 struct Block {
@@ -276,6 +373,7 @@ struct Block {
   int bits[4];      ///< row bits, then column bits, of the block's wires
   Sparse fwd;       ///< fixed: the forward superoperator
   Sparse adj;       ///< fixed: its adjoint (the VJP's backward step)
+  Covariant cov;    ///< fixed, two-qubit, Pauli basis: fwd and adj in the covariant form
 };
 
 /// The superoperator of a gate and its channel: the table row, or null for a noiseless gate.
@@ -560,8 +658,10 @@ void apply(const double* src, double* dst, int nbits, const int* bits, const Spa
 }
 
 /// dst <- m src on bit positions ``bits`` of every lane's Pauli coefficients (real, entry e's lanes
-/// at v[L e]); dst may be src.
-template <int L, int K, bool Shared, bool Dense>
+/// at v[L e]); dst may be src. KeepI: row 0 of m is (1, 0, ..., 0) in every lane (a trace-preserving
+/// map keeps the coefficient of I), so entry 0 of a group is copied (or, in place, left) rather than
+/// multiplied: 12 of a dense one-wire pass's 16 products.
+template <int L, int K, bool Shared, bool Dense, bool KeepI = false>
 void apply_real_t(const double* src, double* dst, int nbits, const int* bits, const Sparse& m) {
   constexpr int D = 1 << K;
   Index offs[D];
@@ -575,7 +675,11 @@ void apply_real_t(const double* src, double* dst, int nbits, const int* bits, co
       const double* p = src + L * (base + offs[j]);
       for (int l = 0; l < L; ++l) x[j][l] = p[l];
     }
-    for (int r = 0; r < D; ++r) {
+    if (KeepI && dst != src) {
+      double* p = dst + L * (base + offs[0]);
+      for (int l = 0; l < L; ++l) p[l] = x[0][l];
+    }
+    for (int r = KeepI ? 1 : 0; r < D; ++r) {
       double acc[L] = {};
       const int begin = Dense ? r * D : m.row_start[r], end = Dense ? (r + 1) * D : m.row_start[r + 1];
       for (int e = begin; e < end; ++e) {
@@ -632,10 +736,22 @@ void apply_real_padded(const double* src, double* dst, int nbits, const int* bit
   }
 }
 
+/// Whether row 0 of dense m (every lane) is (1, 0, ..., 0) to rounding (1e-14).
+template <int L, int K, bool Shared>
+bool keeps_identity(const Sparse& m) {
+  constexpr int D = 1 << K, V = Shared ? 1 : L;
+  bool keep = true;
+  for (int c = 0; c < D; ++c) {
+    for (int l = 0; l < V; ++l) keep = keep && fabs(m.re[c * V + l] - (c == 0 ? 1.0 : 0.0)) <= 1e-14;
+  }
+  return keep;
+}
+
 template <int L, int K, bool Shared>
 void apply_real_k(const double* src, double* dst, int nbits, const int* bits, const Sparse& m) {
   if (m.nnz == (1 << (2 * K))) {
-    apply_real_t<L, K, Shared, true>(src, dst, nbits, bits, m);
+    if (keeps_identity<L, K, Shared>(m)) apply_real_t<L, K, Shared, true, true>(src, dst, nbits, bits, m);
+    else apply_real_t<L, K, Shared, true>(src, dst, nbits, bits, m);
     return;
   }
   int width = 0;
@@ -658,6 +774,41 @@ void apply_real(const double* src, double* dst, int nbits, const int* bits, cons
   } else {
     if (m.shared) apply_real_k<L, 4, true>(src, dst, nbits, bits, m);
     else apply_real_k<L, 4, false>(src, dst, nbits, bits, m);
+  }
+}
+
+/// dst <- R src (Adjoint: R^T src) of a block in the covariant form (dst may be src): the forward
+/// loads source b from column P^-1(b), the adjoint stores its output b there.
+template <int L, int Adjoint>
+void apply_covariant(const double* src, double* dst, int nbits, const int* bits, const Covariant& cv) {
+  constexpr CovariantPattern pattern = kCovariant[Adjoint];
+  Index offs[16], permuted[16];
+  int sorted[4];
+  layout(bits, 4, offs, sorted);
+  for (int b = 0; b < 16; ++b) permuted[b] = offs[cv.perm[b]];
+  const Index* in = Adjoint ? offs : permuted;
+  const Index* out = Adjoint ? permuted : offs;
+  double v[kCovariantEntries];
+  for (int e = 0; e < kCovariantEntries; ++e) v[e] = cv.values[Adjoint][e];
+  const Index groups = Index(1) << (nbits - 4);
+  for (Index i = 0; i < groups; ++i) {
+    const Index base = insert_zeros(i, sorted, 4);
+    double x[16][L];
+    for (int j = 0; j < 16; ++j) {
+      const double* p = src + L * (base + in[j]);
+      for (int l = 0; l < L; ++l) x[j][l] = p[l];
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; ++r) {
+      double acc[L] = {};
+#pragma GCC unroll 4
+      for (int e = pattern.start[r]; e < pattern.start[r + 1]; ++e) {
+#pragma omp simd
+        for (int l = 0; l < L; ++l) acc[l] += v[e] * x[pattern.src[e]][l];
+      }
+      double* p = dst + L * (base + out[r]);
+      for (int l = 0; l < L; ++l) p[l] = acc[l];
+    }
   }
 }
 
@@ -1086,6 +1237,10 @@ template <int L>
 void forward_block(const Context& ctx, Worker& w, int k, const double* const* trig, const double* src,
                    double* dst) {
   const Block& b = ctx.blocks[k];
+  if (b.cov.ok) {
+    apply_covariant<L, 0>(src, dst, ctx.nbits, b.bits, b.cov);
+    return;
+  }
   if (b.fixed) {
     apply_pass<L>(ctx, src, dst, b.bits, b.fwd);
     return;
@@ -1220,7 +1375,11 @@ void backward_block(const Context& ctx, Worker& w, int k, const double* const* t
                     const double* rho) {
   const DensityJob& job = *ctx.job;
   const Block& b = ctx.blocks[k];
-  if (b.fixed) {  // no angle to differentiate
+  if (b.cov.ok) {  // fixed: no angle to differentiate
+    apply_covariant<L, 1>(lam, lam, ctx.nbits, b.bits, b.cov);
+    return;
+  }
+  if (b.fixed) {
     apply_pass<L>(ctx, lam, lam, b.bits, b.adj);
     return;
   }
@@ -1434,6 +1593,7 @@ void resolve_blocks(const DensityJob& job, Block* blocks, double* pool, const do
     for (int i = 0; i < (1 << (2 * k2)); ++i) a[i] = m[i];
     to_pass_matrix(job.pauli != 0, m, k2, false);
     to_pass_matrix(job.pauli != 0, a, k2, true);
+    if (job.pauli && b.two) match_covariant(m, b.cov);
     b.fwd.re = pool + k * 4 * kMaxEntries;
     b.fwd.im = b.fwd.re + kMaxEntries;
     b.adj.re = b.fwd.im + kMaxEntries;

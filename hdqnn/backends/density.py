@@ -30,8 +30,10 @@ _AMPLITUDE = np.dtype(np.complex128).itemsize
 #: Programs whose constant-gate superoperators are kept (a training loop reuses one or two).
 _FIXED_CACHE_SIZE = 16
 _fixed_cache: dict[tuple[int, int], tuple] = {}
-#: Per program (as _fixed_cache): which gates have only constant angles (the compiled engine's input).
+#: Per program (as _fixed_cache): which gates have only constant angles (the compiled engine's input),
+#: and its block counts (the plan's input).
 _constant_cache: dict[int, tuple] = {}
+_block_count_cache: dict[int, tuple] = {}
 #: The Numba VJP keeps every block's input density matrix of a sample up to this size (no forward
 #: is run twice; (8 qubits, 4 layers) needs 72 MiB), else ~2 sqrt(blocks) of them (checkpoints).
 #: The compiled engine sizes its own (``_core_cpu.density_plan``).
@@ -85,17 +87,22 @@ def density_engine(engine: Optional[str] = None) -> str:
     return engine
 
 
-def _constant_gates(program: Program) -> np.ndarray:
-    """uint8 [G]: 1 for a gate whose angles are all constants (fused once per call), kept per
-    program (a training loop reuses one)."""
-    hit = _constant_cache.get(id(program))
+def _per_program(cache: dict, program: Program, build):
+    """build(program), kept per program (a training loop calls with one program again and again)."""
+    hit = cache.get(id(program))
     if hit is not None and hit[0] is program:
         return hit[1]
-    constant = np.array([_is_constant(program, g) for g in range(len(program.gates))], dtype=np.uint8)
-    if len(_constant_cache) >= _FIXED_CACHE_SIZE:
-        _constant_cache.clear()
-    _constant_cache[id(program)] = (program, constant)
-    return constant
+    value = build(program)
+    if len(cache) >= _FIXED_CACHE_SIZE:
+        cache.clear()
+    cache[id(program)] = (program, value)
+    return value
+
+
+def _constant_gates(program: Program) -> np.ndarray:
+    """uint8 [G]: 1 for a gate whose angles are all constants (fused once per call)."""
+    return _per_program(_constant_cache, program, lambda p: np.array(
+        [_is_constant(p, g) for g in range(len(p.gates))], dtype=np.uint8))
 
 
 def _run_compiled(task: str, program: Program, theta: np.ndarray, chan_idx: np.ndarray, superops: np.ndarray,
@@ -192,9 +199,12 @@ def density_states_per_worker(task: str, n_qubits: int, n_gates: int) -> int:
 
 def block_counts(program: Program) -> tuple[int, int]:
     """(blocks, blocks with an angle that is not a constant): the VJP keeps the latter's inputs."""
-    lo, hi = blocks(program)
-    constant = _constant_gates(program)
-    return len(lo), sum(int(not constant[a : b + 1].all()) for a, b in zip(lo, hi))
+    def count(p: Program) -> tuple[int, int]:
+        lo, hi = blocks(p)
+        constant = _constant_gates(p)
+        return len(lo), sum(int(not constant[a : b + 1].all()) for a, b in zip(lo, hi))
+
+    return _per_program(_block_count_cache, program, count)
 
 
 def density_workspace_bytes(task: str, n_qubits: int, n_gates: int, batch: int, engine: Optional[str] = None,
