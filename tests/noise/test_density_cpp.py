@@ -10,7 +10,9 @@ import hdqnn
 from hdqnn.backends import density
 from hdqnn.backends.base import sample_angles
 from hdqnn.circuits import compile_observables
-from hdqnn.noise import NoiseModel, amplitude_damping, depolarizing, reference
+from hdqnn import Input, Weight
+from hdqnn.noise import (NoiseModel, amplitude_damping, depolarizing, kraus, pauli_channel, phase_damping,
+                         reference, thermal_relaxation)
 from hdqnn.noise.compiled import compile_noise
 from tests.circuit_factory import random_circuit, random_paulis
 from tests.conftest import _engine_or_skip
@@ -138,6 +140,56 @@ def test_vjp_matches_finite_differences_and_numba(core, rng, noise_kind):
             for pauli, mode in MODES:
                 got = _run(core, "vjp", circuit, x, w, tables, paulis, g, lanes, stride, mode, pauli)
                 np.testing.assert_allclose(got, g_theta, atol=ATOL)
+
+
+def _clifford_circuit() -> hdqnn.Circuit:
+    """Every fixed two-qubit Clifford gate among rotations, beside a constant non-Clifford gate (crz)
+    and one with a weight (rzz): the Pauli basis' covariant passes and its general ones."""
+    c = hdqnn.Circuit(3)
+    for q in range(3):
+        c.ry(Input(q), q)
+        c.rz(Weight(q), q)
+    c.cx(0, 1).cy(1, 2).cz(2, 0).swap(0, 2).cx(2, 1)
+    c.crz(0.7, 1, 0)
+    c.rzz(Weight(3), 0, 2)
+    for q in range(3):
+        c.rx(Weight(q), q)
+    return c
+
+
+def test_clifford_gates_with_phase_covariant_channels_match_the_reference(core, rng):
+    """A fixed Clifford gate with phase-covariant channels runs as a permuted, fixed-pattern pass in
+    the Pauli basis (forward and adjoint); a coherent error (rx after cx) breaks the pattern and takes
+    the general pass. Both against the reference, and the VJP against rho's basis."""
+    two = depolarizing(0.05, n_qubits=2)
+    local = thermal_relaxation(50.0, 40.0, 3.0).tensor(phase_damping(0.1))
+    for extra in (None, "coherent"):
+        model = (NoiseModel().add(amplitude_damping(0.1), ["ry", "rx"]).add(pauli_channel(0.02, 0.03, 0.04), "rz")
+                 .add(two, ["cx", "cy", "cz", "swap", "crz", "rzz"]).add(local, ["cx", "cz", "swap"])
+                 .add(amplitude_damping(0.2).tensor(amplitude_damping(0.05)), "cy"))
+        if extra == "coherent":
+            model = model.add(kraus_rx(0.3).tensor(kraus_rx(-0.2)), "cx")
+        circuit = _clifford_circuit()
+        x = rng.uniform(-np.pi, np.pi, (BATCH, circuit.n_inputs))
+        w = rng.uniform(-np.pi, np.pi, circuit.n_weights)
+        tables = compile_noise(circuit.compile(), model)
+        strings = random_paulis(rng, 3, k=5)
+        paulis = compile_observables(strings, 3)
+        want = reference.expval(circuit, x, w, noise=model, observables=strings, readout=False)
+        want_probs = reference.probabilities(circuit, x, w, noise=model, readout=False)
+        g = rng.normal(size=(BATCH, len(strings)))
+        rho_vjp = _run(core, "vjp", circuit, x, w, tables, paulis, g, pauli=0)
+        for lanes in LANES:
+            kw = dict(lanes=lanes, pauli=1)
+            np.testing.assert_allclose(_run(core, "expval", circuit, x, w, tables, paulis, **kw), want, atol=ATOL)
+            np.testing.assert_allclose(_run(core, "probabilities", circuit, x, w, tables, **kw), want_probs, atol=ATOL)
+            np.testing.assert_allclose(_run(core, "vjp", circuit, x, w, tables, paulis, g, **kw), rho_vjp, atol=ATOL)
+
+
+def kraus_rx(angle: float):
+    """A unitary (coherent) error: rx(angle) as a one-operator Kraus channel."""
+    c, s = np.cos(angle / 2), np.sin(angle / 2)
+    return kraus([np.array([[c, -1j * s], [-1j * s, c]])])
 
 
 def test_results_do_not_depend_on_the_thread_count(core, rng):
