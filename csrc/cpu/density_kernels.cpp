@@ -84,10 +84,7 @@ void dagger(const C* a, C* out, int dim) {
 /// trig[0, A) <- cos(theta / 2), trig[A, 2 A) <- sin(theta / 2) of one sample's A angles: once per
 /// sample, as every gate's matrix is built several times (forward, backward, gradients).
 void half_angle_table(const DensityJob& job, const double* theta, double* trig) {
-  for (int a = 0; a < job.n_angles; ++a) {
-    trig[a] = cos(0.5 * theta[a]);
-    trig[job.n_angles + a] = sin(0.5 * theta[a]);
-  }
+  for (int a = 0; a < job.n_angles; ++a) sincos(0.5 * theta[a], trig + job.n_angles + a, trig + a);
 }
 
 /// Half-angle cosines and sines of gate g's angles from a sample's half_angle_table (angle 0
@@ -167,6 +164,8 @@ void fused_superop(const C* u, int nw, const double* chan, C* out) {
 struct PauliChange {
   C m[kMaxEntries];
   C inv[kMaxEntries];
+  int inv_count[kMaxDim];         ///< nonzeros of each column of M^-1 (2 or 4)
+  uint8_t inv_rows[kMaxDim][4];   ///< their rows
 };
 
 /// The Pauli digit of wire w of group index j on k bits (row bits, then column bits).
@@ -197,6 +196,13 @@ PauliChange make_pauli_change(int k) {
       p.inv[a * dim + b] = inv;
     }
   }
+  for (int b = 0; b < dim; ++b) {
+    p.inv_count[b] = 0;
+    for (int e = 0; e < dim; ++e) {
+      const C v = p.inv[e * dim + b];
+      if (v.re != 0.0 || v.im != 0.0) p.inv_rows[b][p.inv_count[b]++] = static_cast<uint8_t>(e);
+    }
+  }
   return p;
 }
 
@@ -222,9 +228,9 @@ void to_pauli(const C* s, int k, C* r) {
   for (int a = 0; a < dim; ++a) {
     for (int b = 0; b < dim; ++b) {
       double acc = 0.0;
-      for (int e = 0; e < dim; ++e) {
+      for (int k = 0; k < p.inv_count[b]; ++k) {
+        const int e = p.inv_rows[b][k];
         const C ie = p.inv[e * dim + b];
-        if (ie.re == 0.0 && ie.im == 0.0) continue;
         acc += tmp[a * dim + e].re * ie.re - tmp[a * dim + e].im * ie.im;
       }
       r[a * dim + b] = make_complex(acc, 0.0);
@@ -658,8 +664,8 @@ void apply(const double* src, double* dst, int nbits, const int* bits, const Spa
 }
 
 /// dst <- m src on bit positions ``bits`` of every lane's Pauli coefficients (real, entry e's lanes
-/// at v[L e]); dst may be src. KeepI: row 0 of m is (1, 0, ..., 0) in every lane (a trace-preserving
-/// map keeps the coefficient of I), so entry 0 of a group is copied (or, in place, left) rather than
+/// at v[L e]); dst may be src. KeepI: m keeps the coefficient of I (row 0 is (1, 0, ..., 0): a
+/// trace-preserving map), so entry 0 of a group is copied (or, in place, left) rather than
 /// multiplied: 12 of a dense one-wire pass's 16 products.
 template <int L, int K, bool Shared, bool Dense, bool KeepI = false>
 void apply_real_t(const double* src, double* dst, int nbits, const int* bits, const Sparse& m) {
@@ -736,21 +742,10 @@ void apply_real_padded(const double* src, double* dst, int nbits, const int* bit
   }
 }
 
-/// Whether row 0 of dense m (every lane) is (1, 0, ..., 0) to rounding (1e-14).
 template <int L, int K, bool Shared>
-bool keeps_identity(const Sparse& m) {
-  constexpr int D = 1 << K, V = Shared ? 1 : L;
-  bool keep = true;
-  for (int c = 0; c < D; ++c) {
-    for (int l = 0; l < V; ++l) keep = keep && fabs(m.re[c * V + l] - (c == 0 ? 1.0 : 0.0)) <= 1e-14;
-  }
-  return keep;
-}
-
-template <int L, int K, bool Shared>
-void apply_real_k(const double* src, double* dst, int nbits, const int* bits, const Sparse& m) {
+void apply_real_k(const double* src, double* dst, int nbits, const int* bits, const Sparse& m, bool keep_i) {
   if (m.nnz == (1 << (2 * K))) {
-    if (keeps_identity<L, K, Shared>(m)) apply_real_t<L, K, Shared, true, true>(src, dst, nbits, bits, m);
+    if (keep_i) apply_real_t<L, K, Shared, true, true>(src, dst, nbits, bits, m);
     else apply_real_t<L, K, Shared, true>(src, dst, nbits, bits, m);
     return;
   }
@@ -765,15 +760,16 @@ void apply_real_k(const double* src, double* dst, int nbits, const int* bits, co
   else apply_real_t<L, K, Shared, false>(src, dst, nbits, bits, m);
 }
 
-/// dst <- m src in the Pauli basis (m real; dst may be src).
+/// dst <- m src in the Pauli basis (m real; dst may be src); keep_i: m is dense and keeps the
+/// coefficient of I (apply_real_t's KeepI).
 template <int L>
-void apply_real(const double* src, double* dst, int nbits, const int* bits, const Sparse& m) {
+void apply_real(const double* src, double* dst, int nbits, const int* bits, const Sparse& m, bool keep_i) {
   if (m.k == 2) {
-    if (m.shared) apply_real_k<L, 2, true>(src, dst, nbits, bits, m);
-    else apply_real_k<L, 2, false>(src, dst, nbits, bits, m);
+    if (m.shared) apply_real_k<L, 2, true>(src, dst, nbits, bits, m, keep_i);
+    else apply_real_k<L, 2, false>(src, dst, nbits, bits, m, keep_i);
   } else {
-    if (m.shared) apply_real_k<L, 4, true>(src, dst, nbits, bits, m);
-    else apply_real_k<L, 4, false>(src, dst, nbits, bits, m);
+    if (m.shared) apply_real_k<L, 4, true>(src, dst, nbits, bits, m, keep_i);
+    else apply_real_k<L, 4, false>(src, dst, nbits, bits, m, keep_i);
   }
 }
 
@@ -877,33 +873,6 @@ void inner_real(const double* lam, const double* rho, int nbits, const int* bits
     }
   }
   for (int l = 0; l < L; ++l) out[l] = acc[l];
-}
-
-/// grams[e * 2L ...] (gram_apply's layout: re lanes, then im lanes) <- M^T G M^-T of the Pauli
-/// basis' Gram matrices g[e * L + l]: the Gram sum of conj(lam) and rho over rho's entries of the
-/// run's wire (the other wires stay in the Pauli basis, the pairing is the same trace), which the
-/// run's gradients take (run_angle_gradients).
-template <int L>
-void density_grams(const double* g, double* grams) {
-  const PauliChange& p = pauli_change(2);
-  for (int l = 0; l < L; ++l) {
-    C left[16];  // M^T G
-    for (int a = 0; a < 4; ++a) {
-      for (int j = 0; j < 4; ++j) {
-        C acc = zero_c();
-        for (int i = 0; i < 4; ++i) acc = mul_add(acc, p.m[i * 4 + a], make_complex(g[(4 * i + j) * L + l], 0.0));
-        left[a * 4 + j] = acc;
-      }
-    }
-    for (int a = 0; a < 4; ++a) {
-      for (int b = 0; b < 4; ++b) {
-        C acc = zero_c();
-        for (int j = 0; j < 4; ++j) acc = mul_add(acc, left[a * 4 + j], p.inv[b * 4 + j]);
-        grams[(4 * a + b) * 2 * L + l] = acc.re;
-        grams[(4 * a + b) * 2 * L + L + l] = acc.im;
-      }
-    }
-  }
 }
 
 /// One pass of the backward sweep through a one-qubit run: out[(a * 4 + c) * 2L ...] <- the Gram
@@ -1108,6 +1077,10 @@ struct Context {
   int max_run;
   bool hermitian;          ///< DensityJob::hermitian
   bool pauli;              ///< DensityJob::pauli: states hold Pauli coefficients (real)
+  const double* channel_ptm;  ///< pauli: [n_channels][16] each one-qubit channel's real 4x4
+  bool keep_identity;      ///< pauli: every one-qubit gate's channel keeps Tr(rho) to 1e-14, so the
+                           ///< forward one-wire passes keep the coefficient of I (decided per call,
+                           ///< not per lane block: results must not depend on how samples are grouped)
   const Block* blocks;
   Worker* workers;
   PauliTerm* terms;
@@ -1142,8 +1115,8 @@ void free_worker(Worker& w) {
   free(w.trig);
 }
 
-/// w.mat <- the per-lane dense 4x4 matrices w.dense, dense even where their pattern is sparser
-/// (the Gram passes take dense matrices: the pattern of a run is rarely sparser).
+/// m's pattern <- dense 4x4 per lane (its values set by the caller): the one-wire passes and the
+/// Gram passes take dense matrices (the pattern of a run is rarely sparser).
 void set_dense_pattern(Sparse& m, bool complex_values) {
   m.k = 2;
   m.shared = false;
@@ -1153,14 +1126,138 @@ void set_dense_pattern(Sparse& m, bool complex_values) {
   for (int e = 0; e < 16; ++e) m.col[e] = static_cast<uint8_t>(e & 3);
 }
 
+/// Lane l of v (v itself for one lane).
 template <int L>
-void pack_dense(Worker& w) {
-  set_dense_pattern(w.mat, true);
-  for (int e = 0; e < 16; ++e) {
-    for (int l = 0; l < L; ++l) {
-      w.mat.re[e * L + l] = w.dense[l * 16 + e].re;
-      w.mat.im[e * L + l] = w.dense[l * 16 + e].im;
+HDQNN_INLINE double lane_of(const typename LaneVector<L>::type& v, int l) {
+  if constexpr (L == 1) {
+    (void)l;
+    return v;
+  } else {
+    return v[l];
+  }
+}
+
+/// out <- a b for real 4x4 lane matrices.
+template <class V>
+void real_matmul4(const V* a, const V* b, V* out) {
+  for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 4; ++j) {
+      V acc = a[i * 4] * b[j];
+      for (int k = 1; k < 4; ++k) acc += a[i * 4 + k] * b[k * 4 + j];
+      out[i * 4 + j] = acc;
     }
+  }
+}
+
+/// out <- chan a (chan a channel's shared real 4x4, skipping its zeros; null: a itself).
+template <class V>
+void apply_channel4(const double* chan, const V* a, V* out) {
+  for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 4; ++j) {
+      V acc = V{} + 0.0;
+      for (int k = 0; k < 4; ++k) {
+        if (chan == nullptr ? i == k : chan[i * 4 + k] != 0.0) acc += (chan == nullptr ? 1.0 : chan[i * 4 + k]) * a[k * 4 + j];
+      }
+      out[i * 4 + j] = acc;
+    }
+  }
+}
+
+/// The channel after gate g as a real 4x4 (Pauli basis), or null for a noiseless gate.
+const double* channel_ptm_of(const Context& ctx, int g) {
+  const int ch = ctx.job->chan_idx[g];
+  return ch >= 0 ? ctx.channel_ptm + 16 * ch : nullptr;
+}
+
+/// r <- the real (Pauli-basis) matrix of one-qubit run ``b`` in every lane: each gate's U (x)
+/// conj(U) taken to the Pauli basis, times its channel's precomputed real matrix, multiplied up in
+/// real arithmetic (a quarter of run_matrix_lanes' complex products). With ``steps``, also each
+/// gate's matrix at steps[16 i] and the products of the gates before it at prefix[16 i], i = g - lo
+/// = 0 .. length, as run_matrix_lanes.
+template <int L>
+void pauli_run_lanes(const Context& ctx, const Block& b, const double* const* trig, typename LaneVector<L>::type* r,
+                     typename LaneVector<L>::type* steps = nullptr, typename LaneVector<L>::type* prefix = nullptr) {
+  typedef typename LaneVector<L>::type V;
+  typedef Complex<V> CV;
+  const DensityJob& job = *ctx.job;
+  const V zero = V{} + 0.0, one = V{} + 1.0;
+  for (int e = 0; e < 16; ++e) r[e] = e % 5 == 0 ? one : zero;
+  if (prefix != nullptr) {
+    for (int e = 0; e < 16; ++e) prefix[e] = r[e];
+  }
+  for (int g = b.lo; g <= b.hi; ++g) {
+    V c[kMaxGateAngles], s[kMaxGateAngles];
+    lane_half_angles<L>(job, g, trig, c, s);
+    CV u[4], t[16];
+    single_qubit_matrix<V, double>(job.gates[4 * g], c, s, 1, u);
+    for (int r0 = 0; r0 < 2; ++r0) {
+      for (int c0 = 0; c0 < 2; ++c0) {
+        for (int r1 = 0; r1 < 2; ++r1) {
+          for (int c1 = 0; c1 < 2; ++c1) t[(2 * r0 + c0) * 4 + 2 * r1 + c1] = u[r0 * 2 + r1] * conj(u[c0 * 2 + c1]);
+        }
+      }
+    }
+    V gate[16], local[16], next[16];
+    V* step = steps != nullptr ? steps + 16 * (g - b.lo) : local;
+    pauli_of_run(t, gate);
+    apply_channel4(channel_ptm_of(ctx, g), gate, step);
+    real_matmul4(step, r, next);
+    for (int e = 0; e < 16; ++e) r[e] = next[e];
+    if (prefix != nullptr) {
+      for (int e = 0; e < 16; ++e) prefix[16 * (g - b.lo + 1) + e] = next[e];
+    }
+  }
+}
+
+/// The gradients of one-qubit run ``b``'s angles in the Pauli basis, every lane at once, from its
+/// real steps and prefixes (pauli_run_lanes) and the Gram matrix g[e * L + l] of lam (as it comes
+/// in) and rho: an angle of gate g gets sum_ij (S_hi ... S_(g+1) dS_g Q_g)_ij G_ij, with dS_g = C_g
+/// M (dU (x) conj(U) + U (x) conj(dU)) M^-1, all real.
+template <int L>
+void pauli_run_gradients(const Context& ctx, Worker& w, const Block& b, const double* const* trig,
+                         const typename LaneVector<L>::type* steps, const typename LaneVector<L>::type* prefix,
+                         const double* g) {
+  typedef typename LaneVector<L>::type V;
+  typedef Complex<V> CV;
+  const DensityJob& job = *ctx.job;
+  const int na = job.n_angles;
+  const V zero = V{} + 0.0, one = V{} + 1.0;
+  V after[16], tmp[16];  // S_hi ... S_(g+1)
+  for (int e = 0; e < 16; ++e) after[e] = e % 5 == 0 ? one : zero;
+  for (int i = b.hi - b.lo; i >= 0; --i) {
+    const int gate = b.lo + i;
+    const int32_t* row = job.gates + 4 * gate;
+    if (!job.constant[gate] && row[3] >= 0) {
+      V c[kMaxGateAngles], s[kMaxGateAngles];
+      lane_half_angles<L>(job, gate, trig, c, s);
+      CV u[4], d[4], t[16];
+      single_qubit_matrix<V, double>(row[0], c, s, 1, u);
+      for (int j = 0; j < gate_info(row[0]).n_angles; ++j) {
+        single_qubit_matrix_derivative<V, double>(row[0], c, s, 1, j, d);
+        for (int r0 = 0; r0 < 2; ++r0) {
+          for (int c0 = 0; c0 < 2; ++c0) {
+            for (int r1 = 0; r1 < 2; ++r1) {
+              for (int c1 = 0; c1 < 2; ++c1) {
+                t[(2 * r0 + c0) * 4 + 2 * r1 + c1] =
+                    mul_add(d[r0 * 2 + r1] * conj(u[c0 * 2 + c1]), u[r0 * 2 + r1], conj(d[c0 * 2 + c1]));
+              }
+            }
+          }
+        }
+        V dgate[16], dstep[16], left[16], full[16];
+        pauli_of_run(t, dgate);
+        apply_channel4(channel_ptm_of(ctx, gate), dgate, dstep);
+        real_matmul4(after, dstep, left);
+        real_matmul4(left, prefix + 16 * i, full);
+        for (int l = 0; l < L; ++l) {
+          double total = 0.0;
+          for (int e = 0; e < 16; ++e) total += lane_of<L>(full[e], l) * g[e * L + l];
+          w.grad[l * na + row[3] + j] += total;
+        }
+      }
+    }
+    real_matmul4(after, steps + 16 * i, tmp);
+    for (int e = 0; e < 16; ++e) after[e] = tmp[e];
   }
 }
 
@@ -1188,20 +1285,18 @@ void to_pass_matrix(bool pauli, C* m, int k, bool adjoint) {
 template <int L>
 void lane_matrices(const Context& ctx, Worker& w, const Block& b, const double* const* trig, bool adjoint) {
   const int k = b.two ? 4 : 2, dim = 1 << k, entries = dim * dim;
+  if (!b.two && ctx.pauli) {  // every lane's real matrix at once, into w.mat (dense)
+    typename LaneVector<L>::type r[16];
+    pauli_run_lanes<L>(ctx, b, trig, r);
+    for (int e = 0; e < 16; ++e) {
+      const int at = adjoint ? (e & 3) * 4 + (e >> 2) : e;
+      for (int l = 0; l < L; ++l) w.mat.re[at * L + l] = lane_of<L>(r[e], l);
+    }
+    set_dense_pattern(w.mat, false);
+    return;
+  }
   bool built = false;
   if constexpr (L > 1) {
-    if (!b.two && ctx.pauli) {  // every lane's real matrix at once, into w.mat (dense)
-      Complex<typename LaneVector<L>::type> mv[16];
-      run_matrix_lanes<L>(*ctx.job, b, trig, mv);
-      typename LaneVector<L>::type r[16];
-      pauli_of_run(mv, r);
-      for (int e = 0; e < 16; ++e) {
-        const int at = adjoint ? (e & 3) * 4 + (e >> 2) : e;
-        for (int l = 0; l < L; ++l) w.mat.re[at * L + l] = r[e][l];
-      }
-      set_dense_pattern(w.mat, false);
-      return;
-    }
     if (!b.two) {
       Complex<typename LaneVector<L>::type> mv[16];
       run_matrix_lanes<L>(*ctx.job, b, trig, mv);
@@ -1216,19 +1311,15 @@ void lane_matrices(const Context& ctx, Worker& w, const Block& b, const double* 
     if (!built) block_matrix(*ctx.job, b, trig[l], d);
     to_pass_matrix(ctx.pauli, d, k, adjoint);
   }
-  if (ctx.pauli && !b.two) {
-    // a run's real matrix has a few zeros (a trace-preserving map's row I is (1, 0, 0, 0)), but the
-    // unrolled dense product beats the sparse one's indexed loop
-    pack_dense<L>(w);
-    return;
-  }
   pack(w.dense, k, L, false, w.mat);
 }
 
-/// dst <- m src in the state's basis (dst may be src).
+/// dst <- m src in the state's basis (dst may be src); ``forward``: m is a block's forward matrix
+/// (a one-wire one keeps the coefficient of I where Context::keep_identity says so).
 template <int L>
-void apply_pass(const Context& ctx, const double* src, double* dst, const int* bits, const Sparse& m) {
-  if (ctx.pauli) apply_real<L>(src, dst, ctx.nbits, bits, m);
+void apply_pass(const Context& ctx, const double* src, double* dst, const int* bits, const Sparse& m,
+                bool forward = false) {
+  if (ctx.pauli) apply_real<L>(src, dst, ctx.nbits, bits, m, forward && m.k == 2 && ctx.keep_identity);
   else apply<L>(src, dst, ctx.nbits, bits, m, ctx.hermitian);
 }
 
@@ -1242,11 +1333,11 @@ void forward_block(const Context& ctx, Worker& w, int k, const double* const* tr
     return;
   }
   if (b.fixed) {
-    apply_pass<L>(ctx, src, dst, b.bits, b.fwd);
+    apply_pass<L>(ctx, src, dst, b.bits, b.fwd, true);
     return;
   }
   lane_matrices<L>(ctx, w, b, trig, false);
-  apply_pass<L>(ctx, src, dst, b.bits, w.mat);
+  apply_pass<L>(ctx, src, dst, b.bits, w.mat, true);
 }
 
 /// The gradients of one-qubit run ``b``'s angles, every lane at once, from its steps and prefixes
@@ -1307,39 +1398,33 @@ void backward_run(const Context& ctx, Worker& w, const Block& b, const double* c
                   const double* rho) {
   typedef typename LaneVector<L>::type V;
   typedef Complex<V> CV;
-  CV* steps = reinterpret_cast<CV*>(w.run);  // w.run holds (2 max_run + 4) 16 complex per lane
-  CV* prefix = steps + ctx.max_run * 16;
-  CV whole[16];
-  run_matrix_lanes<L>(*ctx.job, b, trig, whole, steps, prefix);
   if (ctx.pauli) {
+    V* steps = reinterpret_cast<V*>(w.run);  // w.run holds (2 max_run + 4) 16 complex lane vectors
+    V* prefix = steps + ctx.max_run * 16;
     V r[16];
-    pauli_of_run(whole, r);
+    pauli_run_lanes<L>(ctx, b, trig, r, steps, prefix);
     for (int e = 0; e < 16; ++e) {  // the adjoint: the transpose
-      for (int l = 0; l < L; ++l) {
-        if constexpr (L == 1) w.mat.re[(e & 3) * 4 + (e >> 2)] = r[e];
-        else w.mat.re[((e & 3) * 4 + (e >> 2)) * L + l] = r[e][l];
-      }
+      for (int l = 0; l < L; ++l) w.mat.re[((e & 3) * 4 + (e >> 2)) * L + l] = lane_of<L>(r[e], l);
     }
     set_dense_pattern(w.mat, false);
     double g[16 * L];
     gram_apply_real<L>(lam, rho, ctx.nbits, b.bits, w.mat, g);
-    density_grams<L>(g, w.grams);
-  } else {
-    for (int e = 0; e < 16; ++e) {  // the adjoint: the conjugate transpose
-      const int at = (e & 3) * 4 + (e >> 2);
-      for (int l = 0; l < L; ++l) {
-        if constexpr (L == 1) {
-          w.mat.re[at] = whole[e].re;
-          w.mat.im[at] = -whole[e].im;
-        } else {
-          w.mat.re[at * L + l] = whole[e].re[l];
-          w.mat.im[at * L + l] = -whole[e].im[l];
-        }
-      }
-    }
-    set_dense_pattern(w.mat, true);
-    gram_apply<L>(lam, rho, ctx.nbits, b.bits, w.mat, ctx.hermitian, w.grams);
+    pauli_run_gradients<L>(ctx, w, b, trig, steps, prefix, g);
+    return;
   }
+  CV* steps = reinterpret_cast<CV*>(w.run);
+  CV* prefix = steps + ctx.max_run * 16;
+  CV whole[16];
+  run_matrix_lanes<L>(*ctx.job, b, trig, whole, steps, prefix);
+  for (int e = 0; e < 16; ++e) {  // the adjoint: the conjugate transpose
+    const int at = (e & 3) * 4 + (e >> 2);
+    for (int l = 0; l < L; ++l) {
+      w.mat.re[at * L + l] = lane_of<L>(whole[e].re, l);
+      w.mat.im[at * L + l] = -lane_of<L>(whole[e].im, l);
+    }
+  }
+  set_dense_pattern(w.mat, true);
+  gram_apply<L>(lam, rho, ctx.nbits, b.bits, w.mat, ctx.hermitian, w.grams);
   run_angle_gradients<L>(ctx, w, b, trig, steps, prefix);
 }
 
@@ -1590,9 +1675,9 @@ void resolve_blocks(const DensityJob& job, Block* blocks, double* pool, const do
     if (!b.fixed) continue;
     block_matrix(job, b, trig, m);
     const int k2 = b.two ? 4 : 2;
-    for (int i = 0; i < (1 << (2 * k2)); ++i) a[i] = m[i];
     to_pass_matrix(job.pauli != 0, m, k2, false);
-    to_pass_matrix(job.pauli != 0, a, k2, true);
+    if (job.pauli) transpose(m, a, 1 << k2);  // the adjoint of a real matrix
+    else dagger(m, a, 1 << k2);
     if (job.pauli && b.two) match_covariant(m, b.cov);
     b.fwd.re = pool + k * 4 * kMaxEntries;
     b.fwd.im = b.fwd.re + kMaxEntries;
@@ -1601,6 +1686,36 @@ void resolve_blocks(const DensityJob& job, Block* blocks, double* pool, const do
     pack(m, k2, 1, true, b.fwd);
     pack(a, k2, 1, true, b.adj);
   }
+}
+
+/// ptm[16 c ...] <- the real (Pauli-basis) 4x4 of each channel row's one-qubit block (pauli_run_lanes
+/// reads the rows one-qubit gates use; the others' are unused).
+void channel_matrices(const DensityJob& job, double* ptm) {
+  if (!job.pauli) return;
+  for (int ch = 0; ch < job.n_channels; ++ch) {
+    C t[16];
+    for (int i = 0; i < 4; ++i) {
+      for (int k = 0; k < 4; ++k) {
+        const double* e = job.superops + 2 * (kMaxEntries * ch + i * kMaxDim + k);
+        t[i * 4 + k] = make_complex(e[0], e[1]);
+      }
+    }
+    pauli_of_run(t, ptm + 16 * ch);
+  }
+}
+
+/// Whether every channel after a one-qubit gate has row I = (1, 0, 0, 0) to 1e-14 (trace
+/// preserving; a unitary gate's row is that exactly, up to rounding).
+bool one_qubit_channels_keep_trace(const DensityJob& job, const double* ptm) {
+  if (!job.pauli) return false;
+  for (int g = 0; g < job.n_gates; ++g) {
+    const int ch = job.chan_idx[g];
+    if (ch < 0 || gate_info(job.gates[4 * g]).n_wires != 1) continue;
+    for (int c = 0; c < 4; ++c) {
+      if (fabs(ptm[16 * ch + c] - (c == 0 ? 1.0 : 0.0)) > 1e-14) return false;
+    }
+  }
+  return true;
 }
 
 template <int L>
@@ -1624,8 +1739,9 @@ int run_lanes(const DensityJob& job) {
   Worker* workers = static_cast<Worker*>(calloc(job.threads, sizeof(Worker)));
   PauliTerm* terms = static_cast<PauliTerm*>(malloc(sizeof(PauliTerm) * (job.n_terms > 0 ? job.n_terms : 1)));
   double* trig = static_cast<double*>(malloc(sizeof(double) * 2 * (job.n_angles > 0 ? job.n_angles : 1)));
+  double* channel_ptm = static_cast<double*>(malloc(sizeof(double) * 16 * (job.n_channels > 0 ? job.n_channels : 1)));
   int status = cpu::kRunOk;
-  if (!blocks || !pool || !workers || !terms || !trig) {
+  if (!blocks || !pool || !workers || !terms || !trig || !channel_ptm) {
     status = cpu::kRunOutOfMemory;
   } else {
     for (int t = 0; t < job.n_terms; ++t) {
@@ -1633,6 +1749,9 @@ int run_lanes(const DensityJob& job) {
     }
     half_angle_table(job, job.theta, trig);
     resolve_blocks(job, blocks, pool, trig);
+    channel_matrices(job, channel_ptm);
+    ctx.channel_ptm = channel_ptm;
+    ctx.keep_identity = one_qubit_channels_keep_trace(job, channel_ptm);
     ctx.blocks = blocks;
     ctx.workers = workers;
     ctx.terms = terms;
@@ -1647,6 +1766,7 @@ int run_lanes(const DensityJob& job) {
   free(workers);
   free(terms);
   free(trig);
+  free(channel_ptm);
   return status;
 }
 
