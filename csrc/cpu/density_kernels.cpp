@@ -663,6 +663,15 @@ void apply(const double* src, double* dst, int nbits, const int* bits, const Spa
   else apply_shape<L, 4>(src, dst, nbits, bits, m, hermitian);
 }
 
+/// x[j] <- the L lanes of entry base + offs[j] of a Pauli-basis state, j < D.
+template <int L, int D>
+HDQNN_INLINE void load_group(const double* src, Index base, const Index* offs, double (*x)[L]) {
+  for (int j = 0; j < D; ++j) {
+    const double* p = src + L * (base + offs[j]);
+    for (int l = 0; l < L; ++l) x[j][l] = p[l];
+  }
+}
+
 /// dst <- m src on bit positions ``bits`` of every lane's Pauli coefficients (real, entry e's lanes
 /// at v[L e]); dst may be src. KeepI: m keeps the coefficient of I (row 0 is (1, 0, ..., 0): a
 /// trace-preserving map), so entry 0 of a group is copied (or, in place, left) rather than
@@ -677,10 +686,7 @@ void apply_real_t(const double* src, double* dst, int nbits, const int* bits, co
   for (Index i = 0; i < groups; ++i) {
     const Index base = insert_zeros(i, sorted, K);
     double x[D][L];
-    for (int j = 0; j < D; ++j) {
-      const double* p = src + L * (base + offs[j]);
-      for (int l = 0; l < L; ++l) x[j][l] = p[l];
-    }
+    load_group<L, D>(src, base, offs, x);
     if (KeepI && dst != src) {
       double* p = dst + L * (base + offs[0]);
       for (int l = 0; l < L; ++l) p[l] = x[0][l];
@@ -723,10 +729,7 @@ void apply_real_padded(const double* src, double* dst, int nbits, const int* bit
   for (Index i = 0; i < groups; ++i) {
     const Index base = insert_zeros(i, sorted, K);
     double x[D][L];
-    for (int j = 0; j < D; ++j) {
-      const double* p = src + L * (base + offs[j]);
-      for (int l = 0; l < L; ++l) x[j][l] = p[l];
-    }
+    load_group<L, D>(src, base, offs, x);
 #pragma GCC unroll 16
     for (int r = 0; r < D; ++r) {  // unrolled: the rows' short product chains overlap
       double acc[L] = {};
@@ -790,10 +793,7 @@ void apply_covariant(const double* src, double* dst, int nbits, const int* bits,
   for (Index i = 0; i < groups; ++i) {
     const Index base = insert_zeros(i, sorted, 4);
     double x[16][L];
-    for (int j = 0; j < 16; ++j) {
-      const double* p = src + L * (base + in[j]);
-      for (int l = 0; l < L; ++l) x[j][l] = p[l];
-    }
+    load_group<L, 16>(src, base, in, x);
 #pragma GCC unroll 16
     for (int r = 0; r < 16; ++r) {
       double acc[L] = {};
