@@ -1,7 +1,8 @@
 """Noisy simulation behind ``hdqnn.expval / probabilities / sample / vjp(..., noise=model)``.
 
 Two methods (``hdqnn.backends.density``):
-  - ``"density_matrix"``: exact, batched density matrices (4**n amplitudes per sample in flight),
+  - ``"density_matrix"``: exact, batched density matrices (4**n entries per sample in flight: real
+    Pauli coefficients in the compiled engine, complex amplitudes in the Numba twin),
     with the exact VJP of the noisy expectations (Heisenberg picture);
   - ``"trajectories"``: Monte-Carlo unravelling, ``trajectories=T`` statevectors per sample;
     unbiased estimates, and with ``return_stderr=True`` their standard errors.
@@ -65,7 +66,7 @@ def check_method(method: Any, trajectories: Any) -> tuple[str, Optional[int]]:
 
 
 def density_need(task: str, p: Prepared, n_terms: int = 0) -> dict[str, int]:
-    """Peak bytes of a density-matrix call: 4**n amplitudes per sample in flight (the VJP keeps
+    """Peak bytes of a density-matrix call: 4**n entries per sample in flight (the VJP keeps
     ~2 sqrt(G) of them for its checkpoints), plus the results."""
     n, (gates, stored) = p.program.n_qubits, engine.block_counts(p.program)
     out = p.batch * (n_terms if task != "probabilities" else 1 << n) * _FLOAT

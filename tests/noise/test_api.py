@@ -94,15 +94,17 @@ def test_auto_says_which_method_it_chose(case, caplog, monkeypatch):
 
 
 def test_density_memory_is_checked_before_allocating(case, monkeypatch):
-    """4**n amplitudes per sample in flight are charged, and a call that cannot fit is refused."""
-    circuit = hdqnn.ansatz.hardware_efficient(11, 1)
-    x, w = np.zeros((2, 11)), np.zeros(circuit.n_weights)
+    """4**n entries per sample in flight are charged (float64 Pauli coefficients in the compiled
+    engine, complex128 in the Numba twin), and a call that cannot fit is refused."""
+    circuit = hdqnn.ansatz.hardware_efficient(12, 1)
+    x, w = np.zeros((2, 12)), np.zeros(circuit.n_weights)
     model = NoiseModel().add(depolarizing(0.01), "ry")
+    # one 12-qubit state (128 MiB) is past memory.UNCHECKED_BYTES on any thread count, and past this
     monkeypatch.setattr(memory, "available_memory", lambda: 64 << 20)
     with pytest.raises(ValueError, match="too large for memory"):
         hdqnn.expval(circuit, x, w, noise=model, method="density_matrix")
     p = hdqnn.sim.arrays.prepare(circuit, x, w)
-    assert sum(noisy.density_need("expval", p, 11).values()) >= 4**11 * 16
+    assert sum(noisy.density_need("expval", p, 12).values()) >= 4**12 * 8
 
 
 @pytest.mark.parametrize("kwargs, match", [
