@@ -51,9 +51,8 @@ constexpr double kMaxVjpLaneBytes[] = {256.0 * (1 << 10), 4.0 * (1 << 20), 0.0};
 /// with one.
 constexpr double kMaxPauliVjpLaneBytes[] = {256.0 * (1 << 10), 64.0 * (1 << 20), 0.0};
 /// The VJP keeps the input state of every block with angles up to this size per worker (no
-/// forward is run twice: at 8 qubits, 4 layers, 33 states of four lanes, 132 MiB in rho's basis, 66
-/// MiB in the Pauli basis), else ~2
-/// sqrt(blocks) of them (checkpoints).
+/// forward is run twice: at 8 qubits, 4 layers, 33 states of four lanes, 132 MiB in rho's basis,
+/// 66 MiB in the Pauli basis), else ~2 sqrt(blocks) of them (checkpoints).
 constexpr double kStoreAllBytes = double(256 << 20);
 /// Largest state (all lanes of a worker) whose passes use Hermitian symmetry: measured at 10 qubits
 /// (64 MiB with four lanes) the mirrored writes made the forward 1.35x slower, at 6 qubits (512 KiB)
