@@ -26,11 +26,11 @@ where installed; start the script with OMP_NUM_THREADS=1 as well). --peers picks
 every one that imports; --no-aer drops Aer); a peer whose one-sample time extrapolates to more than
 --peer-limit seconds for the batch shows "slow" at that point. "fastest peer" names the quickest
 peer at the point, "fastest/hdqnn" its wall time over hdqnn's expval. Median of --repeats runs
-(after a warm-up, so the Numba JIT is not timed). hdqnn's engines run on --threads threads (default 1,
-as the peers), set once for the whole run: the "engine" line gives them, the last line Numba's pool
-(its kernels use --threads of it). On a loaded machine the wall times favour one-thread Aer; the "cpu" columns (process
-CPU time, all threads) compare the work: "aer/hdqnn cpu" is the wall-time ratio a quiet machine
-would give hdqnn on one thread.
+(after a warm-up, so the Numba JIT is not timed). hdqnn's engines run on --threads threads
+(default 1, as the peers), set once for the whole run: the "engine" line gives them, the last line
+Numba's pool (its kernels use --threads of it). On a loaded machine the wall times favour
+one-thread Aer; the "cpu" columns (process CPU time, all threads) compare the work: "aer/hdqnn cpu"
+is the wall-time ratio a quiet machine would give hdqnn on one thread.
 
     python bench/bench_noise.py                 # the points
     python bench/bench_noise.py --quick         # smoke run

@@ -342,7 +342,9 @@ void match_covariant(const C* m, Covariant& cv) {
       for (int c = 0; c < 16; ++c) {
         if (r[b * 16 + c].re == 0.0) continue;
         bool known = false;
-        for (int e = fwd.start[b]; e < fwd.start[b + 1]; ++e) known = known || (fwd.src[e] != b && perm[fwd.src[e]] == c);
+        for (int e = fwd.start[b]; e < fwd.start[b + 1]; ++e) {
+          known = known || (fwd.src[e] != b && perm[fwd.src[e]] == c);
+        }
         if (known) continue;
         if (found >= 0) return;
         found = c;
@@ -1152,11 +1154,15 @@ void real_matmul4(const V* a, const V* b, V* out) {
 /// out <- chan a (chan a channel's shared real 4x4, skipping its zeros; null: a itself).
 template <class V>
 void apply_channel4(const double* chan, const V* a, V* out) {
+  if (chan == nullptr) {
+    for (int e = 0; e < 16; ++e) out[e] = a[e];
+    return;
+  }
   for (int i = 0; i < 4; ++i) {
     for (int j = 0; j < 4; ++j) {
       V acc = V{} + 0.0;
       for (int k = 0; k < 4; ++k) {
-        if (chan == nullptr ? i == k : chan[i * 4 + k] != 0.0) acc += (chan == nullptr ? 1.0 : chan[i * 4 + k]) * a[k * 4 + j];
+        if (chan[i * 4 + k] != 0.0) acc += chan[i * 4 + k] * a[k * 4 + j];
       }
       out[i * 4 + j] = acc;
     }
