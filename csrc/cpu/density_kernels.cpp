@@ -822,14 +822,8 @@ void gram_apply_real(double* lam, const double* rho, int nbits, const int* bits,
   for (Index i = 0; i < groups; ++i) {
     const Index base = insert_zeros(i, sorted, 2);
     double x[4][L], y[4][L];
-    for (int j = 0; j < 4; ++j) {
-      const double* pl = lam + L * (base + offs[j]);
-      const double* pr = rho + L * (base + offs[j]);
-      for (int l = 0; l < L; ++l) {
-        x[j][l] = pl[l];
-        y[j][l] = pr[l];
-      }
-    }
+    load_group<L, 4>(lam, base, offs, x);
+    load_group<L, 4>(rho, base, offs, y);
     for (int a = 0; a < 4; ++a) {
       for (int c = 0; c < 4; ++c) {
 #pragma omp simd
