@@ -325,6 +325,13 @@ hdqnn::cpu::DensityTask density_task_named(const std::string& name) {
   value_error("unknown density task '" + name + "'; use expval, probabilities, state or vjp");
 }
 
+void check_density_qubits(int n_qubits) {
+  const int most = hdqnn::cpu::kMaxDensityQubits;
+  if (n_qubits < 1 || n_qubits > most) {
+    value_error("n_qubits must be in [1, " + std::to_string(most) + "], got " + std::to_string(n_qubits));
+  }
+}
+
 /// One density-engine call through run_cancellable.
 void run_density_released(hdqnn::cpu::DensityJob job, int lanes, int stride, int hermitian, int pauli) {
   run_cancellable(hdqnn::cpu::is_long_density_call(job.n_qubits, job.batch, job.n_gates), [&](const int* cancel) {
@@ -339,7 +346,7 @@ py::object density(const std::string& task_name, int n_qubits, const py::object&
                    int pauli) {
   using hdqnn::cpu::DensityTask;
   const DensityTask task = density_task_named(task_name);
-  if (n_qubits < 1 || n_qubits > 14) value_error("n_qubits must be in [1, 14], got " + std::to_string(n_qubits));
+  check_density_qubits(n_qubits);
   const py::array g = checked(gates, "gates", py::dtype::of<int32_t>(), 2);
   require_dim(g, "gates", 1, 4, "(code, wire0, wire1, slot)");
   const py::ssize_t n_gates = g.shape(0);
@@ -453,7 +460,7 @@ py::tuple trajectories(int n_qubits, const py::object& gates, const py::object& 
 
 py::dict density_plan(const std::string& task, int n_qubits, Index n_blocks, Index n_stored, Index batch, int lanes,
                       int stride, int pauli) {
-  if (n_qubits < 1 || n_qubits > 14) value_error("n_qubits must be in [1, 14], got " + std::to_string(n_qubits));
+  check_density_qubits(n_qubits);
   if (batch < 1) value_error("batch must be >= 1");
   if (n_blocks < 0 || n_stored < 0 || n_stored > n_blocks) value_error("need 0 <= n_stored <= n_blocks");
   const hdqnn::cpu::DensityPlan p =

@@ -18,6 +18,9 @@
 namespace hdqnn {
 namespace cpu {
 
+/// The most qubits a density-matrix call takes (the binding checks it; the kernels size arrays by it).
+constexpr int kMaxDensityQubits = 14;
+
 /// What one density-matrix call produces.
 enum class DensityTask : int { kExpval = 0, kProbabilities = 1, kState = 2, kVjp = 3 };
 

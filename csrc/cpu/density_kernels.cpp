@@ -314,10 +314,56 @@ constexpr CovariantPattern covariant_pattern(int adjoint) {
 
 constexpr CovariantPattern kCovariant[2] = {covariant_pattern(0), covariant_pattern(1)};
 
+/// The fixed two-qubit Cliffords whose covariant form the chained passes compile in (their P^-1 as
+/// a constant: the group then stays in registers), in kCliffordPerm's order.
+constexpr int kCliffordKinds = 4;  // cx, cy, cz, swap (first wire the control)
+
+/// Group index of the image of Pauli string b (group_of_digits' order) under conjugation by
+/// Clifford ``kind``, signs dropped. Each is an involution, so the image is also the preimage P^-1.
+constexpr int clifford_image(int kind, int b) {
+  const int d0 = pauli_digit(b, 4, 0), d1 = pauli_digit(b, 4, 1);
+  // digit -> symplectic bits: I (0, 0), X (1, 0), Y (1, 1), Z (0, 1)
+  int x0 = d0 == 1 || d0 == 2, z0 = d0 == 2 || d0 == 3, x1 = d1 == 1 || d1 == 2, z1 = d1 == 2 || d1 == 3;
+  if (kind == 0) {  // cx: X_c -> X_c X_t, Z_t -> Z_c Z_t
+    z0 ^= z1;
+    x1 ^= x0;
+  } else if (kind == 1) {  // cy: X_c -> X_c Y_t, X_t -> Z_c X_t, Z_t -> Z_c Z_t
+    z0 ^= x1 ^ z1;
+    z1 ^= x0;
+    x1 ^= x0;
+  } else if (kind == 2) {  // cz: X_c -> X_c Z_t, X_t -> Z_c X_t
+    const int zc = z0 ^ x1;
+    z1 ^= x0;
+    z0 = zc;
+  } else {  // swap
+    const int x = x0, z = z0;
+    x0 = x1;
+    z0 = z1;
+    x1 = x;
+    z1 = z;
+  }
+  const int e0 = x0 ? (z0 ? 2 : 1) : (z0 ? 3 : 0), e1 = x1 ? (z1 ? 2 : 1) : (z1 ? 3 : 0);
+  return group_of_digits(e0, e1);
+}
+
+struct Perm16 {
+  uint8_t p[16];
+};
+
+constexpr Perm16 clifford_perm(int kind) {
+  Perm16 q{};
+  for (int b = 0; b < 16; ++b) q.p[b] = static_cast<uint8_t>(clifford_image(kind, b));
+  return q;
+}
+
+constexpr Perm16 kCliffordPerm[kCliffordKinds] = {clifford_perm(0), clifford_perm(1), clifford_perm(2),
+                                                  clifford_perm(3)};
+
 /// A fixed two-qubit block's real matrix R in the covariant form, when it has it.
 struct Covariant {
   bool ok;
   uint8_t perm[16];                 ///< P^-1: the column of R that source b stands for
+  int clifford;                     ///< perm is kCliffordPerm[clifford], or -1
   double values[2][kCovariantEntries];  ///< R's entries in kCovariant[0]'s order, R^T's in [1]'s
 };
 
@@ -362,6 +408,10 @@ void match_covariant(const C* m, Covariant& cv) {
     }
   }
   for (int b = 0; b < 16; ++b) cv.perm[b] = static_cast<uint8_t>(perm[b]);
+  cv.clifford = -1;
+  for (int k = 0; k < kCliffordKinds; ++k) {
+    if (memcmp(cv.perm, kCliffordPerm[k].p, 16) == 0) cv.clifford = k;
+  }
   for (int row = 0; row < 16; ++row) {
     for (int e = fwd.start[row]; e < fwd.start[row + 1]; ++e) cv.values[0][e] = r[row * 16 + perm[fwd.src[e]]].re;
   }
@@ -807,6 +857,93 @@ void apply_covariant(const double* src, double* dst, int nbits, const int* bits,
       double* p = dst + L * (base + out[r]);
       for (int l = 0; l < L; ++l) p[l] = acc[l];
     }
+  }
+}
+
+/// group_of_digits with wire ``which``'s digit d and the other wire's digit o: [which][o][d].
+constexpr int kWireEntry[2][4][4] = {
+    {{0, 2, 8, 10}, {1, 3, 9, 11}, {4, 6, 12, 14}, {5, 7, 13, 15}},
+    {{0, 1, 4, 5}, {2, 3, 6, 7}, {8, 9, 12, 13}, {10, 11, 14, 15}}};
+static_assert(kWireEntry[0][2][3] == group_of_digits(3, 2) && kWireEntry[1][2][3] == group_of_digits(2, 3),
+              "kWireEntry is group_of_digits");
+
+/// x <- a x on the digit of the group's wire ``Which`` (0: its first, 1: its second), a real 4x4
+/// of lane vectors; KeepI: a's row 0 is (1, 0, 0, 0).
+template <int Which, bool KeepI, class V>
+HDQNN_INLINE void group_one_wire(V* x, const V* a) {
+#pragma GCC unroll 4
+  for (int o = 0; o < 4; ++o) {  // the other wire's digit
+    const int* j = kWireEntry[Which][o];
+    V y[4];
+#pragma GCC unroll 4
+    for (int r = KeepI ? 1 : 0; r < 4; ++r) {
+      y[r] = a[4 * r] * x[j[0]] + a[4 * r + 1] * x[j[1]] + a[4 * r + 2] * x[j[2]] + a[4 * r + 3] * x[j[3]];
+    }
+#pragma GCC unroll 4
+    for (int r = KeepI ? 1 : 0; r < 4; ++r) x[j[r]] = y[r];
+  }
+}
+
+/// A covariant two-qubit block R with the one-qubit runs that join its pass: A on its first wire
+/// and B on its second (real 4x4 per lane; has_a / has_b false: none).
+template <int L>
+struct Chain {
+  typedef typename LaneVector<L>::type V;
+  const Block* block;
+  bool has_a, has_b;
+  V a[16], b[16];
+};
+
+/// y <- R B A x for one group of a chain's block, in its natural order (x is overwritten). The runs
+/// apply there (their digits are fixed), then x is reordered for R's fixed pattern: by a constant
+/// permutation for a Clifford of kCliffordPerm (Kind; the group stays in registers), else by
+/// cv.perm (Kind -1; through memory).
+template <int L, bool KeepI, int Kind>
+HDQNN_INLINE void chain_group(typename LaneVector<L>::type* x, const Chain<L>& c, const Covariant& cv,
+                              typename LaneVector<L>::type* y) {
+  typedef typename LaneVector<L>::type V;
+  constexpr CovariantPattern pattern = kCovariant[0];
+  if (c.has_a) group_one_wire<0, KeepI>(x, c.a);
+  if (c.has_b) group_one_wire<1, KeepI>(x, c.b);
+  V p[16];
+#pragma GCC unroll 16
+  for (int j = 0; j < 16; ++j) p[j] = x[Kind >= 0 ? kCliffordPerm[Kind < 0 ? 0 : Kind].p[j] : cv.perm[j]];
+#pragma GCC unroll 16
+  for (int r = 0; r < 16; ++r) {
+    V acc = cv.values[0][pattern.start[r]] * p[pattern.src[pattern.start[r]]];
+#pragma GCC unroll 4
+    for (int e = pattern.start[r] + 1; e < pattern.start[r + 1]; ++e) acc += cv.values[0][e] * p[pattern.src[e]];
+    y[r] = acc;
+  }
+}
+
+/// v <- chain c applied to v, one pass rather than three (the runs' and the block's).
+template <int L, bool KeepI, int Kind>
+void apply_chain_t(double* v, int nbits, const Chain<L>& c) {
+  typedef typename LaneVector<L>::type V;
+  Index offs[16];
+  int sorted[4];
+  layout(c.block->bits, 4, offs, sorted);
+  const Index groups = Index(1) << (nbits - 4);
+  for (Index i = 0; i < groups; ++i) {
+    const Index base = insert_zeros(i, sorted, 4);
+    V x[16], y[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) __builtin_memcpy(&x[j], v + L * (base + offs[j]), sizeof(V));
+    chain_group<L, KeepI, Kind>(x, c, c.block->cov, y);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) __builtin_memcpy(v + L * (base + offs[j]), &y[j], sizeof(V));
+  }
+}
+
+template <int L, bool KeepI>
+void apply_chain(double* v, int nbits, const Chain<L>& c) {
+  switch (c.block->cov.clifford) {
+    case 0: apply_chain_t<L, KeepI, 0>(v, nbits, c); return;
+    case 1: apply_chain_t<L, KeepI, 1>(v, nbits, c); return;
+    case 2: apply_chain_t<L, KeepI, 2>(v, nbits, c); return;
+    case 3: apply_chain_t<L, KeepI, 3>(v, nbits, c); return;
+    default: apply_chain_t<L, KeepI, -1>(v, nbits, c); return;
   }
 }
 
@@ -1340,6 +1477,108 @@ void forward_block(const Context& ctx, Worker& w, int k, const double* const* tr
   apply_pass<L>(ctx, src, dst, b.bits, w.mat, true);
 }
 
+/// r <- one-qubit run b's real (Pauli-basis) forward matrix in every lane.
+template <int L>
+void run_lane_matrix(const Context& ctx, const Block& b, const double* const* trig,
+                     typename LaneVector<L>::type* r) {
+  if (!b.fixed) {
+    pauli_run_lanes<L>(ctx, b, trig, r);
+    return;
+  }
+  for (int e = 0; e < 16; ++e) r[e] = typename LaneVector<L>::type{} + 0.0;
+  for (int row = 0; row < 4; ++row) {  // built once per call, packed, shared by the lanes
+    for (int e = b.fwd.row_start[row]; e < b.fwd.row_start[row + 1]; ++e) r[4 * row + b.fwd.col[e]] += b.fwd.re[e];
+  }
+}
+
+/// Wire i (0 or 1) of block b.
+int block_wire(const Context& ctx, const Block& b, int i) { return ctx.job->gates[4 * b.lo + 1 + i]; }
+
+/// The one-qubit runs a forward pass holds back: on each wire, the product of those since the
+/// wire's last pass, per lane.
+template <int L>
+struct PendingRuns {
+  typedef typename LaneVector<L>::type V;
+  bool held[cpu::kMaxDensityQubits];
+  V product[cpu::kMaxDensityQubits][16];
+
+  /// Holds run b (its wire's product <- b's matrix times it).
+  void hold(const Context& ctx, const Block& b, const double* const* trig) {
+    const int q = block_wire(ctx, b, 0);
+    V m[16];
+    run_lane_matrix<L>(ctx, b, trig, m);
+    if (held[q]) {
+      V next[16];
+      real_matmul4(m, product[q], next);
+      for (int e = 0; e < 16; ++e) product[q][e] = next[e];
+    } else {
+      for (int e = 0; e < 16; ++e) product[q][e] = m[e];
+    }
+    held[q] = true;
+  }
+
+  /// v <- covariant block b after the runs held on its wires (released), in one pass.
+  void run_chain(const Context& ctx, const Block& b, double* v) {
+    Chain<L> c;
+    c.block = &b;
+    const int q[2] = {block_wire(ctx, b, 0), block_wire(ctx, b, 1)};
+    for (int i = 0; i < 2; ++i) {
+      V* m = i == 0 ? c.a : c.b;
+      const bool has = held[q[i]];
+      if (has) for (int e = 0; e < 16; ++e) m[e] = product[q[i]][e];
+      (i == 0 ? c.has_a : c.has_b) = has;
+      held[q[i]] = false;
+    }
+    if (ctx.keep_identity) apply_chain<L, true>(v, ctx.nbits, c);
+    else apply_chain<L, false>(v, ctx.nbits, c);
+  }
+
+  /// v <- wire q's product applied to v, if any, in a pass of its own.
+  void flush(const Context& ctx, Worker& w, int q, double* v) {
+    if (!held[q]) return;
+    held[q] = false;
+    for (int e = 0; e < 16; ++e) {
+      for (int l = 0; l < L; ++l) w.mat.re[e * L + l] = lane_of<L>(product[q][e], l);
+    }
+    set_dense_pattern(w.mat, false);
+    const int n = ctx.job->n_qubits, bits[2] = {2 * n - 1 - q, n - 1 - q};
+    apply_real<L>(v, v, ctx.nbits, bits, w.mat, ctx.keep_identity);
+  }
+};
+
+/// v <- blocks [lo, hi) applied to v. In the Pauli basis the one-qubit runs on a wire wait for its
+/// next two-qubit block (they commute with the blocks between, on other wires), multiplied into
+/// one matrix; when that block is covariant they join its pass (a chain), else they run in a pass
+/// of their own just before it. Which runs join depends on the program only, so results stay
+/// independent of lanes and threads.
+template <int L>
+void forward_blocks(const Context& ctx, Worker& w, const double* const* trig, int lo, int hi, double* v) {
+  if (!ctx.pauli) {
+    for (int k = lo; k < hi && !cancelled(ctx.job->cancel); ++k) forward_block<L>(ctx, w, k, trig, v, v);
+    return;
+  }
+  PendingRuns<L> pending;
+  const int n = ctx.job->n_qubits;
+  for (int q = 0; q < n; ++q) pending.held[q] = false;
+  for (int k = lo; k < hi; ++k) {
+    if (cancelled(ctx.job->cancel)) return;
+    const Block& b = ctx.blocks[k];
+    if (!b.two) {
+      pending.hold(ctx, b, trig);
+      continue;
+    }
+    const int q0 = block_wire(ctx, b, 0), q1 = block_wire(ctx, b, 1);
+    if (b.cov.ok) {
+      pending.run_chain(ctx, b, v);
+      continue;
+    }
+    pending.flush(ctx, w, q0, v);
+    pending.flush(ctx, w, q1, v);
+    forward_block<L>(ctx, w, k, trig, v, v);
+  }
+  for (int q = 0; q < n; ++q) pending.flush(ctx, w, q, v);
+}
+
 /// The gradients of one-qubit run ``b``'s angles, every lane at once, from its steps and prefixes
 /// (run_matrix_lanes) and w.grams (the Gram matrix of lam and rho in rho's basis on the run's wire):
 /// with P_g = S_hi ... S_g, an angle of gate g gets 2 Re sum_ij (P_g (N (x) I) Q_g)_ij G_ij,
@@ -1522,10 +1761,7 @@ void walsh_hadamard(double* probs, int n) {
 template <int L>
 void run_forward(const Context& ctx, Worker& w, const double* const* trig, double* v) {
   initial_state<L>(ctx, v);
-  for (int k = 0; k < ctx.job->n_blocks; ++k) {
-    if (cancelled(ctx.job->cancel)) return;
-    forward_block<L>(ctx, w, k, trig, v, v);
-  }
+  forward_blocks<L>(ctx, w, trig, 0, ctx.job->n_blocks, v);
 }
 
 /// The VJP of one lane block: the state before every ``stride``-th block is kept on the forward,
@@ -1545,10 +1781,10 @@ void run_vjp(const Context& ctx, Worker& w, const double* const* trig, Index b0,
   if (n_ckpt > 1) {  // up to the last checkpoint: the sweep recomputes the rest
     double* vec = slots;
     memcpy(vec, ckpt, sizeof(double) * size_t(sd));
-    for (int k = 0; k < (n_ckpt - 1) * stride; ++k) {
+    for (int c = 1; c < n_ckpt; ++c) {
+      forward_blocks<L>(ctx, w, trig, (c - 1) * stride, c * stride, vec);
       if (cancelled(job.cancel)) return;
-      forward_block<L>(ctx, w, k, trig, vec, vec);
-      if ((k + 1) % stride == 0) memcpy(ckpt + sd * ((k + 1) / stride), vec, sizeof(double) * size_t(sd));
+      memcpy(ckpt + sd * c, vec, sizeof(double) * size_t(sd));
     }
   }
   memset(lam, 0, sizeof(double) * size_t(sd));

@@ -144,12 +144,22 @@ def test_vjp_matches_finite_differences_and_numba(core, rng, noise_kind):
 
 def _clifford_circuit() -> hdqnn.Circuit:
     """Every fixed two-qubit Clifford gate among rotations, beside a constant non-Clifford gate (crz)
-    and one with a weight (rzz): the Pauli basis' covariant passes and its general ones."""
+    and one with a weight (rzz): the Pauli basis' covariant passes and its general ones. The forward
+    joins the one-qubit runs before a covariant gate to its pass: two runs per wire (multiplied), runs
+    on both wires, on the first only, on the second only, on neither; a Clifford outside the compiled
+    list (rzz(pi / 2)); runs left over for passes of their own (before crz, and at the end)."""
     c = hdqnn.Circuit(3)
     for q in range(3):
         c.ry(Input(q), q)
+    for q in range(3):
         c.rz(Weight(q), q)
-    c.cx(0, 1).cy(1, 2).cz(2, 0).swap(0, 2).cx(2, 1)
+    c.cx(0, 1).cy(1, 2)
+    c.rx(Weight(4), 2)
+    c.cz(2, 0)
+    c.ry(Weight(5), 2)
+    c.swap(0, 2).cx(2, 1)
+    c.ry(Weight(6), 0)
+    c.rzz(np.pi / 2, 0, 1)
     c.crz(0.7, 1, 0)
     c.rzz(Weight(3), 0, 2)
     for q in range(3):
