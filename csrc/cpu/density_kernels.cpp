@@ -797,8 +797,36 @@ void apply_real_padded(const double* src, double* dst, int nbits, const int* bit
   }
 }
 
+/// apply_real_t for a dense one-wire m per lane (a run's pass), in lane vectors.
+template <int L, bool KeepI>
+void apply_run_real(const double* src, double* dst, int nbits, const int* bits, const Sparse& m) {
+  typedef typename LaneVector<L>::type V;
+  Index offs[4];
+  int sorted[2];
+  layout(bits, 2, offs, sorted);
+  V a[16];
+  for (int e = 0; e < 16; ++e) __builtin_memcpy(&a[e], m.re + e * L, sizeof(V));
+  const Index groups = Index(1) << (nbits - 2);
+  for (Index i = 0; i < groups; ++i) {
+    const Index base = insert_zeros(i, sorted, 2);
+    V x[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) __builtin_memcpy(&x[j], src + L * (base + offs[j]), sizeof(V));
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      const V acc = KeepI && r == 0 ? x[0] : a[4 * r] * x[0] + a[4 * r + 1] * x[1] + a[4 * r + 2] * x[2] + a[4 * r + 3] * x[3];
+      if (!KeepI || r > 0 || dst != src) __builtin_memcpy(dst + L * (base + offs[r]), &acc, sizeof(V));
+    }
+  }
+}
+
 template <int L, int K, bool Shared>
 void apply_real_k(const double* src, double* dst, int nbits, const int* bits, const Sparse& m, bool keep_i) {
+  if (K == 2 && !Shared && m.nnz == 16) {
+    if (keep_i) apply_run_real<L, true>(src, dst, nbits, bits, m);
+    else apply_run_real<L, false>(src, dst, nbits, bits, m);
+    return;
+  }
   if (m.nnz == (1 << (2 * K))) {
     if (keep_i) apply_real_t<L, K, Shared, true, true>(src, dst, nbits, bits, m);
     else apply_real_t<L, K, Shared, true>(src, dst, nbits, bits, m);
@@ -832,6 +860,7 @@ void apply_real(const double* src, double* dst, int nbits, const int* bits, cons
 /// loads source b from column P^-1(b), the adjoint stores its output b there.
 template <int L, int Adjoint>
 void apply_covariant(const double* src, double* dst, int nbits, const int* bits, const Covariant& cv) {
+  typedef typename LaneVector<L>::type V;
   constexpr CovariantPattern pattern = kCovariant[Adjoint];
   Index offs[16], permuted[16];
   int sorted[4];
@@ -839,23 +868,19 @@ void apply_covariant(const double* src, double* dst, int nbits, const int* bits,
   for (int b = 0; b < 16; ++b) permuted[b] = offs[cv.perm[b]];
   const Index* in = Adjoint ? offs : permuted;
   const Index* out = Adjoint ? permuted : offs;
-  double v[kCovariantEntries];
-  for (int e = 0; e < kCovariantEntries; ++e) v[e] = cv.values[Adjoint][e];
+  const double* v = cv.values[Adjoint];
   const Index groups = Index(1) << (nbits - 4);
   for (Index i = 0; i < groups; ++i) {
     const Index base = insert_zeros(i, sorted, 4);
-    double x[16][L];
-    load_group<L, 16>(src, base, in, x);
+    V x[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) __builtin_memcpy(&x[j], src + L * (base + in[j]), sizeof(V));
 #pragma GCC unroll 16
     for (int r = 0; r < 16; ++r) {
-      double acc[L] = {};
+      V acc = v[pattern.start[r]] * x[pattern.src[pattern.start[r]]];
 #pragma GCC unroll 4
-      for (int e = pattern.start[r]; e < pattern.start[r + 1]; ++e) {
-#pragma omp simd
-        for (int l = 0; l < L; ++l) acc[l] += v[e] * x[pattern.src[e]][l];
-      }
-      double* p = dst + L * (base + out[r]);
-      for (int l = 0; l < L; ++l) p[l] = acc[l];
+      for (int e = pattern.start[r] + 1; e < pattern.start[r + 1]; ++e) acc += v[e] * x[pattern.src[e]];
+      __builtin_memcpy(dst + L * (base + out[r]), &acc, sizeof(V));
     }
   }
 }
@@ -948,38 +973,40 @@ void apply_chain(double* v, int nbits, const Chain<L>& c) {
 }
 
 /// gram_apply in the Pauli basis: out[(a * 4 + c) * L + l] <- sum over the other bits of lam[a]
-/// rho[c] (lam as it comes in), and lam <- m lam (m dense, real, per lane).
-template <int L>
+/// rho[c] (lam as it comes in), and lam <- m lam (m dense, real, per lane). KeepI: m is the
+/// transpose of a run that keeps the coefficient of I, so its column 0 is (1, 0, 0, 0), and the
+/// gradients never read the Gram's row 0 (every derivative of such a run has a zero row 0): 25 of
+/// 32 products.
+template <int L, bool KeepI>
 void gram_apply_real(double* lam, const double* rho, int nbits, const int* bits, const Sparse& m, double* out) {
+  typedef typename LaneVector<L>::type V;
   Index offs[4];
   int sorted[2];
   layout(bits, 2, offs, sorted);
-  double g[16][L] = {};
+  V a[16], g[16];
+  for (int e = 0; e < 16; ++e) {
+    __builtin_memcpy(&a[e], m.re + e * L, sizeof(V));
+    g[e] = V{} + 0.0;
+  }
   const Index groups = Index(1) << (nbits - 2);
   for (Index i = 0; i < groups; ++i) {
     const Index base = insert_zeros(i, sorted, 2);
-    double x[4][L], y[4][L];
-    load_group<L, 4>(lam, base, offs, x);
-    load_group<L, 4>(rho, base, offs, y);
-    for (int a = 0; a < 4; ++a) {
-      for (int c = 0; c < 4; ++c) {
-#pragma omp simd
-        for (int l = 0; l < L; ++l) g[4 * a + c][l] += x[a][l] * y[c][l];
-      }
+    V x[4], y[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      __builtin_memcpy(&x[j], lam + L * (base + offs[j]), sizeof(V));
+      __builtin_memcpy(&y[j], rho + L * (base + offs[j]), sizeof(V));
     }
+#pragma GCC unroll 16
+    for (int e = KeepI ? 4 : 0; e < 16; ++e) g[e] += x[e >> 2] * y[e & 3];
+#pragma GCC unroll 4
     for (int r = 0; r < 4; ++r) {
-      double acc[L] = {};
-      for (int c = 0; c < 4; ++c) {
-#pragma omp simd
-        for (int l = 0; l < L; ++l) acc[l] += m.re[(4 * r + c) * L + l] * x[c][l];
-      }
-      double* p = lam + L * (base + offs[r]);
-      for (int l = 0; l < L; ++l) p[l] = acc[l];
+      const V rest = a[4 * r + 1] * x[1] + a[4 * r + 2] * x[2] + a[4 * r + 3] * x[3];
+      const V acc = KeepI && r > 0 ? rest : a[4 * r] * x[0] + rest;
+      __builtin_memcpy(lam + L * (base + offs[r]), &acc, sizeof(V));
     }
   }
-  for (int e = 0; e < 16; ++e) {
-    for (int l = 0; l < L; ++l) out[e * L + l] = g[e][l];
-  }
+  for (int e = 0; e < 16; ++e) __builtin_memcpy(out + e * L, &g[e], sizeof(V));
 }
 
 /// out[l] <- sum over the groups of lam^T a_l rho on the K bit positions ``bits`` (Pauli basis;
@@ -1647,7 +1674,8 @@ void backward_run(const Context& ctx, Worker& w, const Block& b, const double* c
     }
     set_dense_pattern(w.mat, false);
     double g[16 * L];
-    gram_apply_real<L>(lam, rho, ctx.nbits, b.bits, w.mat, g);
+    if (ctx.keep_identity) gram_apply_real<L, true>(lam, rho, ctx.nbits, b.bits, w.mat, g);
+    else gram_apply_real<L, false>(lam, rho, ctx.nbits, b.bits, w.mat, g);
     pauli_run_gradients<L>(ctx, w, b, trig, steps, prefix, g);
     return;
   }
