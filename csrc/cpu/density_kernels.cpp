@@ -856,31 +856,30 @@ void apply_real(const double* src, double* dst, int nbits, const int* bits, cons
   }
 }
 
-/// dst <- R src (Adjoint: R^T src) of a block in the covariant form (dst may be src): the forward
-/// loads source b from column P^-1(b), the adjoint stores its output b there.
-template <int L, int Adjoint>
-void apply_covariant(const double* src, double* dst, int nbits, const int* bits, const Covariant& cv) {
+/// v <- R^T v for a block in the covariant form (the VJP's step back): the group loads in its natural
+/// order, row b of R^T's pattern (kCovariant[1]) is stored at column P^-1(b). (Forward passes of such
+/// a block are chains: apply_chain.)
+template <int L>
+void apply_covariant_adjoint(double* v, int nbits, const int* bits, const Covariant& cv) {
   typedef typename LaneVector<L>::type V;
-  constexpr CovariantPattern pattern = kCovariant[Adjoint];
+  constexpr CovariantPattern pattern = kCovariant[1];
   Index offs[16], permuted[16];
   int sorted[4];
   layout(bits, 4, offs, sorted);
   for (int b = 0; b < 16; ++b) permuted[b] = offs[cv.perm[b]];
-  const Index* in = Adjoint ? offs : permuted;
-  const Index* out = Adjoint ? permuted : offs;
-  const double* v = cv.values[Adjoint];
+  const double* a = cv.values[1];
   const Index groups = Index(1) << (nbits - 4);
   for (Index i = 0; i < groups; ++i) {
     const Index base = insert_zeros(i, sorted, 4);
     V x[16];
 #pragma GCC unroll 16
-    for (int j = 0; j < 16; ++j) __builtin_memcpy(&x[j], src + L * (base + in[j]), sizeof(V));
+    for (int j = 0; j < 16; ++j) __builtin_memcpy(&x[j], v + L * (base + offs[j]), sizeof(V));
 #pragma GCC unroll 16
     for (int r = 0; r < 16; ++r) {
-      V acc = v[pattern.start[r]] * x[pattern.src[pattern.start[r]]];
+      V acc = a[pattern.start[r]] * x[pattern.src[pattern.start[r]]];
 #pragma GCC unroll 4
-      for (int e = pattern.start[r] + 1; e < pattern.start[r + 1]; ++e) acc += v[e] * x[pattern.src[e]];
-      __builtin_memcpy(dst + L * (base + out[r]), &acc, sizeof(V));
+      for (int e = pattern.start[r] + 1; e < pattern.start[r + 1]; ++e) acc += a[e] * x[pattern.src[e]];
+      __builtin_memcpy(v + L * (base + permuted[r]), &acc, sizeof(V));
     }
   }
 }
@@ -919,17 +918,12 @@ struct Chain {
   V a[16], b[16];
 };
 
-/// y <- R B A x for one group of a chain's block, in its natural order (x is overwritten). The runs
-/// apply there (their digits are fixed), then x is reordered for R's fixed pattern: by a constant
-/// permutation for a Clifford of kCliffordPerm (Kind; the group stays in registers), else by
-/// cv.perm (Kind -1; through memory).
-template <int L, bool KeepI, int Kind>
-HDQNN_INLINE void chain_group(typename LaneVector<L>::type* x, const Chain<L>& c, const Covariant& cv,
-                              typename LaneVector<L>::type* y) {
-  typedef typename LaneVector<L>::type V;
+/// y <- R x for one group of a covariant block, in its natural order: x is reordered for R's fixed
+/// pattern by a constant permutation for a Clifford of kCliffordPerm (Kind; the group stays in
+/// registers), else by cv.perm (Kind -1; through memory).
+template <int Kind, class V>
+HDQNN_INLINE void covariant_group(const V* x, const Covariant& cv, V* y) {
   constexpr CovariantPattern pattern = kCovariant[0];
-  if (c.has_a) group_one_wire<0, KeepI>(x, c.a);
-  if (c.has_b) group_one_wire<1, KeepI>(x, c.b);
   V p[16];
 #pragma GCC unroll 16
   for (int j = 0; j < 16; ++j) p[j] = x[Kind >= 0 ? kCliffordPerm[Kind < 0 ? 0 : Kind].p[j] : cv.perm[j]];
@@ -942,9 +936,18 @@ HDQNN_INLINE void chain_group(typename LaneVector<L>::type* x, const Chain<L>& c
   }
 }
 
-/// v <- chain c applied to v, one pass rather than three (the runs' and the block's).
+/// Where a chain's pass writes: the state after run A and after run B (null: not kept; the VJP keeps
+/// the inputs of the runs after them), and after the block (may be the source).
+struct ChainOut {
+  double* after_a;
+  double* after_b;
+  double* out;
+};
+
+/// to.out <- R B A src in one pass rather than three (the runs' and the block's), each group in
+/// registers in its natural order: the runs apply there (their digits are fixed), then R.
 template <int L, bool KeepI, int Kind>
-void apply_chain_t(double* v, int nbits, const Chain<L>& c) {
+void apply_chain_t(const double* src, const ChainOut& to, int nbits, const Chain<L>& c) {
   typedef typename LaneVector<L>::type V;
   Index offs[16];
   int sorted[4];
@@ -954,22 +957,36 @@ void apply_chain_t(double* v, int nbits, const Chain<L>& c) {
     const Index base = insert_zeros(i, sorted, 4);
     V x[16], y[16];
 #pragma GCC unroll 16
-    for (int j = 0; j < 16; ++j) __builtin_memcpy(&x[j], v + L * (base + offs[j]), sizeof(V));
-    chain_group<L, KeepI, Kind>(x, c, c.block->cov, y);
+    for (int j = 0; j < 16; ++j) __builtin_memcpy(&x[j], src + L * (base + offs[j]), sizeof(V));
+    if (c.has_a) group_one_wire<0, KeepI>(x, c.a);
+    if (to.after_a) {
+      for (int j = 0; j < 16; ++j) __builtin_memcpy(to.after_a + L * (base + offs[j]), &x[j], sizeof(V));
+    }
+    if (c.has_b) group_one_wire<1, KeepI>(x, c.b);
+    if (to.after_b) {
+      for (int j = 0; j < 16; ++j) __builtin_memcpy(to.after_b + L * (base + offs[j]), &x[j], sizeof(V));
+    }
+    covariant_group<Kind>(x, c.block->cov, y);
 #pragma GCC unroll 16
-    for (int j = 0; j < 16; ++j) __builtin_memcpy(v + L * (base + offs[j]), &y[j], sizeof(V));
+    for (int j = 0; j < 16; ++j) __builtin_memcpy(to.out + L * (base + offs[j]), &y[j], sizeof(V));
   }
 }
 
 template <int L, bool KeepI>
-void apply_chain(double* v, int nbits, const Chain<L>& c) {
+void apply_chain_k(const double* src, const ChainOut& to, int nbits, const Chain<L>& c) {
   switch (c.block->cov.clifford) {
-    case 0: apply_chain_t<L, KeepI, 0>(v, nbits, c); return;
-    case 1: apply_chain_t<L, KeepI, 1>(v, nbits, c); return;
-    case 2: apply_chain_t<L, KeepI, 2>(v, nbits, c); return;
-    case 3: apply_chain_t<L, KeepI, 3>(v, nbits, c); return;
-    default: apply_chain_t<L, KeepI, -1>(v, nbits, c); return;
+    case 0: apply_chain_t<L, KeepI, 0>(src, to, nbits, c); return;
+    case 1: apply_chain_t<L, KeepI, 1>(src, to, nbits, c); return;
+    case 2: apply_chain_t<L, KeepI, 2>(src, to, nbits, c); return;
+    case 3: apply_chain_t<L, KeepI, 3>(src, to, nbits, c); return;
+    default: apply_chain_t<L, KeepI, -1>(src, to, nbits, c); return;
   }
+}
+
+template <int L>
+void apply_chain(bool keep_identity, const double* src, const ChainOut& to, int nbits, const Chain<L>& c) {
+  if (keep_identity) apply_chain_k<L, true>(src, to, nbits, c);
+  else apply_chain_k<L, false>(src, to, nbits, c);
 }
 
 /// gram_apply in the Pauli basis: out[(a * 4 + c) * L + l] <- sum over the other bits of lam[a]
@@ -1216,6 +1233,13 @@ void add_pauli(double* v, int n, const PauliTerm& t, const double* weight) {
 // ----------------------------------------------------------------------------- one call
 bool cancelled(const int* flag) { return flag != nullptr && __atomic_load_n(flag, __ATOMIC_RELAXED) != 0; }
 
+/// One pass of a VJP segment's forward: covariant block ``two`` after run ``run[0]`` on its first
+/// wire and ``run[1]`` on its second (-1: none), or block run[0] alone (two -1).
+struct SegmentPass {
+  int two;
+  int run[2];
+};
+
 /// A worker's scratch for ``L`` lanes (allocated on its first block, by that worker).
 struct Worker {
   double* states;    ///< the density matrices (state_doubles each)
@@ -1225,7 +1249,9 @@ struct Worker {
   double* grams;     ///< vjp: [16 * 2 L]
   double* grad;      ///< vjp: [L][n_angles]
   double* trig;      ///< [L][2 n_angles]: each lane's half_angle_table
-  const double** inputs;  ///< vjp: [stride] the state before each block of a segment
+  const double** inputs;  ///< vjp: [stride] the state before each block of a segment, in the order run
+  int* order;             ///< vjp: [stride] the segment's blocks in the order run
+  struct SegmentPass* passes;  ///< vjp: [stride] the segment's forward passes
   Sparse mat;        ///< the block's matrix, per lane
 };
 
@@ -1257,11 +1283,14 @@ bool setup_worker(const Context& ctx, Worker& w, int L) {
   w.run = static_cast<C*>(aligned(sizeof(C) * L * (2 * ctx.max_run + 4) * 16));
   w.grams = static_cast<double*>(aligned(sizeof(double) * 16 * 2 * L));
   w.grad = static_cast<double*>(aligned(sizeof(double) * L * (job.n_angles > 0 ? job.n_angles : 1)));
-  w.inputs = static_cast<const double**>(aligned(sizeof(double*) * (job.stride > 0 ? job.stride : 1)));
+  const size_t stride = job.stride > 0 ? size_t(job.stride) : 1;
+  w.inputs = static_cast<const double**>(aligned(sizeof(double*) * stride));
+  w.order = static_cast<int*>(aligned(sizeof(int) * stride));
+  w.passes = static_cast<SegmentPass*>(aligned(sizeof(SegmentPass) * stride));
   w.trig = static_cast<double*>(aligned(sizeof(double) * L * 2 * (job.n_angles > 0 ? job.n_angles : 1)));
   w.mat.re = w.values;
   w.mat.im = w.values + kMaxEntries * L;
-  return w.states && w.dense && w.values && w.run && w.grams && w.grad && w.inputs && w.trig;
+  return w.states && w.dense && w.values && w.run && w.grams && w.grad && w.inputs && w.order && w.passes && w.trig;
 }
 
 void free_worker(Worker& w) {
@@ -1272,6 +1301,8 @@ void free_worker(Worker& w) {
   free(w.grams);
   free(w.grad);
   free(w.inputs);
+  free(w.order);
+  free(w.passes);
   free(w.trig);
 }
 
@@ -1487,15 +1518,11 @@ void apply_pass(const Context& ctx, const double* src, double* dst, const int* b
   else apply<L>(src, dst, ctx.nbits, bits, m, ctx.hermitian);
 }
 
-/// dst <- block k applied to src (dst may be src).
+/// dst <- block k applied to src (dst may be src); not a covariant block (its passes are chains).
 template <int L>
 void forward_block(const Context& ctx, Worker& w, int k, const double* const* trig, const double* src,
                    double* dst) {
   const Block& b = ctx.blocks[k];
-  if (b.cov.ok) {
-    apply_covariant<L, 0>(src, dst, ctx.nbits, b.bits, b.cov);
-    return;
-  }
   if (b.fixed) {
     apply_pass<L>(ctx, src, dst, b.bits, b.fwd, true);
     return;
@@ -1556,8 +1583,7 @@ struct PendingRuns {
       (i == 0 ? c.has_a : c.has_b) = has;
       held[q[i]] = false;
     }
-    if (ctx.keep_identity) apply_chain<L, true>(v, ctx.nbits, c);
-    else apply_chain<L, false>(v, ctx.nbits, c);
+    apply_chain<L>(ctx.keep_identity, v, ChainOut{nullptr, nullptr, v}, ctx.nbits, c);
   }
 
   /// v <- wire q's product applied to v, if any, in a pass of its own.
@@ -1728,7 +1754,7 @@ void backward_block(const Context& ctx, Worker& w, int k, const double* const* t
   const DensityJob& job = *ctx.job;
   const Block& b = ctx.blocks[k];
   if (b.cov.ok) {  // fixed: no angle to differentiate
-    apply_covariant<L, 1>(lam, lam, ctx.nbits, b.bits, b.cov);
+    apply_covariant_adjoint<L>(lam, ctx.nbits, b.bits, b.cov);
     return;
   }
   if (b.fixed) {
@@ -1792,10 +1818,100 @@ void run_forward(const Context& ctx, Worker& w, const double* const* trig, doubl
   forward_blocks<L>(ctx, w, trig, 0, ctx.job->n_blocks, v);
 }
 
+/// The passes of the forward through blocks [lo, hi) (into w.passes; returns their count): as
+/// forward_blocks', but each wire holds one run at most (the VJP differentiates each run at its own
+/// input state, so runs are not multiplied).
+int plan_segment(const Context& ctx, Worker& w, int lo, int hi) {
+  int held[cpu::kMaxDensityQubits];
+  for (int q = 0; q < ctx.job->n_qubits; ++q) held[q] = -1;
+  int count = 0;
+  auto alone = [&](int k) { w.passes[count++] = SegmentPass{-1, {k, -1}}; };
+  auto flush = [&](int q) {
+    if (held[q] >= 0) alone(held[q]);
+    held[q] = -1;
+  };
+  for (int k = lo; k < hi; ++k) {
+    const Block& b = ctx.blocks[k];
+    if (!ctx.pauli) {
+      alone(k);
+      continue;
+    }
+    const int q0 = block_wire(ctx, b, 0);
+    if (!b.two) {
+      flush(q0);
+      held[q0] = k;
+      continue;
+    }
+    const int q1 = block_wire(ctx, b, 1);
+    if (b.cov.ok) {
+      w.passes[count++] = SegmentPass{k, {held[q0], held[q1]}};
+      held[q0] = held[q1] = -1;
+      continue;
+    }
+    flush(q0);
+    flush(q1);
+    alone(k);
+  }
+  for (int q = 0; q < ctx.job->n_qubits; ++q) flush(q);
+  return count;
+}
+
+/// The forward of one VJP segment, blocks [lo, hi) from the state in slots[0]: each pass writes
+/// its output to a fresh slot where the block before needs its input kept (one with angles to
+/// differentiate), else in place; a chain's pass also writes the state after its first run when
+/// the second needs it. Fills w.order and w.inputs in the order the blocks ran; returns how many
+/// ran, or -1 when cancelled. The last pass's output is never needed, so a block alone there only
+/// records its input.
+template <int L>
+int segment_forward(const Context& ctx, Worker& w, const double* const* trig, int lo, int hi, double* slots) {
+  const int n_passes = plan_segment(ctx, w, lo, hi);
+  const Index sd = ctx.state_doubles;
+  double* cur = slots;
+  int used = 1, ran = 0;
+  // records block k as run next and returns where its output goes
+  auto place = [&](int k) {
+    w.order[ran] = k;
+    w.inputs[ran++] = cur;
+    if (!ctx.blocks[k].fixed) cur = slots + sd * used++;
+    return cur;
+  };
+  for (int p = 0; p < n_passes; ++p) {
+    if (cancelled(ctx.job->cancel)) return -1;
+    const SegmentPass& pass = w.passes[p];
+    double* src = cur;
+    if (pass.two < 0) {
+      if (p + 1 == n_passes) {
+        w.order[ran] = pass.run[0];
+        w.inputs[ran++] = cur;
+        break;
+      }
+      forward_block<L>(ctx, w, pass.run[0], trig, src, place(pass.run[0]));
+      continue;
+    }
+    const Block& b = ctx.blocks[pass.two];
+    Chain<L> c;
+    c.block = &b;
+    c.has_a = pass.run[0] >= 0;
+    c.has_b = pass.run[1] >= 0;
+    if (c.has_a) run_lane_matrix<L>(ctx, ctx.blocks[pass.run[0]], trig, c.a);
+    if (c.has_b) run_lane_matrix<L>(ctx, ctx.blocks[pass.run[1]], trig, c.b);
+    ChainOut to{nullptr, nullptr, nullptr};
+    if (c.has_a) to.after_a = place(pass.run[0]);
+    if (c.has_b) {
+      to.after_b = place(pass.run[1]);
+      if (to.after_b == to.after_a) to.after_a = nullptr;  // b runs in place: a's output is only b's input
+    }
+    to.out = place(pass.two);  // fixed: where the last run's output went, or in place
+    if (to.after_b == to.out) to.after_b = nullptr;
+    if (to.after_a == to.out) to.after_a = nullptr;
+    apply_chain<L>(ctx.keep_identity, src, to, ctx.nbits, c);
+  }
+  return ran;
+}
+
 /// The VJP of one lane block: the state before every ``stride``-th block is kept on the forward,
-/// and each segment is recomputed from it on the backward sweep. A segment's forward writes each
-/// block's output to a fresh slot (out of place: no copies), keeping the inputs of the blocks that
-/// need them (those with angles to differentiate) and overwriting the rest in place.
+/// and each segment is recomputed from it on the backward sweep (segment_forward), then stepped
+/// back through in the reverse of the order its blocks ran.
 template <int L>
 void run_vjp(const Context& ctx, Worker& w, const double* const* trig, Index b0, int valid) {
   const DensityJob& job = *ctx.job;
@@ -1834,24 +1950,12 @@ void run_vjp(const Context& ctx, Worker& w, const double* const* trig, Index b0,
   memset(w.grad, 0, sizeof(double) * size_t(L) * size_t(job.n_angles));
   for (int c = n_ckpt - 1; c >= 0; --c) {
     const int lo = c * stride, hi = lo + stride < nb ? lo + stride : nb;
-    double* cur = slots;
-    int used = 1;
-    memcpy(cur, ckpt + sd * c, sizeof(double) * size_t(sd));
-    for (int k = lo; k < hi; ++k) {
+    memcpy(slots, ckpt + sd * c, sizeof(double) * size_t(sd));
+    const int ran = segment_forward<L>(ctx, w, trig, lo, hi, slots);
+    if (ran < 0) return;
+    for (int i = ran - 1; i >= 0; --i) {
       if (cancelled(job.cancel)) return;
-      w.inputs[k - lo] = cur;
-      if (k + 1 == hi) break;  // the last block's output is never needed
-      if (ctx.blocks[k].fixed) {
-        forward_block<L>(ctx, w, k, trig, cur, cur);  // its input is not needed: overwrite it
-      } else {
-        double* next = slots + sd * used++;
-        forward_block<L>(ctx, w, k, trig, cur, next);
-        cur = next;
-      }
-    }
-    for (int k = hi - 1; k >= lo; --k) {
-      if (cancelled(job.cancel)) return;
-      backward_block<L>(ctx, w, k, trig, lam, w.inputs[k - lo]);
+      backward_block<L>(ctx, w, w.order[i], trig, lam, w.inputs[i]);
     }
   }
   for (int l = 0; l < valid; ++l) {
