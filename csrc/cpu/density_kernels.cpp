@@ -29,6 +29,7 @@
 #include "density.hpp"
 #include "hdqnn/gates.hpp"
 #include "hdqnn/pauli.hpp"
+#include "trig.hpp"
 
 HDQNN_NAMESPACE_BEGIN
 namespace density_kernels {
@@ -84,7 +85,14 @@ void dagger(const C* a, C* out, int dim) {
 /// trig[0, A) <- cos(theta / 2), trig[A, 2 A) <- sin(theta / 2) of one sample's A angles: once per
 /// sample, as every gate's matrix is built several times (forward, backward, gradients).
 void half_angle_table(const DensityJob& job, const double* theta, double* trig) {
-  for (int a = 0; a < job.n_angles; ++a) sincos(0.5 * theta[a], trig + job.n_angles + a, trig + a);
+  constexpr int kChunk = 64;  // half angles converted at once (vectorised sincos: libm's took a tenth
+                              // of a (4, 2, 256) forward)
+  for (int a0 = 0; a0 < job.n_angles; a0 += kChunk) {
+    const int count = job.n_angles - a0 < kChunk ? job.n_angles - a0 : kChunk;
+    double half[kChunk];
+    for (int i = 0; i < count; ++i) half[i] = 0.5 * theta[a0 + i];
+    kernels::half_angle_sincos(half, count, trig + job.n_angles + a0, trig + a0);
+  }
 }
 
 /// Half-angle cosines and sines of gate g's angles from a sample's half_angle_table (angle 0
