@@ -822,8 +822,12 @@ void apply_run_real(const double* src, double* dst, int nbits, const int* bits, 
     for (int j = 0; j < 4; ++j) __builtin_memcpy(&x[j], src + L * (base + offs[j]), sizeof(V));
 #pragma GCC unroll 4
     for (int r = 0; r < 4; ++r) {
-      const V acc = KeepI && r == 0 ? x[0] : a[4 * r] * x[0] + a[4 * r + 1] * x[1] + a[4 * r + 2] * x[2] + a[4 * r + 3] * x[3];
-      if (!KeepI || r > 0 || dst != src) __builtin_memcpy(dst + L * (base + offs[r]), &acc, sizeof(V));
+      if (KeepI && r == 0) {  // the coefficient of I is kept: copied, or left where it is
+        if (dst != src) __builtin_memcpy(dst + L * (base + offs[0]), &x[0], sizeof(V));
+        continue;
+      }
+      const V acc = a[4 * r] * x[0] + a[4 * r + 1] * x[1] + a[4 * r + 2] * x[2] + a[4 * r + 3] * x[3];
+      __builtin_memcpy(dst + L * (base + offs[r]), &acc, sizeof(V));
     }
   }
 }
@@ -934,7 +938,9 @@ HDQNN_INLINE void covariant_group(const V* x, const Covariant& cv, V* y) {
   constexpr CovariantPattern pattern = kCovariant[0];
   V p[16];
 #pragma GCC unroll 16
-  for (int j = 0; j < 16; ++j) p[j] = x[Kind >= 0 ? kCliffordPerm[Kind < 0 ? 0 : Kind].p[j] : cv.perm[j]];
+  for (int j = 0; j < 16; ++j) {  // (the table's index is clamped only so that Kind -1 compiles)
+    p[j] = x[Kind >= 0 ? kCliffordPerm[Kind < 0 ? 0 : Kind].p[j] : cv.perm[j]];
+  }
 #pragma GCC unroll 16
   for (int r = 0; r < 16; ++r) {
     V acc = cv.values[0][pattern.start[r]] * p[pattern.src[pattern.start[r]]];
@@ -968,10 +974,12 @@ void apply_chain_t(const double* src, const ChainOut& to, int nbits, const Chain
     for (int j = 0; j < 16; ++j) __builtin_memcpy(&x[j], src + L * (base + offs[j]), sizeof(V));
     if (c.has_a) group_one_wire<0, KeepI>(x, c.a);
     if (to.after_a) {
+#pragma GCC unroll 16
       for (int j = 0; j < 16; ++j) __builtin_memcpy(to.after_a + L * (base + offs[j]), &x[j], sizeof(V));
     }
     if (c.has_b) group_one_wire<1, KeepI>(x, c.b);
     if (to.after_b) {
+#pragma GCC unroll 16
       for (int j = 0; j < 16; ++j) __builtin_memcpy(to.after_b + L * (base + offs[j]), &x[j], sizeof(V));
     }
     covariant_group<Kind>(x, c.block->cov, y);
@@ -1587,7 +1595,9 @@ struct PendingRuns {
     for (int i = 0; i < 2; ++i) {
       V* m = i == 0 ? c.a : c.b;
       const bool has = held[q[i]];
-      if (has) for (int e = 0; e < 16; ++e) m[e] = product[q[i]][e];
+      if (has) {
+        for (int e = 0; e < 16; ++e) m[e] = product[q[i]][e];
+      }
       (i == 0 ? c.has_a : c.has_b) = has;
       held[q[i]] = false;
     }
