@@ -1380,6 +1380,28 @@ const double* channel_ptm_of(const Context& ctx, int g) {
   return ch >= 0 ? ctx.channel_ptm + 16 * ch : nullptr;
 }
 
+/// r <- the Pauli-transfer matrix of rotation gate ``code`` (rx, ry, rz, or p: rz's up to a phase)
+/// from its half-angle cosine c and sine s, every lane at once: the rotation by the full angle
+/// (cos = c^2 - s^2, sin = 2 c s) of the two Pauli axes it does not fix, with no complex products.
+/// False (r untouched) for any other gate.
+template <class V>
+bool rotation_ptm(int code, const V& c, const V& s, V* r) {
+  int fixed;  // the digit the rotation fixes (besides I); it turns digit a towards digit b
+  if (code == kGateRx) fixed = 1;
+  else if (code == kGateRy) fixed = 2;
+  else if (code == kGateRz || code == kGateP) fixed = 3;
+  else return false;
+  static constexpr int kFrom[4] = {0, 2, 3, 1}, kTo[4] = {0, 3, 1, 2};  // rx: Y -> Z, ry: Z -> X, rz: X -> Y
+  const int a = kFrom[fixed], b = kTo[fixed];
+  const V zero = V{} + 0.0, cos_full = c * c - s * s, sin_full = 2.0 * c * s;
+  for (int e = 0; e < 16; ++e) r[e] = zero;
+  r[0] = r[5 * fixed] = zero + 1.0;
+  r[5 * a] = r[5 * b] = cos_full;
+  r[4 * b + a] = sin_full;  // the image of a gains + sin b
+  r[4 * a + b] = -sin_full;  // the image of b gains - sin a
+  return true;
+}
+
 /// r <- the real (Pauli-basis) matrix of one-qubit run ``b`` in every lane: each gate's U (x)
 /// conj(U) taken to the Pauli basis, times its channel's precomputed real matrix, multiplied up in
 /// real arithmetic (a quarter of run_matrix_lanes' complex products). With ``steps``, also each
@@ -1399,18 +1421,20 @@ void pauli_run_lanes(const Context& ctx, const Block& b, const double* const* tr
   for (int g = b.lo; g <= b.hi; ++g) {
     V c[kMaxGateAngles], s[kMaxGateAngles];
     lane_half_angles<L>(job, g, trig, c, s);
-    CV u[4], t[16];
-    single_qubit_matrix<V, double>(job.gates[4 * g], c, s, 1, u);
-    for (int r0 = 0; r0 < 2; ++r0) {
-      for (int c0 = 0; c0 < 2; ++c0) {
-        for (int r1 = 0; r1 < 2; ++r1) {
-          for (int c1 = 0; c1 < 2; ++c1) t[(2 * r0 + c0) * 4 + 2 * r1 + c1] = u[r0 * 2 + r1] * conj(u[c0 * 2 + c1]);
-        }
-      }
-    }
     V gate[16], local[16], next[16];
     V* step = steps != nullptr ? steps + 16 * (g - b.lo) : local;
-    pauli_of_run(t, gate);
+    if (!rotation_ptm(job.gates[4 * g], c[0], s[0], gate)) {
+      CV u[4], t[16];
+      single_qubit_matrix<V, double>(job.gates[4 * g], c, s, 1, u);
+      for (int r0 = 0; r0 < 2; ++r0) {
+        for (int c0 = 0; c0 < 2; ++c0) {
+          for (int r1 = 0; r1 < 2; ++r1) {
+            for (int c1 = 0; c1 < 2; ++c1) t[(2 * r0 + c0) * 4 + 2 * r1 + c1] = u[r0 * 2 + r1] * conj(u[c0 * 2 + c1]);
+          }
+        }
+      }
+      pauli_of_run(t, gate);
+    }
     apply_channel4(channel_ptm_of(ctx, g), gate, step);
     real_matmul4(step, r, next);
     for (int e = 0; e < 16; ++e) r[e] = next[e];
