@@ -732,6 +732,22 @@ HDQNN_INLINE void load_group(const double* src, Index base, const Index* offs, d
   }
 }
 
+/// x[j] <- the lane vector of entry base + offs[j] of a Pauli-basis state, j < D.
+template <int D, class V>
+HDQNN_INLINE void load_vectors(const double* src, Index base, const Index* offs, V* x) {
+  constexpr int L = sizeof(V) / sizeof(double);
+#pragma GCC unroll 16
+  for (int j = 0; j < D; ++j) __builtin_memcpy(&x[j], src + L * (base + offs[j]), sizeof(V));
+}
+
+/// Entry base + offs[j] of a Pauli-basis state <- the lane vector x[j], j < D.
+template <int D, class V>
+HDQNN_INLINE void store_vectors(double* dst, Index base, const Index* offs, const V* x) {
+  constexpr int L = sizeof(V) / sizeof(double);
+#pragma GCC unroll 16
+  for (int j = 0; j < D; ++j) __builtin_memcpy(dst + L * (base + offs[j]), &x[j], sizeof(V));
+}
+
 /// dst <- m src on bit positions ``bits`` of every lane's Pauli coefficients (real, entry e's lanes
 /// at v[L e]); dst may be src. KeepI: m keeps the coefficient of I (row 0 is (1, 0, ..., 0): a
 /// trace-preserving map), so entry 0 of a group is copied (or, in place, left) rather than
@@ -818,8 +834,7 @@ void apply_run_real(const double* src, double* dst, int nbits, const int* bits, 
   for (Index i = 0; i < groups; ++i) {
     const Index base = insert_zeros(i, sorted, 2);
     V x[4];
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) __builtin_memcpy(&x[j], src + L * (base + offs[j]), sizeof(V));
+    load_vectors<4>(src, base, offs, x);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; ++r) {
       if (KeepI && r == 0) {  // the coefficient of I is kept: copied, or left where it is
@@ -884,8 +899,7 @@ void apply_covariant_adjoint(double* v, int nbits, const int* bits, const Covari
   for (Index i = 0; i < groups; ++i) {
     const Index base = insert_zeros(i, sorted, 4);
     V x[16];
-#pragma GCC unroll 16
-    for (int j = 0; j < 16; ++j) __builtin_memcpy(&x[j], v + L * (base + offs[j]), sizeof(V));
+    load_vectors<16>(v, base, offs, x);
 #pragma GCC unroll 16
     for (int r = 0; r < 16; ++r) {
       V acc = a[pattern.start[r]] * x[pattern.src[pattern.start[r]]];
@@ -970,21 +984,13 @@ void apply_chain_t(const double* src, const ChainOut& to, int nbits, const Chain
   for (Index i = 0; i < groups; ++i) {
     const Index base = insert_zeros(i, sorted, 4);
     V x[16], y[16];
-#pragma GCC unroll 16
-    for (int j = 0; j < 16; ++j) __builtin_memcpy(&x[j], src + L * (base + offs[j]), sizeof(V));
+    load_vectors<16>(src, base, offs, x);
     if (c.has_a) group_one_wire<0, KeepI>(x, c.a);
-    if (to.after_a) {
-#pragma GCC unroll 16
-      for (int j = 0; j < 16; ++j) __builtin_memcpy(to.after_a + L * (base + offs[j]), &x[j], sizeof(V));
-    }
+    if (to.after_a) store_vectors<16>(to.after_a, base, offs, x);
     if (c.has_b) group_one_wire<1, KeepI>(x, c.b);
-    if (to.after_b) {
-#pragma GCC unroll 16
-      for (int j = 0; j < 16; ++j) __builtin_memcpy(to.after_b + L * (base + offs[j]), &x[j], sizeof(V));
-    }
+    if (to.after_b) store_vectors<16>(to.after_b, base, offs, x);
     covariant_group<Kind>(x, c.block->cov, y);
-#pragma GCC unroll 16
-    for (int j = 0; j < 16; ++j) __builtin_memcpy(to.out + L * (base + offs[j]), &y[j], sizeof(V));
+    store_vectors<16>(to.out, base, offs, y);
   }
 }
 
@@ -1025,11 +1031,8 @@ void gram_apply_real(double* lam, const double* rho, int nbits, const int* bits,
   for (Index i = 0; i < groups; ++i) {
     const Index base = insert_zeros(i, sorted, 2);
     V x[4], y[4];
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
-      __builtin_memcpy(&x[j], lam + L * (base + offs[j]), sizeof(V));
-      __builtin_memcpy(&y[j], rho + L * (base + offs[j]), sizeof(V));
-    }
+    load_vectors<4>(lam, base, offs, x);
+    load_vectors<4>(rho, base, offs, y);
 #pragma GCC unroll 16
     for (int e = KeepI ? 4 : 0; e < 16; ++e) g[e] += x[e >> 2] * y[e & 3];
 #pragma GCC unroll 4
