@@ -20,6 +20,9 @@
 // and each fused superoperator its real Pauli-transfer matrix, so a pass multiplies reals (a
 // quarter of the complex products, half the memory, no mirrored writes) and an expectation is one
 // entry. The blocks, their fusion, the lanes and the VJP's checkpoints are the same in both bases.
+// There, a noisy Clifford (a fixed two-qubit block in the covariant form) also takes the one-qubit
+// runs before it on its wires into its pass (a chain: forward_blocks, segment_forward), since the
+// passes are bound by their arithmetic and instruction count rather than by the cache.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
