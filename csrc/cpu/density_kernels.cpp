@@ -752,10 +752,8 @@ HDQNN_INLINE void store_vectors(double* dst, Index base, const Index* offs, cons
 }
 
 /// dst <- m src on bit positions ``bits`` of every lane's Pauli coefficients (real, entry e's lanes
-/// at v[L e]); dst may be src. KeepI: m keeps the coefficient of I (row 0 is (1, 0, ..., 0): a
-/// trace-preserving map), so entry 0 of a group is copied (or, in place, left) rather than
-/// multiplied: 12 of a dense one-wire pass's 16 products.
-template <int L, int K, bool Shared, bool Dense, bool KeepI = false>
+/// at v[L e]); dst may be src. (A dense one-wire m takes apply_run_real.)
+template <int L, int K, bool Shared, bool Dense>
 void apply_real_t(const double* src, double* dst, int nbits, const int* bits, const Sparse& m) {
   constexpr int D = 1 << K;
   Index offs[D];
@@ -766,11 +764,7 @@ void apply_real_t(const double* src, double* dst, int nbits, const int* bits, co
     const Index base = insert_zeros(i, sorted, K);
     double x[D][L];
     load_group<L, D>(src, base, offs, x);
-    if (KeepI && dst != src) {
-      double* p = dst + L * (base + offs[0]);
-      for (int l = 0; l < L; ++l) p[l] = x[0][l];
-    }
-    for (int r = KeepI ? 1 : 0; r < D; ++r) {
+    for (int r = 0; r < D; ++r) {
       double acc[L] = {};
       const int begin = Dense ? r * D : m.row_start[r], end = Dense ? (r + 1) * D : m.row_start[r + 1];
       for (int e = begin; e < end; ++e) {
@@ -824,15 +818,20 @@ void apply_real_padded(const double* src, double* dst, int nbits, const int* bit
   }
 }
 
-/// apply_real_t for a dense one-wire m per lane (a run's pass), in lane vectors.
-template <int L, bool KeepI>
+/// apply_real_t for a dense one-wire m (a run's pass; Shared: one matrix for every lane), in lane
+/// vectors. KeepI: m keeps the coefficient of I (row 0 is (1, 0, 0, 0): a trace-preserving map), so
+/// entry 0 of a group is copied (or, in place, left) rather than multiplied: 12 of 16 products.
+template <int L, bool Shared, bool KeepI>
 void apply_run_real(const double* src, double* dst, int nbits, const int* bits, const Sparse& m) {
   typedef typename LaneVector<L>::type V;
   Index offs[4];
   int sorted[2];
   layout(bits, 2, offs, sorted);
   V a[16];
-  for (int e = 0; e < 16; ++e) __builtin_memcpy(&a[e], m.re + e * L, sizeof(V));
+  for (int e = 0; e < 16; ++e) {
+    if (Shared) a[e] = V{} + m.re[e];
+    else __builtin_memcpy(&a[e], m.re + e * L, sizeof(V));
+  }
   const Index groups = Index(1) << (nbits - 2);
   for (Index i = 0; i < groups; ++i) {
     const Index base = insert_zeros(i, sorted, 2);
@@ -852,14 +851,13 @@ void apply_run_real(const double* src, double* dst, int nbits, const int* bits, 
 
 template <int L, int K, bool Shared>
 void apply_real_k(const double* src, double* dst, int nbits, const int* bits, const Sparse& m, bool keep_i) {
-  if (K == 2 && !Shared && m.nnz == 16) {
-    if (keep_i) apply_run_real<L, true>(src, dst, nbits, bits, m);
-    else apply_run_real<L, false>(src, dst, nbits, bits, m);
+  if (K == 2 && m.nnz == 16) {
+    if (keep_i) apply_run_real<L, Shared, true>(src, dst, nbits, bits, m);
+    else apply_run_real<L, Shared, false>(src, dst, nbits, bits, m);
     return;
   }
   if (m.nnz == (1 << (2 * K))) {
-    if (keep_i) apply_real_t<L, K, Shared, true, true>(src, dst, nbits, bits, m);
-    else apply_real_t<L, K, Shared, true>(src, dst, nbits, bits, m);
+    apply_real_t<L, K, Shared, true>(src, dst, nbits, bits, m);
     return;
   }
   int width = 0;
@@ -873,8 +871,8 @@ void apply_real_k(const double* src, double* dst, int nbits, const int* bits, co
   else apply_real_t<L, K, Shared, false>(src, dst, nbits, bits, m);
 }
 
-/// dst <- m src in the Pauli basis (m real; dst may be src); keep_i: m is dense and keeps the
-/// coefficient of I (apply_real_t's KeepI).
+/// dst <- m src in the Pauli basis (m real; dst may be src); keep_i: m is a dense one-wire matrix
+/// that keeps the coefficient of I (apply_run_real's KeepI).
 template <int L>
 void apply_real(const double* src, double* dst, int nbits, const int* bits, const Sparse& m, bool keep_i) {
   if (m.k == 2) {
