@@ -33,6 +33,7 @@
 #include "hdqnn/gates.hpp"
 #include "hdqnn/pauli.hpp"
 #include "trig.hpp"
+#include "workspace.hpp"
 
 HDQNN_NAMESPACE_BEGIN
 namespace density_kernels {
@@ -1297,7 +1298,8 @@ void* aligned(size_t bytes) { return aligned_alloc(kAlignment, (bytes + kAlignme
 
 bool setup_worker(const Context& ctx, Worker& w, int L) {
   const DensityJob& job = *ctx.job;
-  w.states = static_cast<double*>(aligned(sizeof(double) * size_t(ctx.state_doubles) * size_t(ctx.states)));
+  w.states = static_cast<double*>(
+      allocate_workspace(sizeof(double) * size_t(ctx.state_doubles) * size_t(ctx.states)));
   w.dense = static_cast<C*>(aligned(sizeof(C) * L * kMaxEntries));
   w.values = static_cast<double*>(aligned(sizeof(double) * 2 * kMaxEntries * L));
   w.run = static_cast<C*>(aligned(sizeof(C) * L * (2 * ctx.max_run + 4) * 16));

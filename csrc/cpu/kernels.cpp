@@ -18,15 +18,12 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
-
 #include "isa_variant.hpp"  // first: selects this object's instruction-set namespace
 
 #include "block_runner.hpp"
 #include "engine_types.hpp"
 #include "lanes.hpp"
+#include "workspace.hpp"
 
 HDQNN_NAMESPACE_BEGIN
 namespace kernels {
@@ -38,21 +35,6 @@ constexpr size_t kAlignment = 64;
 /// loads lambda[j], which the core would otherwise treat as possibly dependent (4K aliasing), and
 /// the amplitudes of a pair or quad in all four arrays would compete for one L1 set.
 constexpr Index kStateGapBytes = 4 * kAlignment;
-/// Workspaces from this size are placed on transparent huge pages: a 20-qubit block is tens of MiB,
-/// and with 4 KiB pages each call spends more time in page faults than in a gate pass, and the
-/// chunk copies of cache blocking touch a new page every few runs (TLB misses).
-constexpr size_t kHugePage = size_t(2) << 20;
-
-/// Aligned workspace of at least ``bytes``, or nullptr; release with free().
-void* allocate_workspace(size_t bytes) {
-  if (bytes < kHugePage) return aligned_alloc(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
-  void* memory = aligned_alloc(kHugePage, (bytes + kHugePage - 1) / kHugePage * kHugePage);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (memory != nullptr) madvise(memory, bytes, MADV_HUGEPAGE);  // a hint: failure only costs speed
-#endif
-  return memory;
-}
-
 HDQNN_INLINE int thread_id() {
 #ifdef _OPENMP
   return omp_get_thread_num();
