@@ -77,8 +77,20 @@ def _measure(cases: list[tuple]) -> list[dict]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _assert_estimates_bound_peaks(results: list[dict]) -> None:
+def _remeasure_overshoots(results: list[dict]) -> list[dict]:
+    """Each case whose peak exceeds its estimate, measured once more in a fresh process, keeping
+    the lower peak. The peak RSS only errs upwards (in one full-suite run of 2026-12-07 the NumPy
+    VJP's peak read +112 MiB once against 96 MiB in every other run, alone or in the suite): an
+    estimate too low reads high both times, a stray reading only once."""
     for r in results:
+        if r["need"] + SLACK < r["peak"]:
+            again = _measure([tuple(r["case"])])[0]
+            r["peak"] = min(r["peak"], again["peak"])
+    return results
+
+
+def _assert_estimates_bound_peaks(results: list[dict]) -> None:
+    for r in _remeasure_overshoots(results):
         need, peak = r["need"], r["peak"]
         report = f"{r['case']}: estimated {need / 2**20:.0f} MiB, measured peak +{peak / 2**20:.0f} MiB"
         assert peak > 16 << 20, f"case too small to measure: {report}"
