@@ -45,6 +45,7 @@ from pennylane.transforms.core import CompilePipeline, transform
 
 from ..circuits import MAX_QUBITS, Circuit, Input, Weight
 from ..sim import expval, sample, statevector, vjp
+from ..sim.api import reuses_states
 
 __all__ = ["HdqnnQubit", "PennyLaneSlots", "from_pennylane"]
 
@@ -68,6 +69,9 @@ SKIPPED = frozenset({"Identity", "GlobalPhase", "Barrier"})
 CACHE_SIZE = 128
 
 DEVICE_GRADIENTS = frozenset({"adjoint", "device", "best"})
+#: An expectation forward on the device-gradient path keeps its final states up to this size (as
+#: QuantumLayer's KEPT_STATE_BYTES), so that the VJP of the same tapes skips its forward pass.
+KEPT_STATE_BYTES = 1 << 28
 #: Parameter types that need no conversion.
 NUMPY_TYPES = (np.ndarray, np.generic, float, int, complex)
 
@@ -292,6 +296,7 @@ class HdqnnQubit(Device):
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._backend = backend
         self._structures: OrderedDict[tuple, Structure] = OrderedDict()
+        self._kept: dict[tuple, _Kept] = {}  # the last execute's final states, by group key
 
     @property
     def name(self) -> str:
@@ -356,8 +361,10 @@ class HdqnnQubit(Device):
     def execute(self, circuits: Sequence[Any], execution_config: ExecutionConfig | None = None) -> tuple:
         circuits = [_numpy_measurements(tape) for tape in circuits]
         results: list[Any] = [None] * len(circuits)
+        self._kept = {}
+        keep = execution_config is not None and execution_config.gradient_method in DEVICE_GRADIENTS
         for group in self._groups(circuits):
-            for i, result in zip(group.indices, self._run_group(group)):
+            for i, result in zip(group.indices, self._run_group(group, keep)):
                 results[i] = result
         return tuple(results)
 
@@ -375,18 +382,23 @@ class HdqnnQubit(Device):
 
     # ------------------------------------------------------------------------- internals
     def _wire_order(self, tape: Any) -> Any:
+        """The device's wires, else the tape's. (A wire outside the device's fails _structure's
+        lookups: ``tape.wires``, PennyLane's union over every operation, is ~3 ms at 400 gates.)"""
         wires = self.wires if self.wires is not None else tape.wires
-        missing = tape.wires - wires
-        if missing:
-            raise DeviceError(f"the circuit uses wires {missing.tolist()} that hdqnn.qubit does not have "
-                              f"(device wires: {wires.tolist()})")
         if not 1 <= len(wires) <= MAX_QUBITS:
             raise DeviceError(f"hdqnn.qubit simulates 1 to {MAX_QUBITS} wires, the circuit has {len(wires)}")
         return wires
 
     def _structure(self, tape: Any, wire_order: Any) -> tuple[tuple, Structure]:
         wire_index = {w: i for i, w in enumerate(wire_order)}
-        key = (tuple(wire_order), structure_key(tape, wire_index))
+        try:
+            key = (tuple(wire_order), structure_key(tape, wire_index))
+        except KeyError:  # an operation on a wire outside the device
+            key = None
+        if key is None or any(w not in wire_index for mp in tape.measurements for w in mp.wires.labels):
+            missing = tape.wires - wire_order
+            raise DeviceError(f"the circuit uses wires {missing.tolist()} that hdqnn.qubit does not have "
+                              f"(device wires: {wire_order.tolist()})")
         structure = self._structures.get(key)
         if structure is None:
             structure = self._structures[key] = build_structure(tape, wire_index, len(wire_order))
@@ -402,7 +414,7 @@ class HdqnnQubit(Device):
         for i, tape in enumerate(circuits):
             wire_order = self._wire_order(tape)
             key, structure = self._structure(tape, wire_order)
-            group = groups.setdefault((key, tape.shots), _Group(structure, wire_order))
+            group = groups.setdefault((key, tape.shots), _Group((key, tape.shots), structure, wire_order))
             group.add(i, tape)
         return list(groups.values())
 
@@ -414,18 +426,31 @@ class HdqnnQubit(Device):
             return inputs, first
         return inputs, np.concatenate([np.broadcast_to(b.weights, (b.batch, len(b.weights))) for b in group.bound])
 
-    def _run_group(self, group: _Group) -> list[Any]:
+    def _run_group(self, group: _Group, keep: bool = False) -> list[Any]:
         if group.tapes[0].shots:
             return self._sample_group(group)
         if all(_pauli_expval(mp) for t in group.tapes for mp in t.measurements):
-            return self._expval_group(group)
+            return self._expval_group(group, keep)
         return self._state_group(group)
 
-    def _expval_group(self, group: _Group) -> list[Any]:
+    def _keeps_states(self, group: _Group, batch: int) -> bool:
+        """Whether a forward of ``group`` keeps its final states for the VJP that may follow: tapes
+        with trainable parameters, on an engine that starts the VJP from them, within
+        KEPT_STATE_BYTES."""
+        if not any(t.trainable_params for t in group.tapes) or not reuses_states(self._backend):
+            return False
+        return batch * (1 << len(group.wire_order)) * self._c_dtype.itemsize <= KEPT_STATE_BYTES
+
+    def _expval_group(self, group: _Group, keep: bool = False) -> list[Any]:
         union = _TermUnion()
         per_tape = [[union.add(mp.obs.pauli_rep, group.wire_index) for mp in t.measurements] for t in group.tapes]
         inputs, weights = self._engine_args(group)
-        if union.terms:
+        if union.terms and keep and self._keeps_states(group, inputs.shape[0]):
+            ev, states = expval(group.structure.circuit, inputs, weights, observables=union.terms,
+                                dtype=self._c_dtype, backend=self._backend, return_state=True)
+            ev = np.asarray(ev, dtype=np.float64)
+            self._kept[group.key] = _Kept(inputs, weights, states)
+        elif union.terms:
             ev = np.asarray(expval(group.structure.circuit, inputs, weights, observables=union.terms,
                                    dtype=self._c_dtype, backend=self._backend), dtype=np.float64)
         else:  # identity observables only
@@ -476,6 +501,8 @@ class HdqnnQubit(Device):
         union = _TermUnion()
         per_tape = [[union.add(mp.obs.pauli_rep, group.wire_index) for mp in t.measurements] for t in group.tapes]
         inputs, weights = self._engine_args(group)
+        kept = self._kept.pop(group.key, None)
+        final_state = kept.states if kept is not None and kept.matches(inputs, weights) else None
         if len(group.tapes) > 1 and weights.ndim == 1:  # per-row weights: each tape's own sum of gradients
             weights = np.broadcast_to(weights, (inputs.shape[0], len(weights)))
         grad_output = np.zeros((inputs.shape[0], len(union.terms)), dtype=np.float64)
@@ -485,7 +512,7 @@ class HdqnnQubit(Device):
                 np.add.at(grad_output, (slice(rows.start, rows.stop), cols), dy[:, None] * coeffs[None, :])
         if union.terms and grad_output.any():
             gx, gw = vjp(group.structure.circuit, inputs, weights, grad_output, observables=union.terms,
-                         dtype=self._c_dtype, backend=self._backend)
+                         dtype=self._c_dtype, backend=self._backend, final_state=final_state)
             gx, gw = np.asarray(gx, dtype=np.float64), np.asarray(gw, dtype=np.float64)
         else:  # nothing flows back: skip the engine
             gx, gw = np.zeros(inputs.shape), np.zeros(weights.shape)
@@ -523,10 +550,25 @@ class ParameterVJPs(tuple):
         return np.empty(len(self)).squeeze(axis)
 
 
+@dataclass(frozen=True)
+class _Kept:
+    """A forward's engine arguments and the final states it left, for the VJP of the same tapes."""
+
+    inputs: np.ndarray
+    weights: np.ndarray
+    states: np.ndarray
+
+    def matches(self, inputs: np.ndarray, weights: np.ndarray) -> bool:
+        """The VJP's arguments are the forward's: its tapes are PennyLane's NumPy copies of the
+        forward's, so equal values, not identity, tell that the states are theirs."""
+        return np.array_equal(self.inputs, inputs) and np.array_equal(self.weights, weights)
+
+
 class _Group:
     """Tapes of one structure (and shot count), stacked along the batch for one engine call."""
 
-    def __init__(self, structure: Structure, wire_order: Any) -> None:
+    def __init__(self, key: tuple, structure: Structure, wire_order: Any) -> None:
+        self.key = key
         self.structure = structure
         self.wire_order = wire_order
         self.wire_index = {w: i for i, w in enumerate(wire_order)}

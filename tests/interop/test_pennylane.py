@@ -324,6 +324,8 @@ def test_unsupported_things_raise_clearly():
         program((tape,))
     with pytest.raises(qml.exceptions.DeviceError, match=r"wires \[2\] that hdqnn.qubit does not have"):
         dev.execute(qml.tape.QuantumScript([qml.RX(0.1, 2)], [qml.expval(qml.Z(0))]))
+    with pytest.raises(qml.exceptions.DeviceError, match=r"wires \[7\] that hdqnn.qubit does not have"):
+        dev.execute(qml.tape.QuantumScript([qml.RX(0.1, 0)], [qml.probs(wires=[0, 7])]))
     with pytest.raises(qml.exceptions.DeviceError, match="1 to 30 wires"):
         HdqnnQubit().execute(qml.tape.QuantumScript([qml.RX(0.1, w) for w in range(31)], [qml.expval(qml.Z(0))]))
     with pytest.raises(qml.exceptions.DeviceError, match="deferring"):
@@ -380,6 +382,54 @@ def test_compute_vjp_coalesces_tapes_with_their_own_weights(monkeypatch):
     want = qml.device("default.qubit", wires=2).compute_vjp(tapes, cotangents, config)
     assert calls == [(3, 0)]  # three tapes, one engine call
     for g, v in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g, dtype=float), np.asarray(v, dtype=float), atol=1e-10)
+
+
+def test_vjp_starts_from_the_states_of_its_forward(monkeypatch):
+    """A torch step's VJP starts from the states its forward kept (no second forward pass); a VJP
+    of other parameter values, or after another forward, runs its own, with the same gradients."""
+    starts = []
+    real = hdqnn_pl.vjp
+    monkeypatch.setattr(hdqnn_pl, "vjp", lambda *a, **k: starts.append(k["final_state"] is not None) or real(*a, **k))
+
+    def circuit(x, w):
+        _ansatz(x, w)
+        return qml.expval(qml.Z(0) @ qml.Y(1) + 0.5 * qml.X(2))
+
+    dev = HdqnnQubit(wires=N_WIRES)
+    ours = qml.QNode(circuit, dev, interface="torch", diff_method="adjoint")
+    theirs = qml.QNode(circuit, qml.device("default.qubit", wires=N_WIRES), interface="torch",
+                       diff_method="backprop")
+    x, w = _args(7, seed=5)
+    for g, v in zip(_torch_grads(ours, x, w), _torch_grads(theirs, x, w)):
+        np.testing.assert_allclose(g, v, atol=1e-10)
+    assert starts == [True] and not dev._kept  # used, then released
+
+    rng = np.random.default_rng(10)
+
+    def tape(a, b):
+        ops = [qml.RX(a, 0), qml.CNOT([0, 1]), qml.RY(b, 1), qml.CRZ(0.3, [1, 0])]
+        return qml.tape.QuantumScript(ops, [qml.expval(qml.Z(0) @ qml.Y(1))], trainable_params=[0, 1])
+
+    config = qml.devices.ExecutionConfig(gradient_method="adjoint")
+    run, other = [tape(*rng.uniform(-3, 3, 2)) for _ in range(2)], [tape(*rng.uniform(-3, 3, 2)) for _ in range(2)]
+    cotangents = [1.5, -0.7]
+    want = qml.device("default.qubit", wires=2).compute_vjp(other, cotangents, config)
+    starts.clear()
+    dev = HdqnnQubit(wires=2)
+    dev.execute(run, config)
+    got = dev.compute_vjp(other, cotangents, config)  # other values: its own forward
+    dev.execute(run, config)
+    dev.execute(other, qml.devices.ExecutionConfig())  # no device gradient: nothing kept, the last dropped
+    got_after = dev.compute_vjp(other, cotangents, config)
+    assert starts == [False, False]
+    for g, g2, v in zip(got, got_after, want):
+        np.testing.assert_allclose(np.asarray(g, dtype=float), np.asarray(v, dtype=float), atol=1e-10)
+        np.testing.assert_allclose(np.asarray(g2, dtype=float), np.asarray(v, dtype=float), atol=1e-10)
+    dev.execute(other, config)
+    got_kept = dev.compute_vjp(other, cotangents, config)
+    assert starts == [False, False, True]
+    for g, v in zip(got_kept, want):
         np.testing.assert_allclose(np.asarray(g, dtype=float), np.asarray(v, dtype=float), atol=1e-10)
 
 
