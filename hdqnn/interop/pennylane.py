@@ -436,7 +436,9 @@ class HdqnnQubit(Device):
     def _keeps_states(self, group: _Group, batch: int) -> bool:
         """Whether a forward of ``group`` keeps its final states for the VJP that may follow: tapes
         with trainable parameters, on an engine that starts the VJP from them, within
-        KEPT_STATE_BYTES."""
+        KEPT_STATE_BYTES. (Under torch.no_grad PennyLane calls execute the same way, trainable
+        parameters and all, from inside its autograd function, where grad mode is always off: an
+        inference forward keeps them too, until the next execute.)"""
         if not any(t.trainable_params for t in group.tapes) or not reuses_states(self._backend):
             return False
         return batch * (1 << len(group.wire_order)) * self._c_dtype.itemsize <= KEPT_STATE_BYTES
