@@ -101,6 +101,36 @@ def test_gradient_several_circuits_parameter_subsets_in_given_order():
     assert [m["parameters"] for m in ours.metadata] == [list(m["parameters"]) for m in ref.metadata]
 
 
+def test_gradient_run_refuses_what_qiskit_ml_refuses_with_its_messages():
+    """EstimatorGradient.run checks once per circuit what BaseEstimatorGradient checks per row."""
+    from qiskit.circuit import Parameter, QuantumCircuit
+    from qiskit.primitives import StatevectorEstimator
+    from qiskit.quantum_info import SparsePauliOp
+    from qiskit_machine_learning.gradients import ParamShiftEstimatorGradient
+
+    from hdqnn.interop.qiskit import EstimatorGradient
+
+    _, _, qc = feature_map_and_ansatz()
+    ok_values = np.zeros(qc.num_parameters)
+    fixed = QuantumCircuit(3)
+    fixed.h(0)
+    cases = [
+        ([qc, qc], [SparsePauliOp("ZZZ")] * 2, [ok_values], None),                   # values per circuit
+        ([qc], [SparsePauliOp("ZZZ")], [ok_values[:-1]], None),                      # values per parameter
+        ([fixed], [SparsePauliOp("ZZZ")], [[]], None),                               # not parameterised
+        ([qc, qc], [SparsePauliOp("ZZZ")], [ok_values] * 2, None),                   # observables per circuit
+        ([qc], [SparsePauliOp("ZZ")], [ok_values], None),                            # qubits
+        ([qc, qc], [SparsePauliOp("ZZZ")] * 2, [ok_values] * 2, [None]),             # parameter lists
+        ([qc, qc], [SparsePauliOp("ZZZ")] * 2, [ok_values] * 2, [None, [Parameter("foreign")]]),
+    ]
+    for circuits, obs, values, params in cases:
+        with pytest.raises(ValueError) as theirs:
+            ParamShiftEstimatorGradient(StatevectorEstimator()).run(circuits, obs, values, params)
+        with pytest.raises(ValueError) as ours:
+            EstimatorGradient().run(circuits, obs, values, params)
+        assert str(ours.value) == str(theirs.value)
+
+
 def test_gradient_rejects_non_hermitian_observables():
     from qiskit.quantum_info import SparsePauliOp
 
