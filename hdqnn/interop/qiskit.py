@@ -66,6 +66,20 @@ def statevector(circuit: Any, parameter_values: Any = None, *, dtype: Any = np.c
     return to_qiskit_order(psi) * np.exp(1j * slots.phase(values))[:, None].astype(psi.dtype)
 
 
+def distinct_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct rows of ``values`` [N, P] in order of first appearance, the index of each row's
+    among them). qiskit-ml repeats every parameter row once per observable (its forward's PUBs
+    share one value array; its backward tiles the rows K times), and each distinct row needs one
+    forward only. Rows are compared by their bytes: a dict of 2,560 rows of 210 values takes ~3 ms,
+    np.unique(axis=0)'s sort ~30 ms."""
+    values = np.ascontiguousarray(values)
+    first: dict[bytes, int] = {}
+    index = np.fromiter((first.setdefault(row.tobytes(), len(first)) for row in values), dtype=np.int64,
+                        count=len(values))
+    _, first_row = np.unique(index, return_index=True)  # each distinct row's first occurrence
+    return values[first_row], index
+
+
 def _group_by_circuit(pubs: list, key) -> list[list[int]]:
     groups: dict[Any, list[int]] = {}
     for i, pub in enumerate(pubs):
@@ -161,10 +175,11 @@ class Estimator(BaseEstimatorV2):
         union = PauliUnion(o for obs in flat_obs for o in obs)
         values = np.concatenate(rows)
         if union.terms and len(values):
-            ev = expval(hd, slots.inputs(values), observables=union.terms, dtype=self._dtype, backend=self._backend)
+            distinct, row_of = distinct_rows(values)
+            ev = expval(hd, slots.inputs(distinct), observables=union.terms, dtype=self._dtype, backend=self._backend)
+            ev = np.asarray(ev, dtype=np.float64)[row_of]
         else:  # identity observables only, or no rows
             ev = np.zeros((values.shape[0], len(union.terms)))
-        ev = np.asarray(ev, dtype=np.float64)
         results, row0, obs0 = [], 0, 0
         for pub, r, obs in zip(pubs, rows, flat_obs):
             block = ev[row0:row0 + len(r)]

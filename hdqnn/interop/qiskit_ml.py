@@ -30,7 +30,7 @@ from qiskit_machine_learning.gradients import BaseEstimatorGradient, DerivativeT
 from ..autograd import QuantumLayer
 from ..sim import expval, vjp
 from ..sim.api import reuses_states
-from .qiskit import Estimator, PauliUnion
+from .qiskit import Estimator, PauliUnion, distinct_rows
 from .qiskit_circuit import cached_from_qiskit
 
 __all__ = ["EstimatorGradient", "EstimatorQNNLayer", "to_quantum_layer"]
@@ -105,12 +105,12 @@ class EstimatorGradient(BaseEstimatorGradient):
         if not union.terms:  # identity observables: constant values
             return np.zeros_like(values)
         inputs = slots.inputs(values)
-        distinct, row_of = np.unique(inputs, axis=0, return_inverse=True)
+        distinct, row_of = distinct_rows(inputs)
         state = None
         if len(distinct) < len(inputs) and reuses_states(self._backend):
             _, states = expval(hd, distinct, None, observables=union.terms, dtype=self._dtype, backend=self._backend,
                                return_state=True)
-            state = np.asarray(states)[row_of.reshape(-1)]
+            state = np.asarray(states)[row_of]
         gx, _ = vjp(hd, inputs, None, union.coeffs, observables=union.terms, dtype=self._dtype,
                     backend=self._backend, final_state=state)
         return slots.parameter_gradient(values, gx)

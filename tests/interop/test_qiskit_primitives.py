@@ -61,6 +61,39 @@ def test_estimator_broadcasts_pubs_like_statevector_estimator(monkeypatch):
     assert ours.metadata == {"version": 2}
 
 
+def test_estimator_runs_each_distinct_parameter_row_once(monkeypatch):
+    """qiskit-ml's forward: one PUB per observable, all on the same parameter rows."""
+    from qiskit.primitives import StatevectorEstimator
+
+    from hdqnn.interop.qiskit import Estimator
+
+    qc = feature_map_circuit()
+    rng = np.random.default_rng(2)
+    values = rng.uniform(-1, 1, (5, qc.num_parameters))
+    values[3] = values[1]  # a repeated row inside a PUB too
+    pubs = [(qc, obs, values) for obs in ("ZII", "IXI", "IIY", "ZZZ")] + [(qc, "XXX", values[:2] + 1.0)]
+    calls = engine_calls(monkeypatch, "expval")
+    ours = Estimator().run(pubs).result()
+    ref = StatevectorEstimator().run(pubs).result()
+    assert [rows for rows, _ in calls] == [6]  # 4 distinct rows of the first four PUBs, 2 of the last
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a.data.evs, b.data.evs, atol=TOL)
+
+
+def test_distinct_rows_in_order_of_first_appearance():
+    from hdqnn.interop.qiskit import distinct_rows
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(4, 3))
+    values = base[[2, 0, 2, 3, 0, 1, 1]]
+    distinct, index = distinct_rows(values)
+    np.testing.assert_array_equal(distinct, base[[2, 0, 3, 1]])
+    np.testing.assert_array_equal(index, [0, 1, 0, 2, 1, 3, 3])
+    np.testing.assert_array_equal(distinct[index], values)
+    empty, none = distinct_rows(np.zeros((0, 3)))
+    assert empty.shape == (0, 3) and none.shape == (0,)
+
+
 def test_estimator_is_exact_by_default_and_emulates_precision_on_request():
     """EstimatorQNN passes precision=0.015625: identical rows must still give identical values."""
     from hdqnn.interop.qiskit import Estimator
