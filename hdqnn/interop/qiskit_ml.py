@@ -35,6 +35,10 @@ from .qiskit_circuit import cached_from_qiskit
 
 __all__ = ["EstimatorGradient", "EstimatorQNNLayer", "to_quantum_layer"]
 
+#: The gradient hands the VJP every row's final state (repeated rows share a forward) up to this
+#: size, as QuantumLayer's KEPT_STATE_BYTES; above it each row's VJP runs its own forward.
+STATES_BYTES = 1 << 28
+
 
 class EstimatorGradient(BaseEstimatorGradient):
     """Exact gradients of expectation values by hdqnn's adjoint VJP, one engine call per circuit.
@@ -107,7 +111,8 @@ class EstimatorGradient(BaseEstimatorGradient):
         inputs = slots.inputs(values)
         distinct, row_of = distinct_rows(inputs)
         state = None
-        if len(distinct) < len(inputs) and reuses_states(self._backend):
+        states_bytes = len(inputs) * (1 << hd.n_qubits) * np.dtype(self._dtype).itemsize
+        if len(distinct) < len(inputs) and states_bytes <= STATES_BYTES and reuses_states(self._backend):
             _, states = expval(hd, distinct, None, observables=union.terms, dtype=self._dtype, backend=self._backend,
                                return_state=True)
             state = np.asarray(states)[row_of]

@@ -52,17 +52,21 @@ def count_vjp_calls(monkeypatch):
     real = qiskit_ml.vjp
 
     def counting(*args, **kwargs):
-        calls.append(args[1].shape[0])
+        calls.append((args[1].shape[0], kwargs.get("final_state") is not None))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(qiskit_ml, "vjp", counting)
     return calls
 
 
+@pytest.mark.parametrize("states_bytes", [None, 0])
 @pytest.mark.parametrize("input_gradients", [True, False])
-def test_estimator_qnn_forward_and_backward_match_parameter_shift(input_gradients, monkeypatch):
+def test_estimator_qnn_forward_and_backward_match_parameter_shift(input_gradients, states_bytes, monkeypatch):
+    from hdqnn.interop import qiskit_ml
     from hdqnn.interop.qiskit import Estimator, EstimatorGradient
 
+    if states_bytes is not None:  # no room for the rows' states: each VJP row runs its own forward
+        monkeypatch.setattr(qiskit_ml, "STATES_BYTES", states_bytes)
     ours = make_qnn(Estimator(), EstimatorGradient(), input_gradients)  # qnn's default precision 0.015625
     ref = reference_qnn(input_gradients)
     rng = np.random.default_rng(0)
@@ -70,7 +74,7 @@ def test_estimator_qnn_forward_and_backward_match_parameter_shift(input_gradient
     np.testing.assert_allclose(ours.forward(x, w), ref.forward(x, w), atol=TOL)
     calls = count_vjp_calls(monkeypatch)
     (gi, gw), (ri, rw) = ours.backward(x, w), ref.backward(x, w)
-    assert calls == [3 * 2]  # every (sample, observable) row of the backward in one VJP
+    assert calls == [(3 * 2, states_bytes is None)]  # every (sample, observable) row in one VJP
     np.testing.assert_allclose(gw, rw, atol=TOL)
     if input_gradients:
         np.testing.assert_allclose(gi, ri, atol=TOL)
