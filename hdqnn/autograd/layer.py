@@ -4,7 +4,7 @@ The forward always runs the real circuit (simulator, exact or with shots, or a h
 ``runner``). The backward is, by ``grad``:
 
 - ``"adjoint"``: the engine's exact vector-Jacobian product (simulator, exact forward only); a
-  forward that needs a backward keeps its final states (up to ``KEPT_STATE_BYTES``), from which
+  forward that needs a backward keeps its final states (up to ``hdqnn.sim.api.KEPT_STATE_BYTES``), from which
   the adjoint sweep starts without running the circuit again;
 - ``"parameter-shift"``: the hardware-compatible two-term rule, every shifted circuit of the
   minibatch in one runner call (2 x angle slots x B executions);
@@ -34,7 +34,7 @@ from torch import nn
 from ..circuits import Circuit, compile_observables
 from ..sim import noisy
 from ..sim import expval as engine_expval
-from ..sim import reuses_states
+from ..sim.api import keeps_states
 from ..sim import vjp as engine_vjp
 from .function import QuantumFunction
 from .gradients import SlotMap, shift_vjp, slot_map
@@ -50,7 +50,6 @@ _N_SUBSEEDS = 3  # weight init, surrogate, shot sampling
 #: Most bytes of final states an adjoint layer keeps from its forward for the backward (which then
 #: skips its own forward pass): 256 MiB is 256 samples of 16 qubits in complex128; larger batches
 #: run the forward again rather than hold that much memory between forward and backward.
-KEPT_STATE_BYTES = 1 << 28
 
 WeightsInit = Any  # None | tensor/array [n_weights] | callable(tensor) -> None (like nn.init.uniform_)
 
@@ -260,13 +259,10 @@ class QuantumLayer(nn.Module):
     def _keeps_states(self, x: torch.Tensor) -> bool:
         """Whether the forward keeps its final states for the backward: the exact adjoint on the
         simulator (noiseless) whose engine starts its sweep from them, when the states take at most
-        KEPT_STATE_BYTES until the backward."""
+        hdqnn.sim.api.KEPT_STATE_BYTES until the backward."""
         if self.grad_mode != "adjoint" or self.noise is not None or not isinstance(self.runner, SimulatorRunner):
             return False
-        if not reuses_states(self.backend):  # the VJP would run its own forward anyway
-            return False
-        complex_bytes = 2 * x.element_size()
-        return x.shape[0] * (1 << self.circuit.n_qubits) * complex_bytes <= KEPT_STATE_BYTES
+        return keeps_states(x.shape[0], self.circuit.n_qubits, 2 * x.element_size(), self.backend)
 
     def _execute(self, x_np: np.ndarray, w_np: np.ndarray) -> np.ndarray:
         """The runner's outputs [B, K] for inputs [B, D] and weights [P], shape-checked."""

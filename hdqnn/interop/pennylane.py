@@ -45,7 +45,7 @@ from pennylane.transforms.core import CompilePipeline, transform
 
 from ..circuits import MAX_QUBITS, Circuit, Input, Weight
 from ..sim import expval, sample, statevector, vjp
-from ..sim.api import reuses_states
+from ..sim.api import keeps_states
 
 __all__ = ["HdqnnQubit", "PennyLaneSlots", "from_pennylane"]
 
@@ -69,9 +69,6 @@ SKIPPED = frozenset({"Identity", "GlobalPhase", "Barrier"})
 CACHE_SIZE = 128
 
 DEVICE_GRADIENTS = frozenset({"adjoint", "device", "best"})
-#: An expectation forward on the device-gradient path keeps its final states up to this size (as
-#: QuantumLayer's KEPT_STATE_BYTES), so that the VJP of the same tapes skips its forward pass.
-KEPT_STATE_BYTES = 1 << 28
 #: Parameter types that need no conversion.
 NUMPY_TYPES = (np.ndarray, np.generic, float, int, complex)
 
@@ -436,12 +433,11 @@ class HdqnnQubit(Device):
     def _keeps_states(self, group: _Group, batch: int) -> bool:
         """Whether a forward of ``group`` keeps its final states for the VJP that may follow: tapes
         with trainable parameters, on an engine that starts the VJP from them, within
-        KEPT_STATE_BYTES. (Under torch.no_grad PennyLane calls execute the same way, trainable
+        hdqnn.sim.api.KEPT_STATE_BYTES. (Under torch.no_grad PennyLane calls execute the same way, trainable
         parameters and all, from inside its autograd function, where grad mode is always off: an
         inference forward keeps them too, until the next execute.)"""
-        if not any(t.trainable_params for t in group.tapes) or not reuses_states(self._backend):
-            return False
-        return batch * (1 << len(group.wire_order)) * self._c_dtype.itemsize <= KEPT_STATE_BYTES
+        return any(t.trainable_params for t in group.tapes) and keeps_states(
+            batch, len(group.wire_order), self._c_dtype.itemsize, self._backend)
 
     def _expval_group(self, group: _Group, keep: bool = False) -> list[Any]:
         union = _TermUnion()

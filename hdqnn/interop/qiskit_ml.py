@@ -29,15 +29,11 @@ from qiskit_machine_learning.gradients import BaseEstimatorGradient, DerivativeT
 
 from ..autograd import QuantumLayer
 from ..sim import expval, vjp
-from ..sim.api import reuses_states
+from ..sim.api import keeps_states
 from .qiskit import Estimator, PauliUnion, distinct_rows
 from .qiskit_circuit import cached_from_qiskit
 
 __all__ = ["EstimatorGradient", "EstimatorQNNLayer", "to_quantum_layer"]
-
-#: The gradient hands the VJP every row's final state (repeated rows share a forward) up to this
-#: size, as QuantumLayer's KEPT_STATE_BYTES; above it each row's VJP runs its own forward.
-STATES_BYTES = 1 << 28
 
 
 class EstimatorGradient(BaseEstimatorGradient):
@@ -111,8 +107,9 @@ class EstimatorGradient(BaseEstimatorGradient):
         inputs = slots.inputs(values)
         distinct, row_of = distinct_rows(inputs)
         state = None
-        states_bytes = len(inputs) * (1 << hd.n_qubits) * np.dtype(self._dtype).itemsize
-        if len(distinct) < len(inputs) and states_bytes <= STATES_BYTES and reuses_states(self._backend):
+        # every row's state (up to hdqnn.sim.api.KEPT_STATE_BYTES; above it each row's VJP runs its own forward)
+        if len(distinct) < len(inputs) and keeps_states(len(inputs), hd.n_qubits, np.dtype(self._dtype).itemsize,
+                                                          self._backend):
             _, states = expval(hd, distinct, None, observables=union.terms, dtype=self._dtype, backend=self._backend,
                                return_state=True)
             state = np.asarray(states)[row_of]

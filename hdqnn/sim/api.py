@@ -111,6 +111,17 @@ def expval(circuit: Circuit, inputs: Any = None, weights: Any = None, observable
     return wrap(out, p.as_torch)
 
 
+#: Final states a caller keeps from a forward for the VJP that follows (QuantumLayer, the PennyLane
+#: device, qiskit-ml's gradient), at most this many bytes: above it the VJP runs its own forward.
+KEPT_STATE_BYTES = 1 << 28
+
+
+def keeps_states(rows: int, n_qubits: int, amplitude_bytes: int, backend: Any = None) -> bool:
+    """Whether ``rows`` final states of ``n_qubits`` (``amplitude_bytes`` per amplitude) are worth
+    keeping for a VJP: ``backend``'s engine starts from them, and they fit in KEPT_STATE_BYTES."""
+    return rows * (1 << n_qubits) * amplitude_bytes <= KEPT_STATE_BYTES and reuses_states(backend)
+
+
 def reuses_states(backend: Any = None) -> bool:
     """Whether ``backend``'s engine (None: the default one) starts ``vjp(final_state=...)`` from the
     states, skipping its forward pass; other engines compute the same gradients the long way."""

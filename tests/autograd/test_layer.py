@@ -152,13 +152,13 @@ def test_adjoint_reuses_forward_states(monkeypatch, dtype):
     """An adjoint forward that needs a backward keeps its final states and the backward starts
     from them (no grad executions); above KEPT_STATE_BYTES it runs the forward again. The
     gradients are the same either way, and no states are kept without a backward."""
-    from hdqnn.autograd import layer as layer_module
+    from hdqnn.sim import api
 
     c = small_circuit()
     x = torch.rand(6, 3, dtype=dtype, requires_grad=True)
     grads, executions = [], []
-    for cap in (layer_module.KEPT_STATE_BYTES, 0):
-        monkeypatch.setattr(layer_module, "KEPT_STATE_BYTES", cap)
+    for cap in (api.KEPT_STATE_BYTES, 0):
+        monkeypatch.setattr(api, "KEPT_STATE_BYTES", cap)
         layer = QuantumLayer(c, grad="adjoint", seed=0).to(dtype)
         y = layer(x)
         kept = y.grad_fn.kept

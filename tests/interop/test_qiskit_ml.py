@@ -62,11 +62,11 @@ def count_vjp_calls(monkeypatch):
 @pytest.mark.parametrize("states_bytes", [None, 0])
 @pytest.mark.parametrize("input_gradients", [True, False])
 def test_estimator_qnn_forward_and_backward_match_parameter_shift(input_gradients, states_bytes, monkeypatch):
-    from hdqnn.interop import qiskit_ml
     from hdqnn.interop.qiskit import Estimator, EstimatorGradient
+    from hdqnn.sim import api
 
     if states_bytes is not None:  # no room for the rows' states: each VJP row runs its own forward
-        monkeypatch.setattr(qiskit_ml, "STATES_BYTES", states_bytes)
+        monkeypatch.setattr(api, "KEPT_STATE_BYTES", states_bytes)
     ours = make_qnn(Estimator(), EstimatorGradient(), input_gradients)  # qnn's default precision 0.015625
     ref = reference_qnn(input_gradients)
     rng = np.random.default_rng(0)
