@@ -475,6 +475,7 @@ py::dict density_plan(const std::string& task, int n_qubits, Index n_blocks, Ind
   d["workspace_bytes"] = static_cast<Index>(p.workspace_bytes);
   d["hermitian"] = p.hermitian;
   d["pauli"] = p.pauli;
+  d["spread"] = p.spread;
   return d;
 }
 
@@ -535,8 +536,9 @@ PYBIND11_MODULE(_core_cpu, m) {
         "[B, 2**n] diagonals; state -> [B, 2**n, 2**n]; vjp -> d sum(grad_terms * expval) / d theta [B, A]. "
         "gates: int32 [G, 4]; constant: uint8 [G] (1: every angle constant); chan_idx: int32 [G] (-1: "
         "noiseless); superops: complex128 [C, 16, 16]; theta: float64 [B, A] per-sample angles; paulis: "
-        "int8 [K, n]; grad_terms: float64 [B, K]; testing hooks: lanes (0 automatic, or 1, 4, 8 samples "
-        "simulated together), stride (0 automatic, or the VJP's blocks between checkpoints) and hermitian (-1 "
+        "int8 [K, n]; grad_terms: float64 [B, K]; testing hooks: lanes (0 automatic, 1, 4, 8 samples "
+        "simulated together, or -1: one sample across 8 lanes, Pauli basis, n >= 4), stride (0 automatic, or "
+        "the VJP's blocks between checkpoints) and hermitian (-1 "
         "automatic, 0 / 1: passes over every entry / half of them, mirroring the rest) and pauli (-1 automatic: "
         "the Pauli-transfer basis, real states, for every task but state; 0 / 1: rho's / the Pauli basis).");
   m.def("trajectories", &trajectories, py::arg("n_qubits"), py::arg("gates"), py::arg("theta"), py::arg("chan_idx"),
@@ -551,7 +553,8 @@ PYBIND11_MODULE(_core_cpu, m) {
         py::arg("lanes") = 0, py::arg("stride") = 0, py::arg("pauli") = -1,
         "How a density call over n_blocks blocks (n_stored of them with angles) runs and what it allocates: "
         "lanes, threads, workers, stride (vjp checkpoints), states_per_worker, workspace_bytes, hermitian, pauli (the "
-        "Pauli-transfer basis: real states; pauli forces it as density's does).");
+        "Pauli-transfer basis: real states; pauli forces it as density's does), spread (a worker block is one "
+        "sample, its state's entries across the lanes; lanes=-1 forces it).");
   m.def("set_num_threads", &hdqnn::cpu::set_num_threads, py::arg("n"), "Threads used across samples (>= 1).");
   m.def("get_num_threads", &hdqnn::cpu::num_threads, "Threads a large call uses.");
   m.def("openmp_enabled", &hdqnn::cpu::openmp_enabled, "Whether the module was built with OpenMP.");

@@ -58,6 +58,16 @@ constexpr double kStoreAllBytes = double(256 << 20);
 /// (64 MiB with four lanes) the mirrored writes made the forward 1.35x slower, at 6 qubits (512 KiB)
 /// the half products 1.4x faster.
 constexpr double kMaxHermitianBytes = 8.0 * (1 << 20);
+/// Qubits from which a call whose lanes are picked automatically runs spread states (one sample per
+/// worker block, its entries across the lanes: DensityPlan::spread). Measured on the hardware-
+/// efficient ansatz with bench_noise's noise (one thread, 2-core EPYC, both plans in one process):
+/// the VJP at 6 qubits 8.6 against 7.5 ms (B = 64, 4 layers), at 7 28.7 against 51.2 ms, at 8 229
+/// against 261 ms, at 10 (10 layers, B = 8) 1.87 against 4.34 s; the forward at 7 qubits 8.1
+/// against 6.4 ms, at 8 129 against 126 ms (B = 256), at 9 37.7 against 55.7 ms (B = 16), at 10
+/// 208 against 504 ms. A spread pass costs its per-pass set-up for one sample rather than eight,
+/// which small states do not repay; large ones gain the cache.
+constexpr int kSpreadVjpQubits = 7;
+constexpr int kSpreadForwardQubits = 9;
 /// Work (batch * 4**n * blocks) from which a call is worth cancelling (milliseconds or more).
 constexpr double kLongCallWork = double(1 << 25);
 
@@ -146,8 +156,9 @@ int vjp_states(int n_blocks, int n_stored, int stride) {
 
 DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_stored, Index batch, int forced_lanes,
                          int forced_stride, int forced_hermitian, int forced_pauli) {
-  if (forced_lanes != 0 && forced_lanes != 1 && forced_lanes != 4 && forced_lanes != 8) {
-    throw std::invalid_argument("lanes must be 0 (automatic), 1, 4 or 8, got " + std::to_string(forced_lanes));
+  if (forced_lanes != 0 && forced_lanes != 1 && forced_lanes != 4 && forced_lanes != 8 && forced_lanes != kSpreadLanes) {
+    throw std::invalid_argument("lanes must be 0 (automatic), 1, 4, 8 or -1 (one sample across 8 lanes), got " +
+                                std::to_string(forced_lanes));
   }
   if (forced_stride < 0) throw std::invalid_argument("stride must be 0 (automatic) or positive");
   if (forced_hermitian < -1 || forced_hermitian > 1) {
@@ -159,9 +170,15 @@ DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_sto
   }
   DensityPlan p;
   p.pauli = task != DensityTask::kState && forced_pauli != 0;
+  if (forced_lanes == kSpreadLanes && (!p.pauli || n_qubits < kMinSpreadQubits)) {
+    throw std::invalid_argument("lanes=-1 (one sample across 8 lanes) needs the Pauli basis and at least " +
+                                std::to_string(kMinSpreadQubits) + " qubits");
+  }
   const double lane_state = ldexp(p.pauli ? kPauliEntryBytes : kAmplitudeBytes, 2 * n_qubits);
   p.threads = num_threads();
-  p.lanes = forced_lanes;
+  const int spread_from = task == DensityTask::kVjp ? kSpreadVjpQubits : kSpreadForwardQubits;
+  p.spread = forced_lanes == kSpreadLanes || (forced_lanes == 0 && p.pauli && n_qubits >= spread_from);
+  p.lanes = p.spread ? 8 : forced_lanes;
   for (int i = 0; p.lanes == 0; ++i) {  // the most lanes that fit and still give every thread a block
     const int lanes = kLaneChoices[i];
     const double limit = task != DensityTask::kVjp ? kMaxForwardLaneBytes[i]
@@ -170,9 +187,9 @@ DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_sto
     const bool fits = lanes * lane_state <= limit && (batch + lanes - 1) / lanes >= p.threads;
     if (lanes == 1 || fits) p.lanes = lanes;
   }
-  const Index lane_blocks = (batch + p.lanes - 1) / p.lanes;
+  const Index lane_blocks = p.spread ? batch : (batch + p.lanes - 1) / p.lanes;
   p.workers = static_cast<int>(lane_blocks < p.threads ? lane_blocks : p.threads);
-  const double state = lane_state * p.lanes;
+  const double state = p.spread ? lane_state : lane_state * p.lanes;
   const int nb = n_blocks > 1 ? n_blocks : 1;
   p.stride = task != DensityTask::kVjp ? 1 : forced_stride > 0 ? (forced_stride < nb ? forced_stride : nb)
                                                                  : checkpoint_stride(n_blocks, n_stored, state);
@@ -255,6 +272,7 @@ void run_density(DensityJob job, int forced_lanes, int forced_stride, int forced
   job.states = plan.states_per_worker;
   job.hermitian = plan.hermitian ? 1 : 0;
   job.pauli = plan.pauli ? 1 : 0;
+  job.spread = plan.spread ? 1 : 0;
   job.parallel_blocks = parallel_blocks;
   const int status = dispatch(job);
   if (status == kRunCancelled) throw Cancelled();

@@ -21,6 +21,13 @@ namespace cpu {
 /// The most qubits a density-matrix call takes (the binding checks it; the kernels size arrays by it).
 constexpr int kMaxDensityQubits = 14;
 
+/// density_plan's ``forced_lanes`` for spread states: one sample per worker block, its entries
+/// across eight lanes (DensityPlan::spread).
+constexpr int kSpreadLanes = -1;
+/// The fewest qubits a spread state takes: a two-qubit pass needs four index bits besides the lanes'
+/// three.
+constexpr int kMinSpreadQubits = 4;
+
 /// What one density-matrix call produces.
 enum class DensityTask : int { kExpval = 0, kProbabilities = 1, kState = 2, kVjp = 3 };
 
@@ -53,6 +60,7 @@ struct DensityJob {
   int states;               ///< vjp: states per worker (vjp_states)
   int hermitian;            ///< passes compute half the entries and mirror the rest (DensityPlan)
   int pauli;                ///< states hold Pauli coefficients, not rho's entries (DensityPlan)
+  int spread;               ///< each state is one sample's, across the lanes (DensityPlan)
   ParallelBlocks parallel_blocks;
   const int* cancel;        ///< a flag another thread may set to stop the call, or null
 };
@@ -69,10 +77,14 @@ struct DensityPlan {
                             ///< far apart in memory, which only pays while the state is in cache
   bool pauli;               ///< the Pauli-transfer basis: real states (half the memory), real
                             ///< passes (a quarter of the products); every task but the state
+  bool spread;              ///< Pauli basis, lanes 8: a worker block is one sample, the low three
+                            ///< bits of its state's index the lanes (a state 8x smaller than eight
+                            ///< samples', so it and the VJP's kept states stay in cache)
 };
 
 /// The plan of a call over ``n_blocks`` blocks of which ``n_stored`` have angles to differentiate
-/// (the VJP keeps their input states): ``forced_lanes`` 0 picks the lane count, else 1, 4 or 8;
+/// (the VJP keeps their input states): ``forced_lanes`` 0 picks the lane count, else 1, 4 or 8
+/// samples, or kSpreadLanes (spread states: Pauli basis, at least kMinSpreadQubits qubits);
 /// ``forced_stride`` 0 picks the VJP's checkpoint stride, else that many blocks; ``forced_hermitian``
 /// -1 picks the Hermitian passes by size, 0 / 1 forces them off / on; ``forced_pauli`` -1 picks the
 /// Pauli basis wherever the task allows it, 0 / 1 forces rho's / the Pauli basis (testing).

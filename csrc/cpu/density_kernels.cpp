@@ -942,6 +942,7 @@ template <int L>
 struct Chain {
   typedef typename LaneVector<L>::type V;
   const Block* block;
+  int bits[4];  ///< the pass's bit positions of the block's bits (pass_bits)
   bool has_a, has_b;
   V a[16], b[16];
 };
@@ -981,7 +982,7 @@ void apply_chain_t(const double* src, const ChainOut& to, int nbits, const Chain
   typedef typename LaneVector<L>::type V;
   Index offs[16];
   int sorted[4];
-  layout(c.block->bits, 4, offs, sorted);
+  layout(c.bits, 4, offs, sorted);
   const Index groups = Index(1) << (nbits - 4);
   for (Index i = 0; i < groups; ++i) {
     const Index base = insert_zeros(i, sorted, 4);
@@ -1261,6 +1262,14 @@ struct SegmentPass {
   int run[2];
 };
 
+/// Where each of a spread state's index bits is held (Context::spread): at[b] is the physical bit
+/// of logical bit b (2n-1-q wire q's row, n-1-q its column); physical bits 0-2 pick the lane.
+struct Layout {
+  int8_t at[2 * cpu::kMaxDensityQubits];
+};
+
+constexpr int kSpreadBits = 3;  ///< a spread state's lane bits (8 lanes)
+
 /// A worker's scratch for ``L`` lanes (allocated on its first block, by that worker).
 struct Worker {
   double* states;    ///< the density matrices (state_doubles each)
@@ -1274,12 +1283,18 @@ struct Worker {
   int* order;             ///< vjp: [stride] the segment's blocks in the order run
   struct SegmentPass* passes;  ///< vjp: [stride] the segment's forward passes
   Sparse mat;        ///< the block's matrix, per lane
+  Layout lay;        ///< spread: the running state's layout
+  Layout lam_lay;    ///< spread: lam's layout (vjp)
+  Layout* input_lay; ///< spread, vjp: [stride] the layout of each of w.inputs
+  Layout* ckpt_lay;  ///< spread, vjp: the layout of each checkpoint
 };
 
 struct Context {
   const DensityJob* job;
-  int nbits;               ///< 2 n
-  Index state_doubles;     ///< one state of L lanes
+  int nbits;               ///< the passes' index bits: 2 n, or 2 n - kSpreadBits when spread
+  Index state_doubles;     ///< one state of L lanes (spread: one sample's)
+  bool spread;             ///< DensityJob::spread: each state is one sample's, its index's low
+                           ///< kSpreadBits bits the lanes (Pauli basis only; see make_room)
   int states;              ///< states per worker
   int max_run;
   bool hermitian;          ///< DensityJob::hermitian
@@ -1309,10 +1324,13 @@ bool setup_worker(const Context& ctx, Worker& w, int L) {
   w.inputs = static_cast<const double**>(aligned(sizeof(double*) * stride));
   w.order = static_cast<int*>(aligned(sizeof(int) * stride));
   w.passes = static_cast<SegmentPass*>(aligned(sizeof(SegmentPass) * stride));
+  w.input_lay = static_cast<Layout*>(aligned(sizeof(Layout) * stride));
+  w.ckpt_lay = static_cast<Layout*>(aligned(sizeof(Layout) * (size_t(job.n_blocks) / stride + 2)));
   w.trig = static_cast<double*>(aligned(sizeof(double) * L * 2 * (job.n_angles > 0 ? job.n_angles : 1)));
   w.mat.re = w.values;
   w.mat.im = w.values + kMaxEntries * L;
-  return w.states && w.dense && w.values && w.run && w.grams && w.grad && w.inputs && w.order && w.passes && w.trig;
+  return w.states && w.dense && w.values && w.run && w.grams && w.grad && w.inputs && w.order && w.passes && w.trig &&
+         w.input_lay && w.ckpt_lay;
 }
 
 void free_worker(Worker& w) {
@@ -1326,6 +1344,151 @@ void free_worker(Worker& w) {
   free(w.order);
   free(w.passes);
   free(w.trig);
+  free(w.input_lay);
+  free(w.ckpt_lay);
+}
+
+/// Wire i (0 or 1) of block b.
+int block_wire(const Context& ctx, const Block& b, int i) { return ctx.job->gates[4 * b.lo + 1 + i]; }
+
+// ----------------------------------------------------------------------------- spread states
+// A spread state (Context::spread) holds one sample's Pauli coefficients in the lane layout
+// itself: an index's low kSpreadBits bits pick the lane, the rest the entry, so every pass above
+// vectorises over eight of the sample's entries (its lanes sharing every coefficient) and a state
+// is 8x smaller than eight samples' (at 8 qubits 512 KiB: it stays in L2, and the VJP's kept states
+// in L3, where eight samples' went to memory and back). A pass cannot act on a lane bit, so the
+// index bits are permuted as the program runs: before a pass whose bits sit in lanes they are
+// swapped with entry bits the program needs last (make_room), and the VJP's backward sweep brings
+// lam to the layout each kept input had (relayout).
+
+/// The logical bits of a one-qubit run's wire q, or of block b's (row bits, then column bits).
+void wire_bits(int n, int q, int* bits) {
+  bits[0] = 2 * n - 1 - q;
+  bits[1] = n - 1 - q;
+}
+
+/// The kernels' bit positions of logical bits ``bits`` (nb) under ``lay``: a spread state's entry
+/// bits, else the bits themselves.
+void pass_bits(const Context& ctx, const Layout& lay, const int* bits, int nb, int* out) {
+  for (int i = 0; i < nb; ++i) out[i] = ctx.spread ? lay.at[bits[i]] - kSpreadBits : bits[i];
+}
+
+/// The layout a spread state starts in: every bit where the lane-per-sample layout has it.
+void initial_layout(const Context& ctx, Layout& lay) {
+  for (int b = 0; b < 2 * ctx.job->n_qubits; ++b) lay.at[b] = static_cast<int8_t>(b);
+}
+
+/// The offset in a spread state of the entry with logical index ``logical``.
+Index spread_offset(const Context& ctx, const Layout& lay, Index logical) {
+  Index at = 0;
+  for (int b = 0; b < 2 * ctx.job->n_qubits; ++b) {
+    if ((logical >> b) & 1) at |= Index(1) << lay.at[b];
+  }
+  return at;
+}
+
+/// Exchanges lane bit P with entry bit q of a spread state of 2**entry_bits lane vectors: per pair
+/// of vectors (entry bit q 0, 1), the lanes with bit P set in the first trade places with those
+/// with bit P clear in the second (two two-source shuffles).
+template <int P>
+void swap_lane_bit(double* v, int entry_bits, int q) {
+  typedef typename LaneVector<8>::type V;
+  typedef long long M __attribute__((vector_size(8 * sizeof(long long))));
+  static const M kFirst[3] = {{0, 8, 2, 10, 4, 12, 6, 14}, {0, 1, 8, 9, 4, 5, 12, 13}, {0, 1, 2, 3, 8, 9, 10, 11}};
+  static const M kSecond[3] = {{1, 9, 3, 11, 5, 13, 7, 15}, {2, 3, 10, 11, 6, 7, 14, 15},
+                               {4, 5, 6, 7, 12, 13, 14, 15}};
+  const Index half = Index(1) << q, entries = Index(1) << entry_bits;
+  for (Index block = 0; block < entries; block += 2 * half) {
+    for (Index j = block; j < block + half; ++j) {
+      V a, b;
+      __builtin_memcpy(&a, v + 8 * j, sizeof(V));
+      __builtin_memcpy(&b, v + 8 * (j + half), sizeof(V));
+      const V first = __builtin_shuffle(a, b, kFirst[P]), second = __builtin_shuffle(a, b, kSecond[P]);
+      __builtin_memcpy(v + 8 * j, &first, sizeof(V));
+      __builtin_memcpy(v + 8 * (j + half), &second, sizeof(V));
+    }
+  }
+}
+
+/// Exchanges physical bits p and q (p < q) of a spread state of 2**entry_bits lane vectors.
+void swap_bits(double* v, int entry_bits, int p, int q) {
+  const Index entries = Index(1) << entry_bits;
+  if (q < kSpreadBits) {  // two lane bits: a permutation inside each vector
+    for (Index e = 0; e < entries; ++e) {
+      double* x = v + 8 * e;
+      for (int l = 0; l < 8; ++l) {
+        const int m = l ^ (1 << p) ^ (1 << q);
+        if (((l >> p) & 1) && !((l >> q) & 1)) {
+          const double t = x[l];
+          x[l] = x[m];
+          x[m] = t;
+        }
+      }
+    }
+    return;
+  }
+  if (p < kSpreadBits) {
+    if (p == 0) swap_lane_bit<0>(v, entry_bits, q - kSpreadBits);
+    else if (p == 1) swap_lane_bit<1>(v, entry_bits, q - kSpreadBits);
+    else swap_lane_bit<2>(v, entry_bits, q - kSpreadBits);
+    return;
+  }
+  int sorted[2] = {p - kSpreadBits, q - kSpreadBits};  // two entry bits: whole vectors trade places
+  const Index one = Index(1) << sorted[0], other = Index(1) << sorted[1];
+  for (Index i = 0; i < entries / 4; ++i) {
+    const Index base = insert_zeros(i, sorted, 2);
+    double t[8];
+    __builtin_memcpy(t, v + 8 * (base | one), sizeof(t));
+    __builtin_memcpy(v + 8 * (base | one), v + 8 * (base | other), sizeof(t));
+    __builtin_memcpy(v + 8 * (base | other), t, sizeof(t));
+  }
+}
+
+/// Swaps physical bits p and q of spread state v held in layout ``lay`` (updated).
+void swap_physical(const Context& ctx, double* v, Layout& lay, int p, int q) {
+  if (p == q) return;
+  swap_bits(v, ctx.nbits, p < q ? p : q, p < q ? q : p);
+  for (int b = 0; b < 2 * ctx.job->n_qubits; ++b) {
+    if (lay.at[b] == p) lay.at[b] = static_cast<int8_t>(q);
+    else if (lay.at[b] == q) lay.at[b] = static_cast<int8_t>(p);
+  }
+}
+
+/// Before a pass of block k (or a run's pass at block k) on logical bits ``bits`` (nb) of state v:
+/// when spread, each of them held in a lane goes to the entry bit whose wire the program needs
+/// last from block k on (Belady's choice: the fewest swaps later), one swap pass each.
+void make_room(const Context& ctx, Layout& lay, double* v, const int* bits, int nb, int k) {
+  if (!ctx.spread) return;
+  bool any = false;
+  for (int i = 0; i < nb; ++i) any = any || lay.at[bits[i]] < kSpreadBits;
+  if (!any) return;
+  const int n = ctx.job->n_qubits;
+  int next[cpu::kMaxDensityQubits];  // the first block after k on each wire
+  for (int q = 0; q < n; ++q) next[q] = ctx.job->n_blocks;
+  for (int j = ctx.job->n_blocks - 1; j > k; --j) {
+    const Block& b = ctx.blocks[j];
+    for (int i = 0; i < (b.two ? 2 : 1); ++i) next[block_wire(ctx, b, i)] = j;
+  }
+  for (int i = 0; i < nb; ++i) {
+    if (lay.at[bits[i]] >= kSpreadBits) continue;
+    int best = -1, best_next = -1;
+    for (int b = 0; b < 2 * n; ++b) {
+      bool taken = lay.at[b] < kSpreadBits;
+      for (int j = 0; j < nb; ++j) taken = taken || b == bits[j];
+      const int use = next[b >= n ? 2 * n - 1 - b : n - 1 - b];
+      if (!taken && use > best_next) {
+        best = b;
+        best_next = use;
+      }
+    }
+    swap_physical(ctx, v, lay, lay.at[bits[i]], lay.at[best]);
+  }
+}
+
+/// Spread state v from layout ``lay`` to ``want`` (lay updated), a swap pass per misplaced bit.
+void relayout(const Context& ctx, double* v, Layout& lay, const Layout& want) {
+  if (!ctx.spread) return;
+  for (int b = 0; b < 2 * ctx.job->n_qubits; ++b) swap_physical(ctx, v, lay, lay.at[b], want.at[b]);
 }
 
 /// m's pattern <- dense 4x4 per lane (its values set by the caller): the one-wire passes and the
@@ -1564,17 +1727,20 @@ void apply_pass(const Context& ctx, const double* src, double* dst, const int* b
   else apply<L>(src, dst, ctx.nbits, bits, m, ctx.hermitian);
 }
 
-/// dst <- block k applied to src (dst may be src); not a covariant block (its passes are chains).
+/// dst <- block k applied to src (dst may be src; a spread src in layout w.lay, its bits out of
+/// the lanes: make_room); not a covariant block (its passes are chains).
 template <int L>
 void forward_block(const Context& ctx, Worker& w, int k, const double* const* trig, const double* src,
                    double* dst) {
   const Block& b = ctx.blocks[k];
+  int bits[4];
+  pass_bits(ctx, w.lay, b.bits, b.two ? 4 : 2, bits);
   if (b.fixed) {
-    apply_pass<L>(ctx, src, dst, b.bits, b.fwd, true);
+    apply_pass<L>(ctx, src, dst, bits, b.fwd, true);
     return;
   }
   lane_matrices<L>(ctx, w, b, trig, false);
-  apply_pass<L>(ctx, src, dst, b.bits, w.mat, true);
+  apply_pass<L>(ctx, src, dst, bits, w.mat, true);
 }
 
 /// r <- one-qubit run b's real (Pauli-basis) forward matrix in every lane.
@@ -1590,9 +1756,6 @@ void run_lane_matrix(const Context& ctx, const Block& b, const double* const* tr
     for (int e = b.fwd.row_start[row]; e < b.fwd.row_start[row + 1]; ++e) r[4 * row + b.fwd.col[e]] += b.fwd.re[e];
   }
 }
-
-/// Wire i (0 or 1) of block b.
-int block_wire(const Context& ctx, const Block& b, int i) { return ctx.job->gates[4 * b.lo + 1 + i]; }
 
 /// The one-qubit runs a forward pass holds back: on each wire, the product of those since the
 /// wire's last pass, per lane.
@@ -1617,10 +1780,13 @@ struct PendingRuns {
     held[q] = true;
   }
 
-  /// v <- covariant block b after the runs held on its wires (released), in one pass.
-  void run_chain(const Context& ctx, const Block& b, double* v) {
+  /// v <- covariant block k after the runs held on its wires (released), in one pass.
+  void run_chain(const Context& ctx, Worker& w, int k, double* v) {
+    const Block& b = ctx.blocks[k];
     Chain<L> c;
     c.block = &b;
+    make_room(ctx, w.lay, v, b.bits, 4, k);
+    pass_bits(ctx, w.lay, b.bits, 4, c.bits);
     const int q[2] = {block_wire(ctx, b, 0), block_wire(ctx, b, 1)};
     for (int i = 0; i < 2; ++i) {
       V* m = i == 0 ? c.a : c.b;
@@ -1634,15 +1800,18 @@ struct PendingRuns {
     apply_chain<L>(ctx.keep_identity, v, ChainOut{nullptr, nullptr, v}, ctx.nbits, c);
   }
 
-  /// v <- wire q's product applied to v, if any, in a pass of its own.
-  void flush(const Context& ctx, Worker& w, int q, double* v) {
+  /// v <- wire q's product applied to v, if any, in a pass of its own (at block k).
+  void flush(const Context& ctx, Worker& w, int q, double* v, int k) {
     if (!held[q]) return;
     held[q] = false;
     for (int e = 0; e < 16; ++e) {
       for (int l = 0; l < L; ++l) w.mat.re[e * L + l] = lane_of<L>(product[q][e], l);
     }
     set_dense_pattern(w.mat, false);
-    const int n = ctx.job->n_qubits, bits[2] = {2 * n - 1 - q, n - 1 - q};
+    int logical[2], bits[2];
+    wire_bits(ctx.job->n_qubits, q, logical);
+    make_room(ctx, w.lay, v, logical, 2, k);
+    pass_bits(ctx, w.lay, logical, 2, bits);
     apply_real<L>(v, v, ctx.nbits, bits, w.mat, ctx.keep_identity);
   }
 };
@@ -1654,7 +1823,7 @@ struct PendingRuns {
 /// independent of lanes and threads.
 template <int L>
 void forward_blocks(const Context& ctx, Worker& w, const double* const* trig, int lo, int hi, double* v) {
-  if (!ctx.pauli) {
+  if (!ctx.pauli) {  // (never spread)
     for (int k = lo; k < hi && !cancelled(ctx.job->cancel); ++k) forward_block<L>(ctx, w, k, trig, v, v);
     return;
   }
@@ -1670,14 +1839,15 @@ void forward_blocks(const Context& ctx, Worker& w, const double* const* trig, in
     }
     const int q0 = block_wire(ctx, b, 0), q1 = block_wire(ctx, b, 1);
     if (b.cov.ok) {
-      pending.run_chain(ctx, b, v);
+      pending.run_chain(ctx, w, k, v);
       continue;
     }
-    pending.flush(ctx, w, q0, v);
-    pending.flush(ctx, w, q1, v);
+    pending.flush(ctx, w, q0, v, k);
+    pending.flush(ctx, w, q1, v, k);
+    make_room(ctx, w.lay, v, b.bits, 4, k);
     forward_block<L>(ctx, w, k, trig, v, v);
   }
-  for (int q = 0; q < n; ++q) pending.flush(ctx, w, q, v);
+  for (int q = 0; q < n; ++q) pending.flush(ctx, w, q, v, hi - 1);
 }
 
 /// The gradients of one-qubit run ``b``'s angles, every lane at once, from its steps and prefixes
@@ -1731,11 +1901,12 @@ void run_angle_gradients(const Context& ctx, Worker& w, const Block& b, const do
   }
 }
 
-/// Backward step through a one-qubit run with angles: lam <- (run)^dagger lam, the Gram matrix of
-/// lam (as it comes in) and rho taken in the same pass, then each angle's gradient from it.
+/// Backward step through a one-qubit run with angles on the passes' bit positions ``bits``: lam <-
+/// (run)^dagger lam, the Gram matrix of lam (as it comes in) and rho taken in the same pass, then
+/// each angle's gradient from it.
 template <int L>
 void backward_run(const Context& ctx, Worker& w, const Block& b, const double* const* trig, double* lam,
-                  const double* rho) {
+                  const double* rho, const int* bits) {
   typedef typename LaneVector<L>::type V;
   typedef Complex<V> CV;
   if (ctx.pauli) {
@@ -1748,8 +1919,8 @@ void backward_run(const Context& ctx, Worker& w, const Block& b, const double* c
     }
     set_dense_pattern(w.mat, false);
     double g[16 * L];
-    if (ctx.keep_identity) gram_apply_real<L, true>(lam, rho, ctx.nbits, b.bits, w.mat, g);
-    else gram_apply_real<L, false>(lam, rho, ctx.nbits, b.bits, w.mat, g);
+    if (ctx.keep_identity) gram_apply_real<L, true>(lam, rho, ctx.nbits, bits, w.mat, g);
+    else gram_apply_real<L, false>(lam, rho, ctx.nbits, bits, w.mat, g);
     pauli_run_gradients<L>(ctx, w, b, trig, steps, prefix, g);
     return;
   }
@@ -1765,7 +1936,7 @@ void backward_run(const Context& ctx, Worker& w, const Block& b, const double* c
     }
   }
   set_dense_pattern(w.mat, true);
-  gram_apply<L>(lam, rho, ctx.nbits, b.bits, w.mat, ctx.hermitian, w.grams);
+  gram_apply<L>(lam, rho, ctx.nbits, bits, w.mat, ctx.hermitian, w.grams);
   run_angle_gradients<L>(ctx, w, b, trig, steps, prefix);
 }
 
@@ -1795,26 +1966,28 @@ void gate_generator(const Context& ctx, Worker& w, const Block& b, const double*
 }
 
 /// lam <- (block k)^dagger lam, accumulating the gradients of its angles into w.grad; rho is the
-/// state before the block.
+/// state before the block (spread: both in layout w.lam_lay).
 template <int L>
 void backward_block(const Context& ctx, Worker& w, int k, const double* const* trig, double* lam,
                     const double* rho) {
   const DensityJob& job = *ctx.job;
   const Block& b = ctx.blocks[k];
+  int bits[4];
+  pass_bits(ctx, w.lam_lay, b.bits, b.two ? 4 : 2, bits);
   if (b.cov.ok) {  // fixed: no angle to differentiate
-    apply_covariant_adjoint<L>(lam, ctx.nbits, b.bits, b.cov);
+    apply_covariant_adjoint<L>(lam, ctx.nbits, bits, b.cov);
     return;
   }
   if (b.fixed) {
-    apply_pass<L>(ctx, lam, lam, b.bits, b.adj);
+    apply_pass<L>(ctx, lam, lam, bits, b.adj);
     return;
   }
   if (!b.two) {
-    backward_run<L>(ctx, w, b, trig, lam, rho);
+    backward_run<L>(ctx, w, b, trig, lam, rho, bits);
     return;
   }
   lane_matrices<L>(ctx, w, b, trig, true);
-  apply_pass<L>(ctx, lam, lam, b.bits, w.mat);
+  apply_pass<L>(ctx, lam, lam, bits, w.mat);
   const int32_t* row = job.gates + 4 * b.lo;
   if (job.constant[b.lo] || row[3] < 0) return;
   // 2 Re Tr(lam_(g-1) (U^dagger dU on the row bits) rho_(g-1)) per angle
@@ -1822,22 +1995,27 @@ void backward_block(const Context& ctx, Worker& w, int k, const double* const* t
     gate_generator<L>(ctx, w, b, trig, j);
     double out[L];
     if (ctx.pauli) {
-      inner_real<L, 4>(lam, rho, ctx.nbits, b.bits, w.values, out);
+      inner_real<L, 4>(lam, rho, ctx.nbits, bits, w.values, out);
       for (int l = 0; l < L; ++l) w.grad[l * job.n_angles + row[3] + j] += out[l];
     } else {
-      inner<L>(lam, rho, ctx.nbits, b.bits, w.dense, out);
+      inner<L>(lam, rho, ctx.nbits, bits, w.dense, out);
       for (int l = 0; l < L; ++l) w.grad[l * job.n_angles + row[3] + j] += 2.0 * out[l];
     }
   }
 }
 
 /// v <- |0...0><0...0| in every lane: rho's entry 0, or the Pauli coefficient 1 of every string of
-/// I and Z (the diagonal indices).
+/// I and Z (the diagonal indices); a spread v in its initial layout (lay).
 template <int L>
-void initial_state(const Context& ctx, double* v) {
+void initial_state(const Context& ctx, double* v, Layout& lay) {
   memset(v, 0, sizeof(double) * size_t(ctx.state_doubles));
   const int n = ctx.job->n_qubits;
   const Index ones = ctx.pauli ? Index(1) << n : 1;
+  if (ctx.spread) {
+    initial_layout(ctx, lay);
+    for (Index j = 0; j < ones; ++j) v[spread_offset(ctx, lay, (j << n) | j)] = 1.0;
+    return;
+  }
   for (Index j = 0; j < ones; ++j) {
     for (int l = 0; l < L; ++l) v[L * ((j << n) | j) + l] = 1.0;
   }
@@ -1862,7 +2040,7 @@ void walsh_hadamard(double* probs, int n) {
 
 template <int L>
 void run_forward(const Context& ctx, Worker& w, const double* const* trig, double* v) {
-  initial_state<L>(ctx, v);
+  initial_state<L>(ctx, v, w.lay);
   forward_blocks<L>(ctx, w, trig, 0, ctx.job->n_blocks, v);
 }
 
@@ -1919,6 +2097,7 @@ int segment_forward(const Context& ctx, Worker& w, const double* const* trig, in
   // records block k as run next and returns where its output goes
   auto place = [&](int k) {
     w.order[ran] = k;
+    w.input_lay[ran] = w.lay;
     w.inputs[ran++] = cur;
     if (!ctx.blocks[k].fixed) cur = slots + sd * used++;
     return cur;
@@ -1926,11 +2105,12 @@ int segment_forward(const Context& ctx, Worker& w, const double* const* trig, in
   for (int p = 0; p < n_passes; ++p) {
     if (cancelled(ctx.job->cancel)) return -1;
     const SegmentPass& pass = w.passes[p];
+    const Block& first = ctx.blocks[pass.two < 0 ? pass.run[0] : pass.two];
+    make_room(ctx, w.lay, cur, first.bits, first.two ? 4 : 2, pass.two < 0 ? pass.run[0] : pass.two);
     double* src = cur;
     if (pass.two < 0) {
       if (p + 1 == n_passes) {
-        w.order[ran] = pass.run[0];
-        w.inputs[ran++] = cur;
+        place(pass.run[0]);
         break;
       }
       forward_block<L>(ctx, w, pass.run[0], trig, src, place(pass.run[0]));
@@ -1939,6 +2119,7 @@ int segment_forward(const Context& ctx, Worker& w, const double* const* trig, in
     const Block& b = ctx.blocks[pass.two];
     Chain<L> c;
     c.block = &b;
+    pass_bits(ctx, w.lay, b.bits, 4, c.bits);
     c.has_a = pass.run[0] >= 0;
     c.has_b = pass.run[1] >= 0;
     if (c.has_a) run_lane_matrix<L>(ctx, ctx.blocks[pass.run[0]], trig, c.a);
@@ -1969,7 +2150,8 @@ void run_vjp(const Context& ctx, Worker& w, const double* const* trig, Index b0,
   double* lam = w.states;
   double* slots = lam + sd;  // the running state and the kept inputs (vjp_states)
   double* ckpt = lam + sd * Index(ctx.states - n_ckpt);  // [n_ckpt], after the slots
-  initial_state<L>(ctx, ckpt);
+  initial_state<L>(ctx, ckpt, w.lay);
+  w.ckpt_lay[0] = w.lay;
   if (n_ckpt > 1) {  // up to the last checkpoint: the sweep recomputes the rest
     double* vec = slots;
     memcpy(vec, ckpt, sizeof(double) * size_t(sd));
@@ -1977,9 +2159,11 @@ void run_vjp(const Context& ctx, Worker& w, const double* const* trig, Index b0,
       forward_blocks<L>(ctx, w, trig, (c - 1) * stride, c * stride, vec);
       if (cancelled(job.cancel)) return;
       memcpy(ckpt + sd * c, vec, sizeof(double) * size_t(sd));
+      w.ckpt_lay[c] = w.lay;
     }
   }
   memset(lam, 0, sizeof(double) * size_t(sd));
+  w.lam_lay = w.ckpt_lay[0];  // (spread: any layout; the sweep moves lam to each input's)
   for (int t = 0; t < job.n_terms; ++t) {
     double weight[L];
     bool any = false;
@@ -1988,7 +2172,9 @@ void run_vjp(const Context& ctx, Worker& w, const double* const* trig, Index b0,
       any = any || weight[l] != 0.0;
     }
     if (!any) continue;
-    if (ctx.pauli) {  // lam . c = sum_t g_t c_(P_t)
+    if (ctx.spread) {  // one sample: its weight in lane 0's slot of lam's entry
+      lam[spread_offset(ctx, w.lam_lay, pauli_index(ctx.terms[t], job.n_qubits))] += weight[0];
+    } else if (ctx.pauli) {  // lam . c = sum_t g_t c_(P_t)
       double* p = lam + L * pauli_index(ctx.terms[t], job.n_qubits);
       for (int l = 0; l < L; ++l) p[l] += weight[l];
     } else {
@@ -1999,12 +2185,22 @@ void run_vjp(const Context& ctx, Worker& w, const double* const* trig, Index b0,
   for (int c = n_ckpt - 1; c >= 0; --c) {
     const int lo = c * stride, hi = lo + stride < nb ? lo + stride : nb;
     memcpy(slots, ckpt + sd * c, sizeof(double) * size_t(sd));
+    w.lay = w.ckpt_lay[c];
     const int ran = segment_forward<L>(ctx, w, trig, lo, hi, slots);
     if (ran < 0) return;
     for (int i = ran - 1; i >= 0; --i) {
       if (cancelled(job.cancel)) return;
+      relayout(ctx, lam, w.lam_lay, w.input_lay[i]);
       backward_block<L>(ctx, w, w.order[i], trig, lam, w.inputs[i]);
     }
+  }
+  if (ctx.spread) {  // every lane held part of the one sample's sums
+    for (int a = 0; a < job.n_angles; ++a) {
+      double total = 0.0;
+      for (int l = 0; l < L; ++l) total += w.grad[l * job.n_angles + a];
+      job.out[b0 * job.n_angles + a] = total;
+    }
+    return;
   }
   for (int l = 0; l < valid; ++l) {
     memcpy(job.out + (b0 + l) * job.n_angles, w.grad + l * job.n_angles, sizeof(double) * size_t(job.n_angles));
@@ -2014,13 +2210,13 @@ void run_vjp(const Context& ctx, Worker& w, const double* const* trig, Index b0,
 template <int L>
 void run_lane_block(const Context& ctx, Worker& w, Index block) {
   const DensityJob& job = *ctx.job;
-  const Index b0 = block * L;
-  const int valid = job.batch - b0 < L ? int(job.batch - b0) : L;
+  const Index b0 = ctx.spread ? block : block * L;
+  const int valid = ctx.spread ? 1 : job.batch - b0 < L ? int(job.batch - b0) : L;
   const double* trig[L];  // each lane's half_angle_table (padding lanes repeat the last sample)
   for (int l = 0; l < L; ++l) {
     double* table = w.trig + l * 2 * job.n_angles;
-    half_angle_table(job, job.theta + (b0 + (l < valid ? l : valid - 1)) * job.n_angles, table);
-    trig[l] = table;
+    if (l == 0 || !ctx.spread) half_angle_table(job, job.theta + (b0 + (l < valid ? l : valid - 1)) * job.n_angles, table);
+    trig[l] = ctx.spread ? w.trig : table;  // a spread state's lanes are one sample
   }
   if (job.task == DensityTask::kVjp) {
     run_vjp<L>(ctx, w, trig, b0, valid);
@@ -2033,7 +2229,9 @@ void run_lane_block(const Context& ctx, Worker& w, Index block) {
   if (job.task == DensityTask::kExpval) {
     for (int t = 0; t < job.n_terms; ++t) {
       double out[L];
-      if (ctx.pauli) {
+      if (ctx.spread) {
+        out[0] = v[spread_offset(ctx, w.lay, pauli_index(ctx.terms[t], n))];
+      } else if (ctx.pauli) {
         for (int l = 0; l < L; ++l) out[l] = v[L * pauli_index(ctx.terms[t], n) + l];
       } else {
         trace_pauli<L>(v, n, ctx.terms[t], out);
@@ -2044,7 +2242,9 @@ void run_lane_block(const Context& ctx, Worker& w, Index block) {
     const Index stride = ctx.pauli ? L : 2 * L;  // doubles per entry
     for (int l = 0; l < valid; ++l) {
       double* probs = job.out + (b0 + l) * dim;
-      for (Index i = 0; i < dim; ++i) probs[i] = v[stride * ((i << n) | i) + l];
+      for (Index i = 0; i < dim; ++i) {
+        probs[i] = ctx.spread ? v[spread_offset(ctx, w.lay, (i << n) | i)] : v[stride * ((i << n) | i) + l];
+      }
       if (ctx.pauli) walsh_hadamard(probs, n);
     }
   } else {
@@ -2139,9 +2339,10 @@ int run_lanes(const DensityJob& job) {
   const int n = job.n_qubits;
   Context ctx;
   ctx.job = &job;
-  ctx.nbits = 2 * n;
+  ctx.spread = job.spread != 0;
+  ctx.nbits = 2 * n - (ctx.spread ? kSpreadBits : 0);
   ctx.pauli = job.pauli != 0;
-  ctx.state_doubles = (ctx.pauli ? 1 : 2) * Index(L) << (2 * n);
+  ctx.state_doubles = ctx.spread ? Index(1) << (2 * n) : (ctx.pauli ? 1 : 2) * Index(L) << (2 * n);
   ctx.states = job.states;
   ctx.hermitian = job.hermitian != 0 && !ctx.pauli;
   ctx.max_run = 1;
@@ -2171,7 +2372,7 @@ int run_lanes(const DensityJob& job) {
     ctx.blocks = blocks;
     ctx.workers = workers;
     ctx.terms = terms;
-    const Index n_lane_blocks = (job.batch + L - 1) / L;
+    const Index n_lane_blocks = ctx.spread ? job.batch : (job.batch + L - 1) / L;
     job.parallel_blocks(job.threads, n_lane_blocks, body<L>, &ctx);
     if (ctx.failed) status = cpu::kRunOutOfMemory;
     else if (cancelled(job.cancel)) status = cpu::kRunCancelled;

@@ -196,6 +196,52 @@ def test_clifford_gates_with_phase_covariant_channels_match_the_reference(core, 
             np.testing.assert_allclose(_run(core, "vjp", circuit, x, w, tables, paulis, g, **kw), rho_vjp, atol=ATOL)
 
 
+@pytest.mark.parametrize("n", [4, 5])
+def test_spread_states_match_the_reference_and_the_lanes(core, rng, n):
+    """One sample's state across the lanes (lanes=-1): its index bits move between lanes and entries
+    as the passes need them, and the VJP brings lam to each kept state's layout. Random circuits
+    (every gate kind) and noise models against the reference, the VJP against lanes of samples, with
+    checkpoint segments (their states kept in the layouts they had)."""
+    circuit, x, w, model, tables = _case(rng, n)
+    strings = random_paulis(rng, n, k=4)
+    paulis = compile_observables(strings, n)
+    want_probs = reference.probabilities(circuit, x, w, noise=model, readout=False)
+    want_expval = reference.expval(circuit, x, w, noise=model, observables=strings, readout=False)
+    np.testing.assert_allclose(_run(core, "probabilities", circuit, x, w, tables, lanes=-1), want_probs, atol=ATOL)
+    np.testing.assert_allclose(_run(core, "expval", circuit, x, w, tables, paulis, lanes=-1), want_expval,
+                               atol=ATOL)
+    g = rng.normal(size=(BATCH, len(strings)))
+    want = _run(core, "vjp", circuit, x, w, tables, paulis, g, lanes=1, pauli=1)
+    for stride in (0, 2, 3):
+        got = _run(core, "vjp", circuit, x, w, tables, paulis, g, lanes=-1, stride=stride)
+        np.testing.assert_allclose(got, want, atol=ATOL)
+
+
+@pytest.mark.parametrize("coherent", [False, True])
+def test_spread_states_through_chains_match_the_lanes(core, rng, coherent):
+    """The hardware-efficient ansatz with phase-covariant noise: its runs join the cx passes (chains),
+    the passes that move the most bits; a coherent error on cx takes the general two-qubit pass
+    instead. Spread states against the reference and against lanes of samples (VJP)."""
+    n = 5
+    circuit = hdqnn.ansatz.hardware_efficient(n, 3)
+    model = (NoiseModel().add(depolarizing(0.01), ["ry", "rz"]).add(amplitude_damping(0.02), ["ry", "rz"])
+             .add(depolarizing(0.03, n_qubits=2), "cx"))
+    if coherent:
+        model = model.add(kraus_rx(0.3).tensor(kraus_rx(-0.2)), "cx")
+    x = rng.uniform(-np.pi, np.pi, (BATCH, circuit.n_inputs))
+    w = rng.uniform(-np.pi, np.pi, circuit.n_weights)
+    tables = compile_noise(circuit.compile(), model)
+    strings = random_paulis(rng, n, k=3) + ["Z" * n]
+    paulis = compile_observables(strings, n)
+    want = reference.expval(circuit, x, w, noise=model, observables=strings, readout=False)
+    np.testing.assert_allclose(_run(core, "expval", circuit, x, w, tables, paulis, lanes=-1), want, atol=ATOL)
+    g = rng.normal(size=(BATCH, len(strings)))
+    want_vjp = _run(core, "vjp", circuit, x, w, tables, paulis, g, lanes=8)
+    for stride in (0, 4):
+        got = _run(core, "vjp", circuit, x, w, tables, paulis, g, lanes=-1, stride=stride)
+        np.testing.assert_allclose(got, want_vjp, atol=ATOL)
+
+
 def kraus_rx(angle: float):
     """A unitary (coherent) error: rx(angle) as a one-operator Kraus channel."""
     c, s = np.cos(angle / 2), np.sin(angle / 2)
@@ -214,6 +260,25 @@ def test_results_do_not_depend_on_the_thread_count(core, rng):
             core.set_num_threads(threads)
             results.append((_run(core, "expval", circuit, x, w, tables, paulis),
                             _run(core, "vjp", circuit, x, w, tables, paulis, g)))
+    finally:
+        core.set_num_threads(before)
+    for expval, vjp in results[1:]:
+        np.testing.assert_array_equal(expval, results[0][0])
+        np.testing.assert_array_equal(vjp, results[0][1])
+
+
+def test_spread_results_do_not_depend_on_the_thread_count(core, rng):
+    """A spread state is one sample on one worker: bit-identical results whatever the threads."""
+    circuit, x, w, model, tables = _case(rng, 4, batch=5)
+    paulis = compile_observables(random_paulis(rng, 4, k=2), 4)
+    g = rng.normal(size=(5, 2))
+    before = core.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            core.set_num_threads(threads)
+            results.append((_run(core, "expval", circuit, x, w, tables, paulis, lanes=-1),
+                            _run(core, "vjp", circuit, x, w, tables, paulis, g, lanes=-1)))
     finally:
         core.set_num_threads(before)
     for expval, vjp in results[1:]:
@@ -270,8 +335,9 @@ def test_workspace_estimate_is_the_plan(core):
         plan = core.density_plan(task, n, blocks, stored, batch)
         assert plan["pauli"] == (task != "state")
         entry = 8 if plan["pauli"] else 16
-        assert plan["workspace_bytes"] == plan["workers"] * plan["states_per_worker"] * plan["lanes"] * entry * 4**n
-        assert plan["workers"] <= min(plan["threads"], -(-batch // plan["lanes"]))
+        samples = 1 if plan["spread"] else plan["lanes"]  # a worker block's samples
+        assert plan["workspace_bytes"] == plan["workers"] * plan["states_per_worker"] * samples * entry * 4**n
+        assert plan["workers"] <= min(plan["threads"], -(-batch // samples))
         got = density.density_workspace_bytes(task, n, blocks, batch, engine="cpp", n_stored=stored)
         assert got == plan["workspace_bytes"]
     vjp = core.density_plan("vjp", 10, 200, 100, 8)
@@ -279,6 +345,11 @@ def test_workspace_estimate_is_the_plan(core):
     assert core.density_plan("expval", 4, 10, 5, 64, pauli=0)["hermitian"]
     assert not core.density_plan("vjp", 10, 200, 100, 8, pauli=0)["hermitian"]
     assert not core.density_plan("expval", 4, 10, 5, 64)["hermitian"]  # the Pauli basis has no mirror
+    # spread states where they pay (the VJP from 7 qubits, the forward from 9), or where forced
+    assert [core.density_plan("vjp", n, 40, 20, 64)["spread"] for n in (6, 7)] == [False, True]
+    assert [core.density_plan("expval", n, 40, 20, 64)["spread"] for n in (8, 9)] == [False, True]
+    assert not core.density_plan("vjp", 10, 200, 100, 8, pauli=0)["spread"]
+    assert core.density_plan("vjp", 4, 10, 5, 64, lanes=-1)["spread"]
 
 
 def test_bad_input_is_a_clear_error(core, rng):
@@ -317,6 +388,10 @@ def test_bad_input_is_a_clear_error(core, rng):
         call(task="vjp", grad=np.ones((3, 1)))
     with pytest.raises(ValueError, match="lanes must be"):
         call(lanes=3)
+    with pytest.raises(ValueError, match="lanes=-1 .* at least 4 qubits"):
+        call(lanes=-1)
+    with pytest.raises(ValueError, match="needs the Pauli basis"):
+        core.density_plan("vjp", 6, 10, 5, 64, lanes=-1, pauli=0)
     with pytest.raises(ValueError, match="hermitian must be"):
         core.density("expval", 2, gates, constant, idx, tables.superops, theta, paulis, None, 0, 0, 2)
     with pytest.raises(ValueError, match="pauli must be"):
