@@ -1355,13 +1355,13 @@ int block_wire(const Context& ctx, const Block& b, int i) { return ctx.job->gate
 // A spread state (Context::spread) holds one sample's Pauli coefficients in the lane layout
 // itself: an index's low kSpreadBits bits pick the lane, the rest the entry, so every pass above
 // vectorises over eight of the sample's entries (its lanes sharing every coefficient) and a state
-// is 8x smaller than eight samples' (at 8 qubits 512 KiB: it stays in L2, and the VJP's kept states
-// in L3, where eight samples' went to memory and back). A pass cannot act on a lane bit, so the
-// index bits are permuted as the program runs: before a pass whose bits sit in lanes they are
-// swapped with entry bits the program needs last (make_room), and the VJP's backward sweep brings
-// lam to the layout each kept input had (relayout).
+// is 8x smaller than eight samples' (512 KiB at 8 qubits, in L2; 8 MiB at 10, in L3), and so are
+// the VJP's kept states. A pass cannot act on a lane bit, so the index bits are permuted as the
+// program runs: before a pass whose bits sit in lanes they are exchanged with entry bits the
+// program needs last (make_room, one shuffle pass), and the VJP's backward sweep brings lam to the
+// layout each kept input had (relayout).
 
-/// The logical bits of a one-qubit run's wire q, or of block b's (row bits, then column bits).
+/// The logical bits of wire q: its row bit, then its column bit.
 void wire_bits(int n, int q, int* bits) {
   bits[0] = 2 * n - 1 - q;
   bits[1] = n - 1 - q;
@@ -1387,33 +1387,90 @@ Index spread_offset(const Context& ctx, const Layout& lay, Index logical) {
   return at;
 }
 
-/// Exchanges lane bit P with entry bit q of a spread state of 2**entry_bits lane vectors: per pair
-/// of vectors (entry bit q 0, 1), the lanes with bit P set in the first trade places with those
-/// with bit P clear in the second (two two-source shuffles).
-template <int P>
-void swap_lane_bit(double* v, int entry_bits, int q) {
-  typedef typename LaneVector<8>::type V;
-  typedef long long M __attribute__((vector_size(8 * sizeof(long long))));
-  static const M kFirst[3] = {{0, 8, 2, 10, 4, 12, 6, 14}, {0, 1, 8, 9, 4, 5, 12, 13}, {0, 1, 2, 3, 8, 9, 10, 11}};
-  static const M kSecond[3] = {{1, 9, 3, 11, 5, 13, 7, 15}, {2, 3, 10, 11, 6, 7, 14, 15},
-                               {4, 5, 6, 7, 12, 13, 14, 15}};
-  const Index half = Index(1) << q, entries = Index(1) << entry_bits;
-  for (Index block = 0; block < entries; block += 2 * half) {
-    for (Index j = block; j < block + half; ++j) {
-      V a, b;
-      __builtin_memcpy(&a, v + 8 * j, sizeof(V));
-      __builtin_memcpy(&b, v + 8 * (j + half), sizeof(V));
-      const V first = __builtin_shuffle(a, b, kFirst[P]), second = __builtin_shuffle(a, b, kSecond[P]);
-      __builtin_memcpy(v + 8 * j, &first, sizeof(V));
-      __builtin_memcpy(v + 8 * (j + half), &second, sizeof(V));
+/// Shuffle masks that exchange lane bit p between two vectors x, y (entry bit q 0 and 1): x keeps
+/// its lanes with bit p clear and takes y's with bit p clear into the others; y keeps its lanes
+/// with bit p set and takes x's with bit p set into the others.
+typedef long long LaneMask __attribute__((vector_size(8 * sizeof(long long))));
+const LaneMask kKeepClear[kSpreadBits] = {{0, 8, 2, 10, 4, 12, 6, 14}, {0, 1, 8, 9, 4, 5, 12, 13},
+                                          {0, 1, 2, 3, 8, 9, 10, 11}};
+const LaneMask kKeepSet[kSpreadBits] = {{1, 9, 3, 11, 5, 13, 7, 15}, {2, 3, 10, 11, 6, 7, 14, 15},
+                                        {4, 5, 6, 7, 12, 13, 14, 15}};
+
+/// Exchanges physical lane bit lane[i] with physical entry bit entry[i], i < K <= kSpreadBits, of a
+/// spread state of 2**entry_bits lane vectors in one pass: per group of 2**K vectors (the K entry
+/// bits varying), one stage of two-vector shuffles per pair. (With K = 3 an 8x8 transpose: every
+/// lane bit leaves for the price of one.)
+template <int K>
+void exchange_lane_bits_k(double* v, int entry_bits, const int* lane, const int* entry) {
+  typedef LaneVector<8>::type V;
+  constexpr int D = 1 << K;
+  int bits[K], sorted[K];
+  Index offs[D];
+  LaneMask clear[K], set[K];
+  for (int i = 0; i < K; ++i) {
+    bits[i] = entry[i] - kSpreadBits;
+    clear[i] = kKeepClear[lane[i]];
+    set[i] = kKeepSet[lane[i]];
+  }
+  layout(bits, K, offs, sorted);  // pair i is bit K-1-i of a group's vector index
+  const Index groups = Index(1) << (entry_bits - K);
+  for (Index g = 0; g < groups; ++g) {
+    const Index base = insert_zeros(g, sorted, K);
+    V x[D];
+    load_vectors<D>(v, base, offs, x);
+#pragma GCC unroll 3
+    for (int i = 0; i < K; ++i) {
+      const int step = 1 << (K - 1 - i);
+#pragma GCC unroll 8
+      for (int j = 0; j < D; ++j) {
+        if (j & step) continue;
+        const V a = x[j], b = x[j | step];
+        x[j] = __builtin_shuffle(a, b, clear[i]);
+        x[j | step] = __builtin_shuffle(a, b, set[i]);
+      }
     }
+    store_vectors<D>(v, base, offs, x);
   }
 }
 
-/// Exchanges physical bits p and q (p < q) of a spread state of 2**entry_bits lane vectors.
-void swap_bits(double* v, int entry_bits, int p, int q) {
-  const Index entries = Index(1) << entry_bits;
-  if (q < kSpreadBits) {  // two lane bits: a permutation inside each vector
+/// exchange_lane_bits_k for k = 1, 2 or 3 pairs.
+void exchange_lane_bits(double* v, int entry_bits, const int* lane, const int* entry, int k) {
+  if (k == 1) exchange_lane_bits_k<1>(v, entry_bits, lane, entry);
+  else if (k == 2) exchange_lane_bits_k<2>(v, entry_bits, lane, entry);
+  else exchange_lane_bits_k<3>(v, entry_bits, lane, entry);
+}
+
+/// lay after physical bits p and q traded their logical bits.
+void swap_in_layout(const Context& ctx, Layout& lay, int p, int q) {
+  for (int b = 0; b < 2 * ctx.job->n_qubits; ++b) {
+    if (lay.at[b] == p) lay.at[b] = static_cast<int8_t>(q);
+    else if (lay.at[b] == q) lay.at[b] = static_cast<int8_t>(p);
+  }
+}
+
+/// exchange_lane_bits on spread state v held in layout ``lay`` (updated).
+void exchange_in_layout(const Context& ctx, double* v, Layout& lay, const int* lane, const int* entry, int k) {
+  if (k == 0) return;
+  exchange_lane_bits(v, ctx.nbits, lane, entry, k);
+  for (int i = 0; i < k; ++i) swap_in_layout(ctx, lay, lane[i], entry[i]);
+}
+
+/// Swaps physical bits p < q of spread state v held in layout ``lay`` (updated): two lane bits
+/// inside each vector, a lane bit with an entry bit by exchange_lane_bits, two entry bits by moving
+/// whole vectors.
+void swap_physical(const Context& ctx, double* v, Layout& lay, int p, int q) {
+  if (p == q) return;
+  if (p > q) {
+    const int t = p;
+    p = q;
+    q = t;
+  }
+  if (p < kSpreadBits && q >= kSpreadBits) {
+    exchange_in_layout(ctx, v, lay, &p, &q, 1);
+    return;
+  }
+  const Index entries = Index(1) << ctx.nbits;
+  if (q < kSpreadBits) {
     for (Index e = 0; e < entries; ++e) {
       double* x = v + 8 * e;
       for (int l = 0; l < 8; ++l) {
@@ -1425,38 +1482,24 @@ void swap_bits(double* v, int entry_bits, int p, int q) {
         }
       }
     }
-    return;
+  } else {
+    int sorted[2] = {p - kSpreadBits, q - kSpreadBits};
+    const Index one = Index(1) << sorted[0], other = Index(1) << sorted[1];
+    for (Index i = 0; i < entries / 4; ++i) {
+      const Index base = insert_zeros(i, sorted, 2);
+      double t[8];
+      __builtin_memcpy(t, v + 8 * (base | one), sizeof(t));
+      __builtin_memcpy(v + 8 * (base | one), v + 8 * (base | other), sizeof(t));
+      __builtin_memcpy(v + 8 * (base | other), t, sizeof(t));
+    }
   }
-  if (p < kSpreadBits) {
-    if (p == 0) swap_lane_bit<0>(v, entry_bits, q - kSpreadBits);
-    else if (p == 1) swap_lane_bit<1>(v, entry_bits, q - kSpreadBits);
-    else swap_lane_bit<2>(v, entry_bits, q - kSpreadBits);
-    return;
-  }
-  int sorted[2] = {p - kSpreadBits, q - kSpreadBits};  // two entry bits: whole vectors trade places
-  const Index one = Index(1) << sorted[0], other = Index(1) << sorted[1];
-  for (Index i = 0; i < entries / 4; ++i) {
-    const Index base = insert_zeros(i, sorted, 2);
-    double t[8];
-    __builtin_memcpy(t, v + 8 * (base | one), sizeof(t));
-    __builtin_memcpy(v + 8 * (base | one), v + 8 * (base | other), sizeof(t));
-    __builtin_memcpy(v + 8 * (base | other), t, sizeof(t));
-  }
-}
-
-/// Swaps physical bits p and q of spread state v held in layout ``lay`` (updated).
-void swap_physical(const Context& ctx, double* v, Layout& lay, int p, int q) {
-  if (p == q) return;
-  swap_bits(v, ctx.nbits, p < q ? p : q, p < q ? q : p);
-  for (int b = 0; b < 2 * ctx.job->n_qubits; ++b) {
-    if (lay.at[b] == p) lay.at[b] = static_cast<int8_t>(q);
-    else if (lay.at[b] == q) lay.at[b] = static_cast<int8_t>(p);
-  }
+  swap_in_layout(ctx, lay, p, q);
 }
 
 /// Before a pass of block k (or a run's pass at block k) on logical bits ``bits`` (nb) of state v:
-/// when spread, each of them held in a lane goes to the entry bit whose wire the program needs
-/// last from block k on (Belady's choice: the fewest swaps later), one swap pass each.
+/// when spread and some of them sit in lanes, one pass exchanges those lane bits, and every other
+/// lane bit the program needs sooner than an entry bit's, with the entry bits whose wires it needs
+/// last from block k on (Belady's choice: the fewest exchanges later).
 void make_room(const Context& ctx, Layout& lay, double* v, const int* bits, int nb, int k) {
   if (!ctx.spread) return;
   bool any = false;
@@ -1469,25 +1512,43 @@ void make_room(const Context& ctx, Layout& lay, double* v, const int* bits, int 
     const Block& b = ctx.blocks[j];
     for (int i = 0; i < (b.two ? 2 : 1); ++i) next[block_wire(ctx, b, i)] = j;
   }
-  for (int i = 0; i < nb; ++i) {
-    if (lay.at[bits[i]] >= kSpreadBits) continue;
-    int best = -1, best_next = -1;
-    for (int b = 0; b < 2 * n; ++b) {
-      bool taken = lay.at[b] < kSpreadBits;
-      for (int j = 0; j < nb; ++j) taken = taken || b == bits[j];
-      const int use = next[b >= n ? 2 * n - 1 - b : n - 1 - b];
-      if (!taken && use > best_next) {
-        best = b;
-        best_next = use;
-      }
-    }
-    swap_physical(ctx, v, lay, lay.at[bits[i]], lay.at[best]);
+  int use[2 * cpu::kMaxDensityQubits];  // by physical bit: when its wire is needed next
+  bool needed[2 * cpu::kMaxDensityQubits];
+  for (int b = 0; b < 2 * n; ++b) {
+    needed[lay.at[b]] = false;
+    use[lay.at[b]] = next[b >= n ? 2 * n - 1 - b : n - 1 - b];
   }
+  for (int i = 0; i < nb; ++i) needed[lay.at[bits[i]]] = true;
+  int lane[kSpreadBits], entry[kSpreadBits], count = 0;
+  bool taken[2 * cpu::kMaxDensityQubits] = {};
+  for (int round = 0; round < 2; ++round) {  // the lane bits the pass needs, then the others
+    for (int p = 0; p < kSpreadBits; ++p) {
+      if (needed[p] != (round == 0)) continue;
+      int best = -1;
+      for (int q = kSpreadBits; q < 2 * n; ++q) {
+        if (!needed[q] && !taken[q] && (best < 0 || use[q] > use[best])) best = q;
+      }
+      if (best < 0 || (!needed[p] && use[best] <= use[p])) continue;
+      taken[best] = true;
+      lane[count] = p;
+      entry[count++] = best;
+    }
+  }
+  exchange_in_layout(ctx, v, lay, lane, entry, count);
 }
 
-/// Spread state v from layout ``lay`` to ``want`` (lay updated), a swap pass per misplaced bit.
+/// Spread state v from layout ``lay`` to ``want`` (lay updated): the lane bits ``want`` holds in
+/// lanes come in by one exchange pass, then any bit still misplaced by a swap pass each.
 void relayout(const Context& ctx, double* v, Layout& lay, const Layout& want) {
   if (!ctx.spread) return;
+  int lane[kSpreadBits], entry[kSpreadBits], count = 0;
+  for (int b = 0; b < 2 * ctx.job->n_qubits; ++b) {
+    if (want.at[b] < kSpreadBits && lay.at[b] >= kSpreadBits) {
+      lane[count] = want.at[b];
+      entry[count++] = lay.at[b];
+    }
+  }
+  exchange_in_layout(ctx, v, lay, lane, entry, count);
   for (int b = 0; b < 2 * ctx.job->n_qubits; ++b) swap_physical(ctx, v, lay, lay.at[b], want.at[b]);
 }
 
