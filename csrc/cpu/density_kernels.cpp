@@ -624,6 +624,17 @@ HDQNN_INLINE Index insert_zeros(Index i, const int* sorted, int k) {
   return i;
 }
 
+/// The index bits of a group's ``k`` ascending positions.
+HDQNN_INLINE Index group_bits(const int* sorted, int k) {
+  Index bits = 0;
+  for (int s = 0; s < k; ++s) bits |= Index(1) << sorted[s];
+  return bits;
+}
+
+/// The base of the group after ``base`` (insert_zeros of the next count): one carry across the
+/// group's bits rather than a shift per bit.
+HDQNN_INLINE Index next_group(Index base, Index holes) { return ((base | holes) + 1) & ~holes; }
+
 /// Index of a group entry with its row and column halves swapped (the transposed entry): K bits,
 /// the first K / 2 row bits.
 template <int K>
@@ -761,8 +772,9 @@ void apply_real_t(const double* src, double* dst, int nbits, const int* bits, co
   int sorted[K];
   layout(bits, K, offs, sorted);
   const Index groups = Index(1) << (nbits - K);
-  for (Index i = 0; i < groups; ++i) {
-    const Index base = insert_zeros(i, sorted, K);
+  const Index holes = group_bits(sorted, K);
+  Index base = 0;
+  for (Index i = 0; i < groups; ++i, base = next_group(base, holes)) {
     double x[D][L];
     load_group<L, D>(src, base, offs, x);
     for (int r = 0; r < D; ++r) {
@@ -800,8 +812,9 @@ void apply_real_padded(const double* src, double* dst, int nbits, const int* bit
   int sorted[K];
   layout(bits, K, offs, sorted);
   const Index groups = Index(1) << (nbits - K);
-  for (Index i = 0; i < groups; ++i) {
-    const Index base = insert_zeros(i, sorted, K);
+  const Index holes = group_bits(sorted, K);
+  Index base = 0;
+  for (Index i = 0; i < groups; ++i, base = next_group(base, holes)) {
     double x[D][L];
     load_group<L, D>(src, base, offs, x);
 #pragma GCC unroll 16
@@ -834,8 +847,9 @@ void apply_run_real(const double* src, double* dst, int nbits, const int* bits, 
     else __builtin_memcpy(&a[e], m.re + e * L, sizeof(V));
   }
   const Index groups = Index(1) << (nbits - 2);
-  for (Index i = 0; i < groups; ++i) {
-    const Index base = insert_zeros(i, sorted, 2);
+  const Index holes = group_bits(sorted, 2);
+  Index base = 0;
+  for (Index i = 0; i < groups; ++i, base = next_group(base, holes)) {
     V x[4];
     load_vectors<4>(src, base, offs, x);
 #pragma GCC unroll 4
@@ -898,8 +912,9 @@ void apply_covariant_adjoint(double* v, int nbits, const int* bits, const Covari
   for (int b = 0; b < 16; ++b) permuted[b] = offs[cv.perm[b]];
   const double* a = cv.values[1];
   const Index groups = Index(1) << (nbits - 4);
-  for (Index i = 0; i < groups; ++i) {
-    const Index base = insert_zeros(i, sorted, 4);
+  const Index holes = group_bits(sorted, 4);
+  Index base = 0;
+  for (Index i = 0; i < groups; ++i, base = next_group(base, holes)) {
     V x[16];
     load_vectors<16>(v, base, offs, x);
 #pragma GCC unroll 16
@@ -984,8 +999,9 @@ void apply_chain_t(const double* src, const ChainOut& to, int nbits, const Chain
   int sorted[4];
   layout(c.bits, 4, offs, sorted);
   const Index groups = Index(1) << (nbits - 4);
-  for (Index i = 0; i < groups; ++i) {
-    const Index base = insert_zeros(i, sorted, 4);
+  const Index holes = group_bits(sorted, 4);
+  Index base = 0;
+  for (Index i = 0; i < groups; ++i, base = next_group(base, holes)) {
     V x[16], y[16];
     load_vectors<16>(src, base, offs, x);
     if (c.has_a) group_one_wire<0, KeepI>(x, c.a);
@@ -1031,8 +1047,9 @@ void gram_apply_real(double* lam, const double* rho, int nbits, const int* bits,
     g[e] = V{} + 0.0;
   }
   const Index groups = Index(1) << (nbits - 2);
-  for (Index i = 0; i < groups; ++i) {
-    const Index base = insert_zeros(i, sorted, 2);
+  const Index holes = group_bits(sorted, 2);
+  Index base = 0;
+  for (Index i = 0; i < groups; ++i, base = next_group(base, holes)) {
     V x[4], y[4];
     load_vectors<4>(lam, base, offs, x);
     load_vectors<4>(rho, base, offs, y);
@@ -1058,8 +1075,9 @@ void inner_real(const double* lam, const double* rho, int nbits, const int* bits
   layout(bits, K, offs, sorted);
   double acc[L] = {};
   const Index groups = Index(1) << (nbits - K);
-  for (Index i = 0; i < groups; ++i) {
-    const Index base = insert_zeros(i, sorted, K);
+  const Index holes = group_bits(sorted, K);
+  Index base = 0;
+  for (Index i = 0; i < groups; ++i, base = next_group(base, holes)) {
     for (int r = 0; r < D; ++r) {
       const double* pl = lam + L * (base + offs[r]);
       double row[L] = {};
@@ -1195,8 +1213,9 @@ void inner(const double* lam, const double* rho, int nbits, const int* bits, con
   layout(bits, 2, offs, sorted);
   double acc[L] = {};
   const Index groups = Index(1) << (nbits - 2);
-  for (Index i = 0; i < groups; ++i) {
-    const Index base = insert_zeros(i, sorted, 2);
+  const Index holes = group_bits(sorted, 2);
+  Index base = 0;
+  for (Index i = 0; i < groups; ++i, base = next_group(base, holes)) {
     for (int r = 0; r < 4; ++r) {
       const double* pl = lam + 2 * L * (base + offs[r]);
       for (int c = 0; c < 4; ++c) {
@@ -1574,6 +1593,14 @@ HDQNN_INLINE double lane_of(const typename LaneVector<L>::type& v, int l) {
   }
 }
 
+/// The lane vector of L doubles at p.
+template <int L>
+HDQNN_INLINE typename LaneVector<L>::type lane_vector(const double* p) {
+  typename LaneVector<L>::type v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+
 /// out <- a b for real 4x4 lane matrices.
 template <class V>
 void real_matmul4(const V* a, const V* b, V* out) {
@@ -1610,25 +1637,48 @@ const double* channel_ptm_of(const Context& ctx, int g) {
   return ch >= 0 ? ctx.channel_ptm + 16 * ch : nullptr;
 }
 
+/// The Pauli digits a rotation gate (rx, ry, rz, p) keeps, besides I (``fixed``), and turns (a
+/// towards b); false for any other gate.
+bool rotation_axes(int code, int& fixed, int& a, int& b) {
+  if (code == kGateRx) fixed = 1;
+  else if (code == kGateRy) fixed = 2;
+  else if (code == kGateRz || code == kGateP) fixed = 3;
+  else return false;
+  static constexpr int kFrom[4] = {0, 2, 3, 1}, kTo[4] = {0, 3, 1, 2};  // rx: Y -> Z, ry: Z -> X, rz: X -> Y
+  a = kFrom[fixed];
+  b = kTo[fixed];
+  return true;
+}
+
 /// r <- the Pauli-transfer matrix of rotation gate ``code`` (rx, ry, rz, or p: rz's up to a phase)
 /// from its half-angle cosine c and sine s, every lane at once: the rotation by the full angle
 /// (cos = c^2 - s^2, sin = 2 c s) of the two Pauli axes it does not fix, with no complex products.
 /// False (r untouched) for any other gate.
 template <class V>
 bool rotation_ptm(int code, const V& c, const V& s, V* r) {
-  int fixed;  // the digit the rotation fixes (besides I); it turns digit a towards digit b
-  if (code == kGateRx) fixed = 1;
-  else if (code == kGateRy) fixed = 2;
-  else if (code == kGateRz || code == kGateP) fixed = 3;
-  else return false;
-  static constexpr int kFrom[4] = {0, 2, 3, 1}, kTo[4] = {0, 3, 1, 2};  // rx: Y -> Z, ry: Z -> X, rz: X -> Y
-  const int a = kFrom[fixed], b = kTo[fixed];
+  int fixed, a, b;
+  if (!rotation_axes(code, fixed, a, b)) return false;
   const V zero = V{} + 0.0, cos_full = c * c - s * s, sin_full = 2.0 * c * s;
   for (int e = 0; e < 16; ++e) r[e] = zero;
   r[0] = r[5 * fixed] = zero + 1.0;
   r[5 * a] = r[5 * b] = cos_full;
   r[4 * b + a] = sin_full;  // the image of a gains + sin b
   r[4 * a + b] = -sin_full;  // the image of b gains - sin a
+  return true;
+}
+
+/// dr <- the derivative of rotation_ptm's matrix by the gate's angle (the full angle: on the two
+/// axes it turns cos' = -sin and sin' = cos, zero elsewhere); false (dr untouched) for any other
+/// gate.
+template <class V>
+bool rotation_ptm_derivative(int code, const V& c, const V& s, V* dr) {
+  int fixed, a, b;
+  if (!rotation_axes(code, fixed, a, b)) return false;
+  const V zero = V{} + 0.0, cos_full = c * c - s * s, sin_full = 2.0 * c * s;
+  for (int e = 0; e < 16; ++e) dr[e] = zero;
+  dr[5 * a] = dr[5 * b] = -sin_full;
+  dr[4 * b + a] = cos_full;
+  dr[4 * a + b] = -cos_full;
   return true;
 }
 
@@ -1674,6 +1724,31 @@ void pauli_run_lanes(const Context& ctx, const Block& b, const double* const* tr
   }
 }
 
+/// dr <- d/d(angle ``which``) of one-qubit gate ``code``'s Pauli-transfer matrix in every lane,
+/// from its half angles: rotation_ptm_derivative for a rotation, else M (dU (x) conj(U) + U (x)
+/// conj(dU)) M^-1 from the complex matrices.
+template <int L>
+void gate_ptm_derivative(int code, const typename LaneVector<L>::type* c, const typename LaneVector<L>::type* s,
+                         int which, typename LaneVector<L>::type* dr) {
+  typedef typename LaneVector<L>::type V;
+  typedef Complex<V> CV;
+  if (rotation_ptm_derivative(code, c[0], s[0], dr)) return;
+  CV u[4], d[4], t[16];
+  single_qubit_matrix<V, double>(code, c, s, 1, u);
+  single_qubit_matrix_derivative<V, double>(code, c, s, 1, which, d);
+  for (int r0 = 0; r0 < 2; ++r0) {
+    for (int c0 = 0; c0 < 2; ++c0) {
+      for (int r1 = 0; r1 < 2; ++r1) {
+        for (int c1 = 0; c1 < 2; ++c1) {
+          t[(2 * r0 + c0) * 4 + 2 * r1 + c1] =
+              mul_add(d[r0 * 2 + r1] * conj(u[c0 * 2 + c1]), u[r0 * 2 + r1], conj(d[c0 * 2 + c1]));
+        }
+      }
+    }
+  }
+  pauli_of_run(t, dr);
+}
+
 /// The gradients of one-qubit run ``b``'s angles in the Pauli basis, every lane at once, from its
 /// real steps and prefixes (pauli_run_lanes) and the Gram matrix g[e * L + l] of lam (as it comes
 /// in) and rho: an angle of gate g gets sum_ij (S_hi ... S_(g+1) dS_g Q_g)_ij G_ij, with dS_g = C_g
@@ -1687,6 +1762,8 @@ void pauli_run_gradients(const Context& ctx, Worker& w, const Block& b, const do
   const DensityJob& job = *ctx.job;
   const int na = job.n_angles;
   const V zero = V{} + 0.0, one = V{} + 1.0;
+  V gram[16];
+  for (int e = 0; e < 16; ++e) gram[e] = lane_vector<L>(g + e * L);
   V after[16], tmp[16];  // S_hi ... S_(g+1)
   for (int e = 0; e < 16; ++e) after[e] = e % 5 == 0 ? one : zero;
   for (int i = b.hi - b.lo; i >= 0; --i) {
@@ -1695,30 +1772,15 @@ void pauli_run_gradients(const Context& ctx, Worker& w, const Block& b, const do
     if (!job.constant[gate] && row[3] >= 0) {
       V c[kMaxGateAngles], s[kMaxGateAngles];
       lane_half_angles<L>(job, gate, trig, c, s);
-      CV u[4], d[4], t[16];
-      single_qubit_matrix<V, double>(row[0], c, s, 1, u);
       for (int j = 0; j < gate_info(row[0]).n_angles; ++j) {
-        single_qubit_matrix_derivative<V, double>(row[0], c, s, 1, j, d);
-        for (int r0 = 0; r0 < 2; ++r0) {
-          for (int c0 = 0; c0 < 2; ++c0) {
-            for (int r1 = 0; r1 < 2; ++r1) {
-              for (int c1 = 0; c1 < 2; ++c1) {
-                t[(2 * r0 + c0) * 4 + 2 * r1 + c1] =
-                    mul_add(d[r0 * 2 + r1] * conj(u[c0 * 2 + c1]), u[r0 * 2 + r1], conj(d[c0 * 2 + c1]));
-              }
-            }
-          }
-        }
         V dgate[16], dstep[16], left[16], full[16];
-        pauli_of_run(t, dgate);
+        gate_ptm_derivative<L>(row[0], c, s, j, dgate);
         apply_channel4(channel_ptm_of(ctx, gate), dgate, dstep);
         real_matmul4(after, dstep, left);
         real_matmul4(left, prefix + 16 * i, full);
-        for (int l = 0; l < L; ++l) {
-          double total = 0.0;
-          for (int e = 0; e < 16; ++e) total += lane_of<L>(full[e], l) * g[e * L + l];
-          w.grad[l * na + row[3] + j] += total;
-        }
+        V total = full[0] * gram[0];
+        for (int e = 1; e < 16; ++e) total += full[e] * gram[e];
+        for (int l = 0; l < L; ++l) w.grad[l * na + row[3] + j] += lane_of<L>(total, l);
       }
     }
     real_matmul4(after, steps + 16 * i, tmp);
