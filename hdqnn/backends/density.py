@@ -16,6 +16,7 @@ matrices, and to expectations by measuring the Pauli strings ``readout_terms`` g
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Any, Optional
@@ -34,6 +35,8 @@ _fixed_cache: dict[tuple[int, int], tuple] = {}
 #: and its block counts (the plan's input).
 _constant_cache: dict[int, tuple] = {}
 _block_count_cache: dict[int, tuple] = {}
+#: Per program (as _fixed_cache): its gates in run order and that order (``grouped``).
+_grouped_cache: dict[int, tuple] = {}
 #: The Numba VJP keeps every block's input density matrix of a sample up to this size (no forward
 #: is run twice; (8 qubits, 4 layers) needs 72 MiB), else ~2 sqrt(blocks) of them (checkpoints).
 #: The compiled engine sizes its own (``_core_cpu.density_plan``).
@@ -97,6 +100,41 @@ def _per_program(cache: dict, program: Program, build):
         cache.clear()
     cache[id(program)] = (program, value)
     return value
+
+
+def _run_order(program: Program) -> np.ndarray:
+    """A gate order in which each one-qubit gate joins the one-qubit run still open on its wire (its
+    gates since a two-qubit gate last touched the wire): only gates on other wires lie between, and
+    those commute with it, its channel included. An ansatz's encoding rotations then join the
+    layer's rotations after them: one block (one pass, and in the VJP one kept state and one Gram
+    pass) instead of two per wire."""
+    runs: list[list[int]] = []
+    open_on: dict[int, int] = {}  # wire -> its open run's index in runs
+    for g, (code, w0, w1, _) in enumerate(program.gates.tolist()):
+        if GATES_BY_CODE[code].n_wires == 1:
+            if w0 in open_on:
+                runs[open_on[w0]].append(g)
+                continue
+            open_on[w0] = len(runs)
+        else:
+            open_on.pop(w0, None)
+            open_on.pop(w1, None)
+        runs.append([g])
+    return np.array([g for run in runs for g in run], dtype=np.int64)
+
+
+def _in_run_order(program: Program) -> tuple[np.ndarray, Program]:
+    order = _run_order(program)
+    if np.array_equal(order, np.arange(len(order))):
+        return order, program
+    return order, dataclasses.replace(program, gates=np.ascontiguousarray(program.gates[order]))
+
+
+def grouped(program: Program, chan_idx: np.ndarray) -> tuple[Program, np.ndarray]:
+    """What the density engines run: ``program`` with its gates in run order (the same states, fewer
+    blocks; kept per program) and the gates' channel rows ``chan_idx`` [G] in that order."""
+    order, reordered = _per_program(_grouped_cache, program, _in_run_order)
+    return reordered, np.asarray(chan_idx)[order]
 
 
 def _constant_gates(program: Program) -> np.ndarray:
@@ -198,8 +236,10 @@ def density_states_per_worker(task: str, n_qubits: int, n_gates: int) -> int:
 
 
 def block_counts(program: Program) -> tuple[int, int]:
-    """(blocks, blocks with an angle that is not a constant): the VJP keeps the latter's inputs."""
+    """(blocks, blocks with an angle that is not a constant) of ``program`` as the engines run it
+    (``grouped``): the VJP keeps the latter's inputs."""
     def count(p: Program) -> tuple[int, int]:
+        p = _per_program(_grouped_cache, p, _in_run_order)[1]
         lo, hi = blocks(p)
         constant = _constant_gates(p)
         return len(lo), sum(int(not constant[a : b + 1].all()) for a, b in zip(lo, hi))
@@ -227,6 +267,7 @@ def density_workspace_bytes(task: str, n_qubits: int, n_gates: int, batch: int, 
 def density_expval(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_idx: np.ndarray,
                    superops: np.ndarray, paulis: np.ndarray, engine: Optional[str] = None) -> np.ndarray:
     """Tr(P_t rho_b) for each Pauli row t of ``paulis`` int8 [T, n]: [B, T] float64."""
+    program, chan_idx = grouped(program, chan_idx)
     theta = sample_angles(program, inputs, weights)
     if density_engine(engine) == "cpp":
         return _run_compiled("expval", program, theta, chan_idx, superops, paulis)
@@ -241,6 +282,7 @@ def density_expval(program: Program, inputs: np.ndarray, weights: np.ndarray, ch
 def density_probabilities(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_idx: np.ndarray,
                           superops: np.ndarray, engine: Optional[str] = None) -> np.ndarray:
     """Diagonal of each rho (pre-measurement probabilities), [B, 2**n] float64."""
+    program, chan_idx = grouped(program, chan_idx)
     theta = sample_angles(program, inputs, weights)
     if density_engine(engine) == "cpp":
         return _run_compiled("probabilities", program, theta, chan_idx, superops)
@@ -254,6 +296,7 @@ def density_probabilities(program: Program, inputs: np.ndarray, weights: np.ndar
 def density_matrix(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_idx: np.ndarray,
                    superops: np.ndarray, engine: Optional[str] = None) -> np.ndarray:
     """The noisy states, [B, 2**n, 2**n] complex128."""
+    program, chan_idx = grouped(program, chan_idx)
     theta = sample_angles(program, inputs, weights)
     if density_engine(engine) == "cpp":
         return _run_compiled("state", program, theta, chan_idx, superops)
@@ -270,6 +313,7 @@ def density_vjp(program: Program, inputs: np.ndarray, weights: np.ndarray, chan_
                 engine: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact VJP of ``density_expval``: (grad_inputs [B, D], grad_weights like ``weights``) of
     sum(grad_terms * expectations), grad_terms [B, T] float64."""
+    program, chan_idx = grouped(program, chan_idx)
     theta = sample_angles(program, inputs, weights)
     if density_engine(engine) == "cpp":
         g_theta = _run_compiled("vjp", program, theta, chan_idx, superops, paulis, grad_terms)

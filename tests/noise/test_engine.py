@@ -7,6 +7,7 @@ import pytest
 import hdqnn
 from hdqnn.backends import density
 from hdqnn.circuits import compile_observables
+from hdqnn import Input, Weight
 from hdqnn.noise import NoiseModel, ReadoutError, amplitude_damping, depolarizing, reference
 from hdqnn.noise.compiled import compile_noise, readout_terms
 from tests.circuit_factory import random_circuit, random_paulis
@@ -98,8 +99,8 @@ def test_vjp_checkpoint_segments_cover_long_circuits(rng, monkeypatch):
     up with the sweep (the compiled engine's: test_density_cpp)."""
     monkeypatch.setenv("HDQNN_BACKEND", "numba")
     monkeypatch.setattr(density, "STORE_ALL_BYTES", 0)  # checkpoints even for this small register
-    circuit, x, w, model = _hea_case(rng, n=2, layers=5, batch=2)
-    n_blocks = len(density.blocks(circuit.compile())[0])
+    circuit, x, w, model = _hea_case(rng, n=2, layers=6, batch=2)
+    n_blocks = density.block_counts(circuit.compile())[0]
     stride = density.checkpoint_stride(n_blocks, 2)
     assert 2 < stride < n_blocks and n_blocks % stride != 0
     g = rng.normal(size=(2, 2))
@@ -110,6 +111,40 @@ def test_vjp_checkpoint_segments_cover_long_circuits(rng, monkeypatch):
 
     np.testing.assert_allclose(gw, _finite_difference(lambda v: loss(x, v), w), atol=1e-7)
     np.testing.assert_allclose(gi, _finite_difference(lambda v: loss(v, w), x), atol=1e-7)
+
+
+def test_one_qubit_gates_join_the_run_open_on_their_wire(rng):
+    """The engines run a program's gates in run order: a one-qubit gate joins its wire's run across
+    gates on other wires, never across a two-qubit gate on its wire; the states are the reference's."""
+    c = hdqnn.Circuit(3)
+    c.ry(Input(0), 0).ry(Input(1), 1).rz(Weight(0), 0).cx(0, 1).rx(Weight(1), 0).ry(Weight(2), 2)
+    c.cz(1, 2).rz(Weight(3), 1).ry(Weight(4), 0)
+    program = c.compile()
+    order = [0, 2, 1, 3, 4, 8, 5, 6, 7]  # rz(0) joins ry(0); ry(0) at the end joins rx(0) after cx
+    chan_idx = np.arange(len(program.gates), dtype=np.int32)
+    reordered, idx = density.grouped(program, chan_idx)
+    np.testing.assert_array_equal(reordered.gates, program.gates[order])
+    np.testing.assert_array_equal(idx, order)
+    assert density.grouped(program, chan_idx)[0] is reordered  # kept per program
+    assert density.block_counts(program) == (7, 5)  # runs {0, 2} {1} {4, 8} {5} {7}, and cx, cz
+    ansatz = hdqnn.ansatz.hardware_efficient(4, 2).compile()
+    assert density.block_counts(ansatz)[0] == len(density.blocks(ansatz)[0]) - 4  # encoding joins layer 1
+    model = (NoiseModel().add(amplitude_damping(0.1), ["ry", "rz", "rx"]).add(depolarizing(0.05, n_qubits=2),
+                                                                                ["cx", "cz"]))
+    tables = compile_noise(program, model)
+    x = rng.uniform(-np.pi, np.pi, (3, 2))
+    w = rng.uniform(-np.pi, np.pi, 5)
+    g = rng.normal(size=(3, 3))
+    paulis = compile_observables(["ZII", "IZI", "IIZ"], 3)
+
+    def loss(ww):
+        return float((reference.expval(c, x, ww, noise=model) * g).sum())
+
+    for engine in (None, "numba"):  # (None: the compiled one where built)
+        got = density.density_expval(program, x, w, tables.channel_index, tables.superops, paulis, engine=engine)
+        np.testing.assert_allclose(got, reference.expval(c, x, w, noise=model), atol=ATOL)
+        gw = density.density_vjp(program, x, w, tables.channel_index, tables.superops, paulis, g, engine=engine)[1]
+        np.testing.assert_allclose(gw, _finite_difference(loss, w), atol=1e-7)
 
 
 def test_trajectories_agree_with_density_matrix_within_five_sigma(rng):
