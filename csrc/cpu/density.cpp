@@ -64,8 +64,10 @@ constexpr double kMaxHermitianBytes = 8.0 * (1 << 20);
 /// the VJP at 6 qubits 8.6 against 7.5 ms (B = 64, 4 layers), at 7 28.7 against 51.2 ms, at 8 229
 /// against 261 ms, at 10 (10 layers, B = 8) 1.87 against 4.34 s; the forward at 7 qubits 8.1
 /// against 6.4 ms, at 8 129 against 126 ms (B = 256), at 9 37.7 against 55.7 ms (B = 16), at 10
-/// 208 against 504 ms. A spread pass costs its per-pass set-up for one sample rather than eight,
-/// which small states do not repay; large ones gain the cache.
+/// 208 against 504 ms. Checked again once the engines ran gates in run order (fewer kept states):
+/// the VJP at 6 qubits 24.3 against 16.5 ms (B = 256), at 7 22.4 against 27.6, at 8 116 against 121.
+/// A spread pass costs its per-pass set-up for one sample rather than eight, which small states do
+/// not repay; large ones gain the cache.
 constexpr int kSpreadVjpQubits = 7;
 constexpr int kSpreadForwardQubits = 9;
 /// Work (batch * 4**n * blocks) from which a call is worth cancelling (milliseconds or more).
@@ -156,7 +158,8 @@ int vjp_states(int n_blocks, int n_stored, int stride) {
 
 DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_stored, Index batch, int forced_lanes,
                          int forced_stride, int forced_hermitian, int forced_pauli) {
-  if (forced_lanes != 0 && forced_lanes != 1 && forced_lanes != 4 && forced_lanes != 8 && forced_lanes != kSpreadLanes) {
+  const bool known_lanes = forced_lanes == 0 || forced_lanes == 1 || forced_lanes == 4 || forced_lanes == 8;
+  if (!known_lanes && forced_lanes != kSpreadLanes) {
     throw std::invalid_argument("lanes must be 0 (automatic), 1, 4, 8 or -1 (one sample across 8 lanes), got " +
                                 std::to_string(forced_lanes));
   }

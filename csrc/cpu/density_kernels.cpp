@@ -1432,9 +1432,9 @@ void exchange_lane_bits_k(double* v, int entry_bits, const int* lane, const int*
     set[i] = kKeepSet[lane[i]];
   }
   layout(bits, K, offs, sorted);  // pair i is bit K-1-i of a group's vector index
-  const Index groups = Index(1) << (entry_bits - K);
-  for (Index g = 0; g < groups; ++g) {
-    const Index base = insert_zeros(g, sorted, K);
+  const Index groups = Index(1) << (entry_bits - K), holes = group_bits(sorted, K);
+  Index base = 0;
+  for (Index g = 0; g < groups; ++g, base = next_group(base, holes)) {
     V x[D];
     load_vectors<D>(v, base, offs, x);
 #pragma GCC unroll 3
@@ -2338,7 +2338,9 @@ void run_lane_block(const Context& ctx, Worker& w, Index block) {
   const double* trig[L];  // each lane's half_angle_table (padding lanes repeat the last sample)
   for (int l = 0; l < L; ++l) {
     double* table = w.trig + l * 2 * job.n_angles;
-    if (l == 0 || !ctx.spread) half_angle_table(job, job.theta + (b0 + (l < valid ? l : valid - 1)) * job.n_angles, table);
+    if (l == 0 || !ctx.spread) {
+      half_angle_table(job, job.theta + (b0 + (l < valid ? l : valid - 1)) * job.n_angles, table);
+    }
     trig[l] = ctx.spread ? w.trig : table;  // a spread state's lanes are one sample
   }
   if (job.task == DensityTask::kVjp) {

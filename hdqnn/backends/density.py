@@ -124,6 +124,7 @@ def _run_order(program: Program) -> np.ndarray:
 
 
 def _in_run_order(program: Program) -> tuple[np.ndarray, Program]:
+    """(_run_order, the program with its gates in it: itself where nothing moves)."""
     order = _run_order(program)
     if np.array_equal(order, np.arange(len(order))):
         return order, program
