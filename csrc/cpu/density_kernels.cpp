@@ -1652,33 +1652,20 @@ bool rotation_axes(int code, int& fixed, int& a, int& b) {
 
 /// r <- the Pauli-transfer matrix of rotation gate ``code`` (rx, ry, rz, or p: rz's up to a phase)
 /// from its half-angle cosine c and sine s, every lane at once: the rotation by the full angle
-/// (cos = c^2 - s^2, sin = 2 c s) of the two Pauli axes it does not fix, with no complex products.
-/// False (r untouched) for any other gate.
+/// (cos = c^2 - s^2, sin = 2 c s) of the two Pauli axes it does not fix, with no complex products;
+/// with ``derivative``, its derivative by the angle instead (cos' = -sin, sin' = cos on those axes,
+/// zero elsewhere). False (r untouched) for any other gate.
 template <class V>
-bool rotation_ptm(int code, const V& c, const V& s, V* r) {
+bool rotation_ptm(int code, const V& c, const V& s, V* r, bool derivative = false) {
   int fixed, a, b;
   if (!rotation_axes(code, fixed, a, b)) return false;
   const V zero = V{} + 0.0, cos_full = c * c - s * s, sin_full = 2.0 * c * s;
+  const V diagonal = derivative ? -sin_full : cos_full, turn = derivative ? cos_full : sin_full;
   for (int e = 0; e < 16; ++e) r[e] = zero;
-  r[0] = r[5 * fixed] = zero + 1.0;
-  r[5 * a] = r[5 * b] = cos_full;
-  r[4 * b + a] = sin_full;  // the image of a gains + sin b
-  r[4 * a + b] = -sin_full;  // the image of b gains - sin a
-  return true;
-}
-
-/// dr <- the derivative of rotation_ptm's matrix by the gate's angle (the full angle: on the two
-/// axes it turns cos' = -sin and sin' = cos, zero elsewhere); false (dr untouched) for any other
-/// gate.
-template <class V>
-bool rotation_ptm_derivative(int code, const V& c, const V& s, V* dr) {
-  int fixed, a, b;
-  if (!rotation_axes(code, fixed, a, b)) return false;
-  const V zero = V{} + 0.0, cos_full = c * c - s * s, sin_full = 2.0 * c * s;
-  for (int e = 0; e < 16; ++e) dr[e] = zero;
-  dr[5 * a] = dr[5 * b] = -sin_full;
-  dr[4 * b + a] = cos_full;
-  dr[4 * a + b] = -cos_full;
+  if (!derivative) r[0] = r[5 * fixed] = zero + 1.0;
+  r[5 * a] = r[5 * b] = diagonal;
+  r[4 * b + a] = turn;  // the image of a gains + sin b
+  r[4 * a + b] = -turn;  // the image of b gains - sin a
   return true;
 }
 
@@ -1725,14 +1712,14 @@ void pauli_run_lanes(const Context& ctx, const Block& b, const double* const* tr
 }
 
 /// dr <- d/d(angle ``which``) of one-qubit gate ``code``'s Pauli-transfer matrix in every lane,
-/// from its half angles: rotation_ptm_derivative for a rotation, else M (dU (x) conj(U) + U (x)
+/// from its half angles: rotation_ptm's derivative for a rotation, else M (dU (x) conj(U) + U (x)
 /// conj(dU)) M^-1 from the complex matrices.
 template <int L>
 void gate_ptm_derivative(int code, const typename LaneVector<L>::type* c, const typename LaneVector<L>::type* s,
                          int which, typename LaneVector<L>::type* dr) {
   typedef typename LaneVector<L>::type V;
   typedef Complex<V> CV;
-  if (rotation_ptm_derivative(code, c[0], s[0], dr)) return;
+  if (rotation_ptm(code, c[0], s[0], dr, true)) return;
   CV u[4], d[4], t[16];
   single_qubit_matrix<V, double>(code, c, s, 1, u);
   single_qubit_matrix_derivative<V, double>(code, c, s, 1, which, d);

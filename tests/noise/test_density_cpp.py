@@ -248,37 +248,20 @@ def kraus_rx(angle: float):
     return kraus([np.array([[c, -1j * s], [-1j * s, c]])])
 
 
-def test_results_do_not_depend_on_the_thread_count(core, rng):
-    """Each lane block runs on one worker whatever the threads: bit-identical results."""
-    circuit, x, w, model, tables = _case(rng, 3, batch=11)
-    paulis = compile_observables(random_paulis(rng, 3, k=2), 3)
+@pytest.mark.parametrize("n, lanes", [(3, 0), (4, -1)])
+def test_results_do_not_depend_on_the_thread_count(core, rng, n, lanes):
+    """Each lane block (lanes 0: the plan's), or each spread sample (lanes -1), runs on one worker
+    whatever the threads: bit-identical results."""
+    circuit, x, w, model, tables = _case(rng, n, batch=11)
+    paulis = compile_observables(random_paulis(rng, n, k=2), n)
     g = rng.normal(size=(11, 2))
     before = core.get_num_threads()
     try:
         results = []
         for threads in (1, 2, 3):
             core.set_num_threads(threads)
-            results.append((_run(core, "expval", circuit, x, w, tables, paulis),
-                            _run(core, "vjp", circuit, x, w, tables, paulis, g)))
-    finally:
-        core.set_num_threads(before)
-    for expval, vjp in results[1:]:
-        np.testing.assert_array_equal(expval, results[0][0])
-        np.testing.assert_array_equal(vjp, results[0][1])
-
-
-def test_spread_results_do_not_depend_on_the_thread_count(core, rng):
-    """A spread state is one sample on one worker: bit-identical results whatever the threads."""
-    circuit, x, w, model, tables = _case(rng, 4, batch=5)
-    paulis = compile_observables(random_paulis(rng, 4, k=2), 4)
-    g = rng.normal(size=(5, 2))
-    before = core.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2, 3):
-            core.set_num_threads(threads)
-            results.append((_run(core, "expval", circuit, x, w, tables, paulis, lanes=-1),
-                            _run(core, "vjp", circuit, x, w, tables, paulis, g, lanes=-1)))
+            results.append((_run(core, "expval", circuit, x, w, tables, paulis, lanes=lanes),
+                            _run(core, "vjp", circuit, x, w, tables, paulis, g, lanes=lanes)))
     finally:
         core.set_num_threads(before)
     for expval, vjp in results[1:]:
