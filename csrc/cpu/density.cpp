@@ -149,6 +149,66 @@ void make_blocks(const DensityJob& job, std::vector<int32_t>& lo, std::vector<in
   }
 }
 
+/// One block of the program as aligned_stride sees it.
+struct BlockShape {
+  int wire[2];  ///< its wires (wire[1] -1 for a one-qubit run)
+  bool stored;  ///< it has angles: the VJP keeps its input
+};
+
+/// The VJP's states per worker (vjp_states' count) for checkpoint stride ``stride`` over ``shapes``,
+/// with each segment keeping only its stored blocks' inputs; ``waiting`` <- the one-qubit runs left
+/// waiting for a two-qubit block on their wire where a segment ends (the program's end aside): each
+/// runs as a pass of its own there, and the block after it without it.
+int segment_states(const std::vector<BlockShape>& shapes, int n_qubits, int stride, int& waiting) {
+  const int nb = static_cast<int>(shapes.size());
+  int most_stored = 0;
+  waiting = 0;
+  for (int lo = 0; lo < nb; lo += stride) {
+    const int hi = lo + stride < nb ? lo + stride : nb;
+    bool open[kMaxDensityQubits] = {};
+    int stored = 0;
+    for (int k = lo; k < hi; ++k) {
+      stored += shapes[k].stored ? 1 : 0;
+      if (shapes[k].wire[1] < 0) {
+        open[shapes[k].wire[0]] = true;
+      } else {
+        open[shapes[k].wire[0]] = open[shapes[k].wire[1]] = false;
+      }
+    }
+    most_stored = stored > most_stored ? stored : most_stored;
+    for (int q = 0; q < n_qubits && hi < nb; ++q) waiting += open[q] ? 1 : 0;
+  }
+  return 1 + most_stored + 1 + (nb + stride - 1) / stride;
+}
+
+/// The VJP's checkpoint stride for this program: of the strides from the plan's (~sqrt(blocks),
+/// chosen without the program) up to twice it whose states fit in the plan's (which counts every
+/// block of a segment as kept), the first that leaves the fewest runs waiting at segment ends
+/// (segment_states). At 10 qubits, 10 layers (20 blocks each) the plan's 15 left most segment ends
+/// mid-layer; 20 took the VJP from 2.02 to 1.68 s.
+int aligned_stride(const DensityJob& job, const std::vector<int32_t>& lo, const std::vector<int32_t>& hi,
+                   int planned, int states) {
+  std::vector<BlockShape> shapes(lo.size());
+  for (size_t k = 0; k < lo.size(); ++k) {
+    const int32_t* row = job.gates + 4 * lo[k];
+    const bool two = gate_info(row[0]).n_wires == 2;
+    shapes[k].wire[0] = row[1];
+    shapes[k].wire[1] = two ? row[2] : -1;
+    shapes[k].stored = false;
+    for (int g = lo[k]; g <= hi[k]; ++g) shapes[k].stored = shapes[k].stored || !job.constant[g];
+  }
+  int best = planned, fewest = -1;
+  for (int stride = planned; stride <= 2 * planned && stride < job.n_blocks; ++stride) {
+    int waiting = 0;
+    if (segment_states(shapes, job.n_qubits, stride, waiting) > states) continue;
+    if (fewest < 0 || waiting < fewest) {
+      best = stride;
+      fewest = waiting;
+    }
+  }
+  return best;
+}
+
 }  // namespace
 
 int vjp_states(int n_blocks, int n_stored, int stride) {
@@ -273,6 +333,9 @@ void run_density(DensityJob job, int forced_lanes, int forced_stride, int forced
   job.threads = plan.threads;
   job.stride = plan.stride;
   job.states = plan.states_per_worker;
+  if (job.task == DensityTask::kVjp && plan.pauli && forced_stride == 0 && plan.stride < job.n_blocks) {
+    job.stride = aligned_stride(job, lo, hi, plan.stride, plan.states_per_worker);  // (chains: Pauli basis)
+  }
   job.hermitian = plan.hermitian ? 1 : 0;
   job.pauli = plan.pauli ? 1 : 0;
   job.spread = plan.spread ? 1 : 0;

@@ -242,6 +242,32 @@ def test_spread_states_through_chains_match_the_lanes(core, rng, coherent):
         np.testing.assert_allclose(got, want_vjp, atol=ATOL)
 
 
+def test_checkpointed_vjp_on_the_programs_stride_matches_the_plans(core, rng):
+    """At 10 qubits, 10 layers the VJP keeps checkpoints (its states would pass 256 MiB); the engine
+    then takes the stride whose segments end between layers (20 blocks) over the plan's 15 (its
+    states fit in the plan's). Same gradients as the plan's stride and as a short one."""
+    n = 10
+    circuit = hdqnn.ansatz.hardware_efficient(n, 10)
+    model = NoiseModel().add(depolarizing(0.01), ["ry", "rz"]).add(depolarizing(0.02, n_qubits=2), "cx")
+    tables = compile_noise(circuit.compile(), model)
+    program, chan_idx = density.grouped(circuit.compile(), tables.channel_index)
+    x = rng.uniform(-np.pi, np.pi, (1, circuit.n_inputs))
+    w = rng.uniform(-np.pi, np.pi, circuit.n_weights)
+    blocks, stored = density.block_counts(circuit.compile())
+    assert core.density_plan("vjp", n, blocks, stored, 1)["stride"] == 15
+    paulis = compile_observables(["Z" + "I" * (n - 1), "I" * (n - 1) + "Z"], n)
+    g = rng.normal(size=(1, 2))
+
+    def vjp(stride):
+        return core.density("vjp", n, program.gates.astype(np.int32), density._constant_gates(program),
+                            np.ascontiguousarray(chan_idx, dtype=np.int32), tables.superops,
+                            sample_angles(program, x, w), paulis, g, 0, stride)
+
+    automatic = vjp(0)
+    np.testing.assert_allclose(automatic, vjp(15), atol=1e-12)
+    np.testing.assert_allclose(automatic, vjp(7), atol=1e-12)
+
+
 def kraus_rx(angle: float):
     """A unitary (coherent) error: rx(angle) as a one-operator Kraus channel."""
     c, s = np.cos(angle / 2), np.sin(angle / 2)
