@@ -185,7 +185,7 @@ int segment_states(const std::vector<BlockShape>& shapes, int n_qubits, int stri
 /// chosen without the program) up to twice it whose states fit in the plan's (which counts every
 /// block of a segment as kept), the first that leaves the fewest runs waiting at segment ends
 /// (segment_states). At 10 qubits, 10 layers (20 blocks each) the plan's 15 left most segment ends
-/// mid-layer; 20 took the VJP from 2.02 to 1.68 s.
+/// mid-layer; 20, in the same allocation, took the VJP from 1.72 to 1.67 s (bench/RESULTS.md).
 int aligned_stride(const DensityJob& job, const std::vector<int32_t>& lo, const std::vector<int32_t>& hi,
                    int planned, int states) {
   std::vector<BlockShape> shapes(lo.size());
