@@ -2215,8 +2215,8 @@ int segment_forward(const Context& ctx, Worker& w, const double* const* trig, in
   for (int p = 0; p < n_passes; ++p) {
     if (cancelled(ctx.job->cancel)) return -1;
     const SegmentPass& pass = w.passes[p];
-    const Block& first = ctx.blocks[pass.two < 0 ? pass.run[0] : pass.two];
-    make_room(ctx, w.lay, cur, first.bits, first.two ? 4 : 2, pass.two < 0 ? pass.run[0] : pass.two);
+    const int first = pass.two < 0 ? pass.run[0] : pass.two;  // the block whose bits the pass takes
+    make_room(ctx, w.lay, cur, ctx.blocks[first].bits, ctx.blocks[first].two ? 4 : 2, first);
     double* src = cur;
     if (pass.two < 0) {
       if (p + 1 == n_passes) {
