@@ -459,13 +459,13 @@ py::tuple trajectories(int n_qubits, const py::object& gates, const py::object& 
 }
 
 py::dict density_plan(const std::string& task, int n_qubits, Index n_blocks, Index n_stored, Index batch, int lanes,
-                      int stride, int pauli) {
+                      int stride, int pauli, bool invertible) {
   check_density_qubits(n_qubits);
   if (batch < 1) value_error("batch must be >= 1");
   if (n_blocks < 0 || n_stored < 0 || n_stored > n_blocks) value_error("need 0 <= n_stored <= n_blocks");
   const hdqnn::cpu::DensityPlan p =
       hdqnn::cpu::density_plan(density_task_named(task), n_qubits, static_cast<int>(n_blocks),
-                               static_cast<int>(n_stored), batch, lanes, stride, -1, pauli);
+                               static_cast<int>(n_stored), batch, lanes, stride, -1, pauli, invertible);
   py::dict d;
   d["lanes"] = p.lanes;
   d["threads"] = p.threads;
@@ -476,6 +476,7 @@ py::dict density_plan(const std::string& task, int n_qubits, Index n_blocks, Ind
   d["hermitian"] = p.hermitian;
   d["pauli"] = p.pauli;
   d["spread"] = p.spread;
+  d["inverse"] = p.inverse;
   return d;
 }
 
@@ -537,8 +538,9 @@ PYBIND11_MODULE(_core_cpu, m) {
         "gates: int32 [G, 4]; constant: uint8 [G] (1: every angle constant); chan_idx: int32 [G] (-1: "
         "noiseless); superops: complex128 [C, 16, 16]; theta: float64 [B, A] per-sample angles; paulis: "
         "int8 [K, n]; grad_terms: float64 [B, K]; testing hooks: lanes (0 automatic, 1, 4, 8 samples "
-        "simulated together, or -1: one sample across 8 lanes, Pauli basis, n >= 4), stride (0 automatic, or "
-        "the VJP's blocks between checkpoints) and hermitian (-1 "
+        "simulated together, or -1: one sample across 8 lanes, Pauli basis, n >= 4), stride (0 automatic, "
+        "the VJP's blocks between checkpoints, or -1: no kept states, each block undone by its inverse; Pauli "
+        "basis, angles on one-qubit gates only, invertible channels) and hermitian (-1 "
         "automatic, 0 / 1: passes over every entry / half of them, mirroring the rest) and pauli (-1 automatic: "
         "the Pauli-transfer basis, real states, for every task but state; 0 / 1: rho's / the Pauli basis).");
   m.def("trajectories", &trajectories, py::arg("n_qubits"), py::arg("gates"), py::arg("theta"), py::arg("chan_idx"),
@@ -550,11 +552,14 @@ PYBIND11_MODULE(_core_cpu, m) {
         "over trajectories, outcomes int64 [B, T]).");
   m.def("density_plan", &density_plan, py::arg("task"), py::arg("n_qubits"), py::arg("n_blocks"), py::arg("n_stored"),
         py::arg("batch"),
-        py::arg("lanes") = 0, py::arg("stride") = 0, py::arg("pauli") = -1,
+        py::arg("lanes") = 0, py::arg("stride") = 0, py::arg("pauli") = -1, py::arg("invertible") = false,
         "How a density call over n_blocks blocks (n_stored of them with angles) runs and what it allocates: "
         "lanes, threads, workers, stride (vjp checkpoints), states_per_worker, workspace_bytes, hermitian, pauli (the "
         "Pauli-transfer basis: real states; pauli forces it as density's does), spread (a worker block is one "
-        "sample, its state's entries across the lanes; lanes=-1 forces it).");
+        "sample, its state's entries across the lanes; lanes=-1 forces it), inverse (the VJP undoes each block rather than "
+        "keeping its input: automatic from 8 qubits, stride=-1 forces it; both only where ``invertible``, which the "
+        "engine decides from the program and its channels when it runs: angles on one-qubit gates only, channels "
+        "invertible).");
   m.def("set_num_threads", &hdqnn::cpu::set_num_threads, py::arg("n"), "Threads used across samples (>= 1).");
   m.def("get_num_threads", &hdqnn::cpu::num_threads, "Threads a large call uses.");
   m.def("openmp_enabled", &hdqnn::cpu::openmp_enabled, "Whether the module was built with OpenMP.");

@@ -5,9 +5,11 @@
 
 #include <math.h>
 
+#include <complex>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine.hpp"
@@ -70,6 +72,13 @@ constexpr double kMaxHermitianBytes = 8.0 * (1 << 20);
 /// not repay; large ones gain the cache.
 constexpr int kSpreadVjpQubits = 7;
 constexpr int kSpreadForwardQubits = 9;
+/// Qubits from which a VJP whose program can be undone (invertible_program) runs the inverse sweep
+/// when its stride is picked automatically: no kept inputs, so no state leaves the cache for memory
+/// (at 10 qubits, 10 layers, the kept inputs were 8 MiB each and their writes half the VJP).
+constexpr int kInverseVjpQubits = 8;
+/// The most an inverse sweep may amplify rounding errors (the product over the noisy gates of a
+/// bound on their channels' inverse norms, invertible_program): at most ~5 of float64's 16 digits.
+constexpr double kMaxInverseGrowth = 1e5;
 /// Work (batch * 4**n * blocks) from which a call is worth cancelling (milliseconds or more).
 constexpr double kLongCallWork = double(1 << 25);
 
@@ -209,6 +218,59 @@ int aligned_stride(const DensityJob& job, const std::vector<int32_t>& lo, const 
   return best;
 }
 
+/// A bound on how much undoing superoperator ``s`` (dim x dim of a [16, 16] interleaved table)
+/// can grow an error: sqrt(||S^-1||_1 ||S^-1||_inf) >= ||S^-1||_2 (infinity where S is singular).
+/// Gauss-Jordan with partial pivoting.
+double inverse_growth(const double* s, int dim) {
+  typedef std::complex<double> Z;
+  Z a[16][32];
+  for (int r = 0; r < dim; ++r) {
+    for (int c = 0; c < dim; ++c) a[r][c] = Z(s[2 * (16 * r + c)], s[2 * (16 * r + c) + 1]);
+    for (int c = 0; c < dim; ++c) a[r][dim + c] = Z(r == c ? 1.0 : 0.0, 0.0);
+  }
+  for (int c = 0; c < dim; ++c) {
+    int pivot = c;
+    for (int r = c + 1; r < dim; ++r) pivot = std::abs(a[r][c]) > std::abs(a[pivot][c]) ? r : pivot;
+    if (std::abs(a[pivot][c]) < 1e-12) return HUGE_VAL;
+    for (int k = 0; k < 2 * dim; ++k) std::swap(a[c][k], a[pivot][k]);
+    const Z inv = 1.0 / a[c][c];
+    for (int k = 0; k < 2 * dim; ++k) a[c][k] *= inv;
+    for (int r = 0; r < dim; ++r) {
+      if (r == c || a[r][c] == 0.0) continue;
+      const Z f = a[r][c];
+      for (int k = 0; k < 2 * dim; ++k) a[r][k] -= f * a[c][k];
+    }
+  }
+  double rows = 0.0, cols = 0.0;
+  for (int i = 0; i < dim; ++i) {
+    double row = 0.0, col = 0.0;
+    for (int j = 0; j < dim; ++j) {
+      row += std::abs(a[i][dim + j]);
+      col += std::abs(a[j][dim + i]);
+    }
+    rows = row > rows ? row : rows;
+    cols = col > cols ? col : cols;
+  }
+  return sqrt(rows * cols);
+}
+
+/// Whether the VJP's sweep back can undo every block (DensityPlan::inverse): every gate with
+/// angles acts on one qubit (its run's inverse is built per sample; two-qubit blocks are fixed and
+/// inverted once), and the product of the noisy gates' inverse_growth stays within
+/// kMaxInverseGrowth (the unitary parts are orthogonal in the Pauli basis: they add none).
+bool invertible_program(const DensityJob& job) {
+  double growth = 1.0;
+  for (int g = 0; g < job.n_gates; ++g) {
+    const int32_t* row = job.gates + 4 * g;
+    const int wires = gate_info(row[0]).n_wires;
+    if (wires == 2 && !job.constant[g]) return false;
+    if (job.chan_idx[g] < 0) continue;
+    growth *= inverse_growth(job.superops + 2 * 256 * Index(job.chan_idx[g]), wires == 2 ? 16 : 4);
+    if (!(growth <= kMaxInverseGrowth)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int vjp_states(int n_blocks, int n_stored, int stride) {
@@ -217,13 +279,15 @@ int vjp_states(int n_blocks, int n_stored, int stride) {
 }
 
 DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_stored, Index batch, int forced_lanes,
-                         int forced_stride, int forced_hermitian, int forced_pauli) {
+                         int forced_stride, int forced_hermitian, int forced_pauli, bool invertible) {
   const bool known_lanes = forced_lanes == 0 || forced_lanes == 1 || forced_lanes == 4 || forced_lanes == 8;
   if (!known_lanes && forced_lanes != kSpreadLanes) {
     throw std::invalid_argument("lanes must be 0 (automatic), 1, 4, 8 or -1 (one sample across 8 lanes), got " +
                                 std::to_string(forced_lanes));
   }
-  if (forced_stride < 0) throw std::invalid_argument("stride must be 0 (automatic) or positive");
+  if (forced_stride < 0 && forced_stride != kInverseStride) {
+    throw std::invalid_argument("stride must be 0 (automatic), -1 (no kept states: the inverse sweep) or positive");
+  }
   if (forced_hermitian < -1 || forced_hermitian > 1) {
     throw std::invalid_argument("hermitian must be -1 (automatic), 0 or 1");
   }
@@ -237,6 +301,14 @@ DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_sto
     throw std::invalid_argument("lanes=-1 (one sample across 8 lanes) needs the Pauli basis and at least " +
                                 std::to_string(kMinSpreadQubits) + " qubits");
   }
+  const bool vjp = task == DensityTask::kVjp;
+  if (vjp && forced_stride == kInverseStride && (!p.pauli || !invertible)) {
+    throw std::invalid_argument(
+        "stride=-1 (the inverse sweep) needs the Pauli basis and a program it can undo: angles on one-qubit gates "
+        "only and channels invertible within a rounding growth of 1e5");
+  }
+  p.inverse = vjp && p.pauli &&
+              (forced_stride == kInverseStride || (forced_stride == 0 && invertible && n_qubits >= kInverseVjpQubits));
   const double lane_state = ldexp(p.pauli ? kPauliEntryBytes : kAmplitudeBytes, 2 * n_qubits);
   p.threads = num_threads();
   const int spread_from = task == DensityTask::kVjp ? kSpreadVjpQubits : kSpreadForwardQubits;
@@ -244,7 +316,7 @@ DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_sto
   p.lanes = p.spread ? 8 : forced_lanes;
   for (int i = 0; p.lanes == 0; ++i) {  // the most lanes that fit and still give every thread a block
     const int lanes = kLaneChoices[i];
-    const double limit = task != DensityTask::kVjp ? kMaxForwardLaneBytes[i]
+    const double limit = !vjp || p.inverse ? kMaxForwardLaneBytes[i]
                          : p.pauli                 ? kMaxPauliVjpLaneBytes[i]
                                                    : kMaxVjpLaneBytes[i];
     const bool fits = lanes * lane_state <= limit && (batch + lanes - 1) / lanes >= p.threads;
@@ -254,9 +326,9 @@ DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_sto
   p.workers = static_cast<int>(lane_blocks < p.threads ? lane_blocks : p.threads);
   const double state = p.spread ? lane_state : lane_state * p.lanes;
   const int nb = n_blocks > 1 ? n_blocks : 1;
-  p.stride = task != DensityTask::kVjp ? 1 : forced_stride > 0 ? (forced_stride < nb ? forced_stride : nb)
-                                                                 : checkpoint_stride(n_blocks, n_stored, state);
-  p.states_per_worker = task == DensityTask::kVjp ? vjp_states(n_blocks, n_stored, p.stride) : 1;
+  p.stride = !vjp ? 1 : p.inverse ? nb : forced_stride > 0 ? (forced_stride < nb ? forced_stride : nb)
+                                                          : checkpoint_stride(n_blocks, n_stored, state);
+  p.states_per_worker = !vjp ? 1 : p.inverse ? 2 : vjp_states(n_blocks, n_stored, p.stride);  // (lambda, rho)
   p.workspace_bytes = double(p.workers) * p.states_per_worker * state;
   p.hermitian = !p.pauli && (forced_hermitian >= 0 ? forced_hermitian == 1 : state <= kMaxHermitianBytes);
   return p;
@@ -326,14 +398,17 @@ void run_density(DensityJob job, int forced_lanes, int forced_stride, int forced
     for (int g = lo[k]; g <= hi[k]; ++g) constant = constant && job.constant[g];
     n_stored += constant ? 0 : 1;
   }
+  const bool invertible = job.task == DensityTask::kVjp && invertible_program(job);
   const DensityPlan plan =
       density_plan(job.task, job.n_qubits, job.n_blocks, n_stored, job.batch, forced_lanes, forced_stride,
-                   forced_hermitian, forced_pauli);
+                   forced_hermitian, forced_pauli, invertible);
   job.lanes = plan.lanes;
   job.threads = plan.threads;
   job.stride = plan.stride;
   job.states = plan.states_per_worker;
-  if (job.task == DensityTask::kVjp && plan.pauli && forced_stride == 0 && plan.stride < job.n_blocks) {
+  job.inverse = plan.inverse ? 1 : 0;
+  if (job.task == DensityTask::kVjp && plan.pauli && !plan.inverse && forced_stride == 0 &&
+      plan.stride < job.n_blocks) {
     job.stride = aligned_stride(job, lo, hi, plan.stride, plan.states_per_worker);  // (chains: Pauli basis)
   }
   job.hermitian = plan.hermitian ? 1 : 0;

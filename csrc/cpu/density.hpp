@@ -24,6 +24,9 @@ constexpr int kMaxDensityQubits = 14;
 /// density_plan's ``forced_lanes`` for spread states: one sample per worker block, its entries
 /// across eight lanes (DensityPlan::spread).
 constexpr int kSpreadLanes = -1;
+/// density_plan's ``forced_stride`` for a VJP that keeps no inputs: the sweep back recomputes each
+/// block's input from its output by the block's inverse (DensityPlan::inverse).
+constexpr int kInverseStride = -1;
 /// The fewest qubits a spread state takes: a two-qubit pass needs four index bits besides the lanes'
 /// three.
 constexpr int kMinSpreadQubits = 4;
@@ -57,6 +60,7 @@ struct DensityJob {
   int lanes;                ///< samples simulated together (1, 4 or 8), see DensityPlan
   int threads;
   int stride;               ///< vjp: blocks between stored states (checkpoints)
+  int inverse;              ///< vjp: no stored states; each block's input is recomputed by its inverse
   int states;               ///< vjp: states per worker (vjp_states)
   int hermitian;            ///< passes compute half the entries and mirror the rest (DensityPlan)
   int pauli;                ///< states hold Pauli coefficients, not rho's entries (DensityPlan)
@@ -80,16 +84,22 @@ struct DensityPlan {
   bool spread;              ///< Pauli basis, lanes 8: a worker block is one sample, the low three
                             ///< bits of its state's index the lanes (a state 8x smaller than eight
                             ///< samples', so it and the VJP's kept states stay in cache)
+  bool inverse;             ///< vjp: the sweep back undoes each block on the final state (its
+                            ///< inverse) rather than keeping inputs: two states per worker
 };
 
 /// The plan of a call over ``n_blocks`` blocks of which ``n_stored`` have angles to differentiate
 /// (the VJP keeps their input states): ``forced_lanes`` 0 picks the lane count, else 1, 4 or 8
 /// samples, or kSpreadLanes (spread states: Pauli basis, at least kMinSpreadQubits qubits);
-/// ``forced_stride`` 0 picks the VJP's checkpoint stride, else that many blocks; ``forced_hermitian``
+/// ``forced_stride`` 0 picks the VJP's checkpoint stride (or the inverse sweep where ``invertible``),
+/// kInverseStride forces the inverse sweep (Pauli basis, ``invertible``), else that many blocks; ``forced_hermitian``
 /// -1 picks the Hermitian passes by size, 0 / 1 forces them off / on; ``forced_pauli`` -1 picks the
 /// Pauli basis wherever the task allows it, 0 / 1 forces rho's / the Pauli basis (testing).
+/// ``invertible``: every block with angles is a one-qubit run and every channel can be undone
+/// within the rounding budget (invertible_program).
 DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_stored, Index batch, int forced_lanes,
-                         int forced_stride = 0, int forced_hermitian = -1, int forced_pauli = -1);
+                         int forced_stride = 0, int forced_hermitian = -1, int forced_pauli = -1,
+                         bool invertible = false);
 
 /// States of ``lanes`` samples one VJP worker holds: lambda, the segment's kept inputs and the
 /// running state, and the checkpoints.

@@ -280,6 +280,39 @@ void transpose(const C* a, C* out, int dim) {
   }
 }
 
+/// out <- a^-1 (real, dim x dim, dim <= 16) by Gauss-Jordan with partial pivoting; false where a
+/// pivot vanishes (out then unset). The callers' matrices were checked invertible by the driver.
+bool invert_real(const double* a, int dim, double* out) {
+  double m[16][32];
+  for (int r = 0; r < dim; ++r) {
+    for (int c = 0; c < dim; ++c) {
+      m[r][c] = a[r * dim + c];
+      m[r][dim + c] = r == c ? 1.0 : 0.0;
+    }
+  }
+  for (int c = 0; c < dim; ++c) {
+    int pivot = c;
+    for (int r = c + 1; r < dim; ++r) pivot = fabs(m[r][c]) > fabs(m[pivot][c]) ? r : pivot;
+    if (m[pivot][c] == 0.0) return false;
+    for (int k = 0; k < 2 * dim; ++k) {
+      const double t = m[c][k];
+      m[c][k] = m[pivot][k];
+      m[pivot][k] = t;
+    }
+    const double inv = 1.0 / m[c][c];
+    for (int k = 0; k < 2 * dim; ++k) m[c][k] *= inv;
+    for (int r = 0; r < dim; ++r) {
+      const double f = m[r][c];
+      if (r == c || f == 0.0) continue;
+      for (int k = 0; k < 2 * dim; ++k) m[r][k] -= f * m[c][k];
+    }
+  }
+  for (int r = 0; r < dim; ++r) {
+    for (int c = 0; c < dim; ++c) out[r * dim + c] = m[r][dim + c];
+  }
+  return true;
+}
+
 /// Index of Pauli string t's coefficient: row bits where it has Y or Z, column bits X or Z.
 Index pauli_index(const PauliTerm& t, int n) {
   return (Index(t.sign) << n) | Index(t.flip ^ t.sign);
@@ -377,6 +410,8 @@ struct Covariant {
   uint8_t perm[16];                 ///< P^-1: the column of R that source b stands for
   int clifford;                     ///< perm is kCliffordPerm[clifford], or -1
   double values[2][kCovariantEntries];  ///< R's entries in kCovariant[0]'s order, R^T's in [1]'s
+  double inv[kCovariantEntries];    ///< inverse sweep: R = D P with D in kCovariant[0]'s pattern, so
+                                    ///< R^-1 = P^-1 D^-1: D^-1's entries in that order
 };
 
 /// cv <- the covariant form of the real 16x16 matrix r (complex with zero imaginary parts), found
@@ -434,6 +469,16 @@ void match_covariant(const C* m, Covariant& cv) {
   cv.ok = true;
 }
 
+/// cv.inv <- D^-1's entries from R^-1 (rinv, 16x16 real, Pauli basis): R^-1 = P^-1 D^-1 puts D^-1's
+/// row s at row P^-1(s), so entry (s, c) is rinv[perm[s]][c]. D^-1 has D's pattern (the matrices of
+/// that pattern, I -> I and Z -> {I, Z} on each wire, form an algebra), so nothing else is read.
+void covariant_inverse(const double* rinv, Covariant& cv) {
+  const CovariantPattern& fwd = kCovariant[0];
+  for (int s = 0; s < 16; ++s) {
+    for (int e = fwd.start[s]; e < fwd.start[s + 1]; ++e) cv.inv[e] = rinv[cv.perm[s] * 16 + fwd.src[e]];
+  }
+}
+
 // ----------------------------------------------------------------------------- blocks
 /// One block of the program, resolved once per call.
 struct Block {
@@ -443,6 +488,7 @@ struct Block {
   int bits[4];      ///< row bits, then column bits, of the block's wires
   Sparse fwd;       ///< fixed: the forward superoperator
   Sparse adj;       ///< fixed: its adjoint (the VJP's backward step)
+  Sparse inv;       ///< fixed, inverse sweep: its inverse
   Covariant cov;    ///< fixed, two-qubit, Pauli basis: fwd and adj in the covariant form
 };
 
@@ -935,8 +981,9 @@ static_assert(kWireEntry[0][2][3] == group_of_digits(3, 2) && kWireEntry[1][2][3
               "kWireEntry is group_of_digits");
 
 /// x <- a x on the digit of the group's wire ``Which`` (0: its first, 1: its second), a real 4x4
-/// of lane vectors; KeepI: a's row 0 is (1, 0, 0, 0).
-template <int Which, bool KeepI, class V>
+/// of lane vectors; KeepI: a's row 0 is (1, 0, 0, 0); KeepColumn: its column 0 is, as in the
+/// transpose of such a matrix (12 of 16 products either way).
+template <int Which, bool KeepI, class V, bool KeepColumn = false>
 HDQNN_INLINE void group_one_wire(V* x, const V* a) {
 #pragma GCC unroll 4
   for (int o = 0; o < 4; ++o) {  // the other wire's digit
@@ -944,7 +991,8 @@ HDQNN_INLINE void group_one_wire(V* x, const V* a) {
     V y[4];
 #pragma GCC unroll 4
     for (int r = KeepI ? 1 : 0; r < 4; ++r) {
-      y[r] = a[4 * r] * x[j[0]] + a[4 * r + 1] * x[j[1]] + a[4 * r + 2] * x[j[2]] + a[4 * r + 3] * x[j[3]];
+      const V rest = a[4 * r + 1] * x[j[1]] + a[4 * r + 2] * x[j[2]] + a[4 * r + 3] * x[j[3]];
+      y[r] = KeepColumn && r > 0 ? rest : a[4 * r] * x[j[0]] + rest;
     }
 #pragma GCC unroll 4
     for (int r = KeepI ? 1 : 0; r < 4; ++r) x[j[r]] = y[r];
@@ -1028,6 +1076,91 @@ template <int L>
 void apply_chain(bool keep_identity, const double* src, const ChainOut& to, int nbits, const Chain<L>& c) {
   if (keep_identity) apply_chain_k<L, true>(src, to, nbits, c);
   else apply_chain_k<L, false>(src, to, nbits, c);
+}
+
+/// A chain (covariant block R after run A on its first wire, B on its second) as the inverse sweep
+/// steps back through it: the runs' inverses (real 4x4 per lane), their transposes, and whether each
+/// run's Gram is wanted (it has angles).
+template <int L>
+struct BackChain {
+  typedef typename LaneVector<L>::type V;
+  const Block* block;
+  int bits[4];
+  bool has[2], gram[2];  ///< [0]: run A, [1]: run B
+  V inv[2][16], adj[2][16];
+};
+
+/// One run's step back inside a group (wire Which of the block): rho <- (run)^-1 rho, then the Gram
+/// g[4 a + c] += sum over the other wire's digit o of lam[(o, a)] rho[(o, c)] (rho the run's input,
+/// lam as it comes in; KeepI: rows a > 0 only, as gram_apply_real), then lam <- (run)^T lam. The
+/// Gram's sums live in memory (g, [16] lane vectors), not registers: two runs' sixteen accumulators
+/// each, carried across the groups, would take all 32 vector registers and spill the group itself.
+template <int Which, bool KeepI, class V>
+HDQNN_INLINE void group_run_back(V* rho, V* lam, const V* inv, const V* adj, bool gram, double* g) {
+  group_one_wire<Which, KeepI>(rho, inv);  // a trace-preserving run's inverse keeps row 0 too
+  if (gram) {
+#pragma GCC unroll 16
+    for (int e = KeepI ? 4 : 0; e < 16; ++e) {
+      const int a = e >> 2, c = e & 3;
+      V acc;
+      __builtin_memcpy(&acc, g + e * (sizeof(V) / sizeof(double)), sizeof(V));
+#pragma GCC unroll 4
+      for (int o = 0; o < 4; ++o) acc += lam[kWireEntry[Which][o][a]] * rho[kWireEntry[Which][o][c]];
+      __builtin_memcpy(g + e * (sizeof(V) / sizeof(double)), &acc, sizeof(V));
+    }
+  }
+  group_one_wire<Which, false, V, KeepI>(lam, adj);
+}
+
+/// The inverse sweep's step back through one chain in one pass over rho and lam (where the sweep
+/// with kept states took one pass per block, and kept the runs' inputs): per group, in registers,
+/// rho <- R^-1 rho and lam <- R^T lam, then run B's step back and run A's (group_run_back), the
+/// Grams summed into ga (A) and gb (B) [16 * L]. Kind as covariant_group.
+template <int L, bool KeepI, int Kind>
+void backward_chain_t(double* rho, double* lam, int nbits, const BackChain<L>& c, double* ga, double* gb) {
+  typedef typename LaneVector<L>::type V;
+  constexpr CovariantPattern fwd = kCovariant[0], adj = kCovariant[1];
+  const Covariant& cv = c.block->cov;
+  Index offs[16];
+  int sorted[4];
+  layout(c.bits, 4, offs, sorted);
+  memset(ga, 0, sizeof(double) * 16 * L);
+  memset(gb, 0, sizeof(double) * 16 * L);
+  const Index groups = Index(1) << (nbits - 4);
+  const Index holes = group_bits(sorted, 4);
+  Index base = 0;
+  for (Index i = 0; i < groups; ++i, base = next_group(base, holes)) {
+    V x[16], y[16], l[16], m[16];
+    load_vectors<16>(rho, base, offs, x);
+    load_vectors<16>(lam, base, offs, l);
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; ++r) {  // R^-1 = P^-1 D^-1, R^T as apply_covariant_adjoint
+      const int to = Kind >= 0 ? kCliffordPerm[Kind < 0 ? 0 : Kind].p[r] : cv.perm[r];
+      V acc = cv.inv[fwd.start[r]] * x[fwd.src[fwd.start[r]]];
+#pragma GCC unroll 4
+      for (int e = fwd.start[r] + 1; e < fwd.start[r + 1]; ++e) acc += cv.inv[e] * x[fwd.src[e]];
+      y[to] = acc;
+      V back = cv.values[1][adj.start[r]] * l[adj.src[adj.start[r]]];
+#pragma GCC unroll 4
+      for (int e = adj.start[r] + 1; e < adj.start[r + 1]; ++e) back += cv.values[1][e] * l[adj.src[e]];
+      m[to] = back;
+    }
+    if (c.has[1]) group_run_back<1, KeepI>(y, m, c.inv[1], c.adj[1], c.gram[1], gb);
+    if (c.has[0]) group_run_back<0, KeepI>(y, m, c.inv[0], c.adj[0], c.gram[0], ga);
+    store_vectors<16>(rho, base, offs, y);
+    store_vectors<16>(lam, base, offs, m);
+  }
+}
+
+template <int L, bool KeepI>
+void backward_chain_k(double* rho, double* lam, int nbits, const BackChain<L>& c, double* ga, double* gb) {
+  switch (c.block->cov.clifford) {
+    case 0: backward_chain_t<L, KeepI, 0>(rho, lam, nbits, c, ga, gb); return;
+    case 1: backward_chain_t<L, KeepI, 1>(rho, lam, nbits, c, ga, gb); return;
+    case 2: backward_chain_t<L, KeepI, 2>(rho, lam, nbits, c, ga, gb); return;
+    case 3: backward_chain_t<L, KeepI, 3>(rho, lam, nbits, c, ga, gb); return;
+    default: backward_chain_t<L, KeepI, -1>(rho, lam, nbits, c, ga, gb); return;
+  }
 }
 
 /// gram_apply in the Pauli basis: out[(a * 4 + c) * L + l] <- sum over the other bits of lam[a]
@@ -2248,6 +2381,49 @@ int segment_forward(const Context& ctx, Worker& w, const double* const* trig, in
   return ran;
 }
 
+/// lam <- sum_t grad_terms[b, t] P_t for the lane block's samples (the Heisenberg-picture
+/// observable the VJP sweeps back), held in layout w.lam_lay when spread; w.grad <- 0.
+template <int L>
+void seed_lambda(const Context& ctx, Worker& w, double* lam, Index b0, int valid) {
+  const DensityJob& job = *ctx.job;
+  memset(lam, 0, sizeof(double) * size_t(ctx.state_doubles));
+  for (int t = 0; t < job.n_terms; ++t) {
+    double weight[L];
+    bool any = false;
+    for (int l = 0; l < L; ++l) {
+      weight[l] = l < valid ? job.grad_terms[(b0 + l) * job.n_terms + t] : 0.0;
+      any = any || weight[l] != 0.0;
+    }
+    if (!any) continue;
+    if (ctx.spread) {  // one sample: its weight in lane 0's slot of lam's entry
+      lam[spread_offset(ctx, w.lam_lay, pauli_index(ctx.terms[t], job.n_qubits))] += weight[0];
+    } else if (ctx.pauli) {  // lam . c = sum_t g_t c_(P_t)
+      double* p = lam + L * pauli_index(ctx.terms[t], job.n_qubits);
+      for (int l = 0; l < L; ++l) p[l] += weight[l];
+    } else {
+      add_pauli<L>(lam, job.n_qubits, ctx.terms[t], weight);
+    }
+  }
+  memset(w.grad, 0, sizeof(double) * size_t(L) * size_t(job.n_angles));
+}
+
+/// job.out's rows of the lane block's samples <- w.grad.
+template <int L>
+void write_gradients(const Context& ctx, const Worker& w, Index b0, int valid) {
+  const DensityJob& job = *ctx.job;
+  if (ctx.spread) {  // every lane held part of the one sample's sums
+    for (int a = 0; a < job.n_angles; ++a) {
+      double total = 0.0;
+      for (int l = 0; l < L; ++l) total += w.grad[l * job.n_angles + a];
+      job.out[b0 * job.n_angles + a] = total;
+    }
+    return;
+  }
+  for (int l = 0; l < valid; ++l) {
+    memcpy(job.out + (b0 + l) * job.n_angles, w.grad + l * job.n_angles, sizeof(double) * size_t(job.n_angles));
+  }
+}
+
 /// The VJP of one lane block: the state before every ``stride``-th block is kept on the forward,
 /// and each segment is recomputed from it on the backward sweep (segment_forward), then stepped
 /// back through in the reverse of the order its blocks ran.
@@ -2272,26 +2448,8 @@ void run_vjp(const Context& ctx, Worker& w, const double* const* trig, Index b0,
       w.ckpt_lay[c] = w.lay;
     }
   }
-  memset(lam, 0, sizeof(double) * size_t(sd));
   w.lam_lay = w.ckpt_lay[0];  // (spread: any layout; the sweep moves lam to each input's)
-  for (int t = 0; t < job.n_terms; ++t) {
-    double weight[L];
-    bool any = false;
-    for (int l = 0; l < L; ++l) {
-      weight[l] = l < valid ? job.grad_terms[(b0 + l) * job.n_terms + t] : 0.0;
-      any = any || weight[l] != 0.0;
-    }
-    if (!any) continue;
-    if (ctx.spread) {  // one sample: its weight in lane 0's slot of lam's entry
-      lam[spread_offset(ctx, w.lam_lay, pauli_index(ctx.terms[t], job.n_qubits))] += weight[0];
-    } else if (ctx.pauli) {  // lam . c = sum_t g_t c_(P_t)
-      double* p = lam + L * pauli_index(ctx.terms[t], job.n_qubits);
-      for (int l = 0; l < L; ++l) p[l] += weight[l];
-    } else {
-      add_pauli<L>(lam, job.n_qubits, ctx.terms[t], weight);
-    }
-  }
-  memset(w.grad, 0, sizeof(double) * size_t(L) * size_t(job.n_angles));
+  seed_lambda<L>(ctx, w, lam, b0, valid);
   for (int c = n_ckpt - 1; c >= 0; --c) {
     const int lo = c * stride, hi = lo + stride < nb ? lo + stride : nb;
     memcpy(slots, ckpt + sd * c, sizeof(double) * size_t(sd));
@@ -2304,17 +2462,121 @@ void run_vjp(const Context& ctx, Worker& w, const double* const* trig, Index b0,
       backward_block<L>(ctx, w, w.order[i], trig, lam, w.inputs[i]);
     }
   }
-  if (ctx.spread) {  // every lane held part of the one sample's sums
-    for (int a = 0; a < job.n_angles; ++a) {
-      double total = 0.0;
-      for (int l = 0; l < L; ++l) total += w.grad[l * job.n_angles + a];
-      job.out[b0 * job.n_angles + a] = total;
-    }
+  write_gradients<L>(ctx, w, b0, valid);
+}
+
+/// inv <- the inverse of every lane's real 4x4 r (invert_real per lane).
+template <int L>
+void invert_lanes(const typename LaneVector<L>::type* r, typename LaneVector<L>::type* inv) {
+  double a[16], b[16], out[16 * L];
+  for (int l = 0; l < L; ++l) {
+    for (int e = 0; e < 16; ++e) a[e] = lane_of<L>(r[e], l);
+    if (!invert_real(a, 4, b)) memset(b, 0, sizeof(b));  // (the driver checked the channels)
+    for (int e = 0; e < 16; ++e) out[e * L + l] = b[e];
+  }
+  for (int e = 0; e < 16; ++e) inv[e] = lane_vector<L>(out + e * L);
+}
+
+/// rho <- (block k)^-1 rho in place (spread: in layout w.lay, the block's bits out of the lanes): a
+/// fixed block's inverse built once per call, a one-qubit run's per lane.
+template <int L>
+void inverse_block(const Context& ctx, Worker& w, int k, const double* const* trig, double* rho) {
+  typedef typename LaneVector<L>::type V;
+  const Block& b = ctx.blocks[k];
+  int bits[4];
+  pass_bits(ctx, w.lay, b.bits, b.two ? 4 : 2, bits);
+  if (b.fixed) {
+    apply_pass<L>(ctx, rho, rho, bits, b.inv, true);
     return;
   }
-  for (int l = 0; l < valid; ++l) {
-    memcpy(job.out + (b0 + l) * job.n_angles, w.grad + l * job.n_angles, sizeof(double) * size_t(job.n_angles));
+  V r[16], inv[16];
+  pauli_run_lanes<L>(ctx, b, trig, r);
+  invert_lanes<L>(r, inv);
+  for (int e = 0; e < 16; ++e) {
+    for (int l = 0; l < L; ++l) w.mat.re[e * L + l] = lane_of<L>(inv[e], l);
   }
+  set_dense_pattern(w.mat, false);
+  apply_real<L>(rho, rho, ctx.nbits, bits, w.mat, ctx.keep_identity);
+}
+
+/// The inverse sweep's step back through chain ``pass``: rho from the chain's output to its input,
+/// lam back through it, the runs' gradients from the Grams (one pass: backward_chain_t).
+template <int L>
+void backward_chain(const Context& ctx, Worker& w, const SegmentPass& pass, const double* const* trig, double* rho,
+                    double* lam) {
+  typedef typename LaneVector<L>::type V;
+  const Block& b = ctx.blocks[pass.two];
+  BackChain<L> c;
+  c.block = &b;
+  pass_bits(ctx, w.lay, b.bits, 4, c.bits);
+  for (int i = 0; i < 2; ++i) {
+    c.has[i] = pass.run[i] >= 0;
+    c.gram[i] = c.has[i] && !ctx.blocks[pass.run[i]].fixed;
+    if (!c.has[i]) continue;
+    V r[16];
+    run_lane_matrix<L>(ctx, ctx.blocks[pass.run[i]], trig, r);
+    invert_lanes<L>(r, c.inv[i]);
+    for (int e = 0; e < 16; ++e) c.adj[i][e] = r[(e & 3) * 4 + (e >> 2)];
+  }
+  double g[2][16 * L];
+  if (ctx.keep_identity) backward_chain_k<L, true>(rho, lam, ctx.nbits, c, g[0], g[1]);
+  else backward_chain_k<L, false>(rho, lam, ctx.nbits, c, g[0], g[1]);
+  V* steps = reinterpret_cast<V*>(w.run);
+  V* prefix = steps + ctx.max_run * 16;
+  for (int i = 0; i < 2; ++i) {
+    if (!c.gram[i]) continue;
+    const Block& run = ctx.blocks[pass.run[i]];
+    V r[16];
+    pauli_run_lanes<L>(ctx, run, trig, r, steps, prefix);
+    pauli_run_gradients<L>(ctx, w, run, trig, steps, prefix, g[i]);
+  }
+}
+
+/// The VJP of one lane block without kept states (DensityJob::inverse): the forward runs in place
+/// through the passes plan_segment gives the whole program, noting each pass's layout; the sweep
+/// back then undoes each pass on the final state while it steps lam back, so the two states it
+/// holds stay in cache however many blocks the program has.
+template <int L>
+void run_vjp_inverse(const Context& ctx, Worker& w, const double* const* trig, Index b0, int valid) {
+  const DensityJob& job = *ctx.job;
+  double* lam = w.states;
+  double* rho = lam + ctx.state_doubles;
+  initial_state<L>(ctx, rho, w.lay);
+  const int n_passes = plan_segment(ctx, w, 0, job.n_blocks);
+  for (int p = 0; p < n_passes; ++p) {
+    if (cancelled(job.cancel)) return;
+    const SegmentPass& pass = w.passes[p];
+    const int first = pass.two < 0 ? pass.run[0] : pass.two;  // the block whose bits the pass takes
+    make_room(ctx, w.lay, rho, ctx.blocks[first].bits, ctx.blocks[first].two ? 4 : 2, first);
+    w.input_lay[p] = w.lay;
+    if (pass.two < 0) {
+      forward_block<L>(ctx, w, pass.run[0], trig, rho, rho);
+      continue;
+    }
+    Chain<L> c;
+    c.block = &ctx.blocks[pass.two];
+    pass_bits(ctx, w.lay, c.block->bits, 4, c.bits);
+    c.has_a = pass.run[0] >= 0;
+    c.has_b = pass.run[1] >= 0;
+    if (c.has_a) run_lane_matrix<L>(ctx, ctx.blocks[pass.run[0]], trig, c.a);
+    if (c.has_b) run_lane_matrix<L>(ctx, ctx.blocks[pass.run[1]], trig, c.b);
+    apply_chain<L>(ctx.keep_identity, rho, ChainOut{nullptr, nullptr, rho}, ctx.nbits, c);
+  }
+  w.lam_lay = w.lay;
+  seed_lambda<L>(ctx, w, lam, b0, valid);
+  for (int p = n_passes - 1; p >= 0; --p) {
+    if (cancelled(job.cancel)) return;
+    relayout(ctx, rho, w.lay, w.input_lay[p]);
+    relayout(ctx, lam, w.lam_lay, w.input_lay[p]);
+    const SegmentPass& pass = w.passes[p];
+    if (pass.two >= 0) {
+      backward_chain<L>(ctx, w, pass, trig, rho, lam);
+      continue;
+    }
+    inverse_block<L>(ctx, w, pass.run[0], trig, rho);
+    backward_block<L>(ctx, w, pass.run[0], trig, lam, rho);
+  }
+  write_gradients<L>(ctx, w, b0, valid);
 }
 
 template <int L>
@@ -2331,7 +2593,8 @@ void run_lane_block(const Context& ctx, Worker& w, Index block) {
     trig[l] = ctx.spread ? w.trig : table;  // a spread state's lanes are one sample
   }
   if (job.task == DensityTask::kVjp) {
-    run_vjp<L>(ctx, w, trig, b0, valid);
+    if (job.inverse) run_vjp_inverse<L>(ctx, w, trig, b0, valid);
+    else run_vjp<L>(ctx, w, trig, b0, valid);
     return;
   }
   double* v = w.states;
@@ -2382,6 +2645,24 @@ void body(void* raw, int worker, Index block) {
   run_lane_block<L>(ctx, w, block);
 }
 
+/// Doubles of resolve_blocks' pool per block: its forward, adjoint and inverse (re, im each).
+constexpr int kPoolPerBlock = 6 * kMaxEntries;
+
+/// b.inv (values from ``pool``) <- the inverse of fixed block b's Pauli-basis matrix m (k2 bits),
+/// and a covariant block's inverse in that form (covariant_inverse).
+void invert_fixed_block(Block& b, const C* m, int k2, double* pool) {
+  const int dim = 1 << k2;
+  double r[kMaxEntries], rinv[kMaxEntries];
+  for (int i = 0; i < dim * dim; ++i) r[i] = m[i].re;
+  C inv[kMaxEntries];
+  const bool ok = invert_real(r, dim, rinv);  // (the driver checked every channel invertible)
+  for (int i = 0; i < dim * dim; ++i) inv[i] = make_complex(ok ? rinv[i] : 0.0, 0.0);
+  b.inv.re = pool;
+  b.inv.im = pool + kMaxEntries;
+  pack(inv, k2, 1, true, b.inv);
+  if (b.cov.ok) covariant_inverse(rinv, b.cov);
+}
+
 /// The blocks of the program, with the matrices of fixed blocks built (values from ``pool``; trig:
 /// sample 0's half_angle_table, whose constant angles every sample shares).
 void resolve_blocks(const DensityJob& job, Block* blocks, double* pool, const double* trig) {
@@ -2407,12 +2688,13 @@ void resolve_blocks(const DensityJob& job, Block* blocks, double* pool, const do
     if (job.pauli) transpose(m, a, 1 << k2);  // the adjoint of a real matrix
     else dagger(m, a, 1 << k2);
     if (job.pauli && b.two) match_covariant(m, b.cov);
-    b.fwd.re = pool + k * 4 * kMaxEntries;
+    b.fwd.re = pool + k * kPoolPerBlock;
     b.fwd.im = b.fwd.re + kMaxEntries;
     b.adj.re = b.fwd.im + kMaxEntries;
     b.adj.im = b.adj.re + kMaxEntries;
     pack(m, k2, 1, true, b.fwd);
     pack(a, k2, 1, true, b.adj);
+    if (job.inverse) invert_fixed_block(b, m, k2, pool + k * kPoolPerBlock + 4 * kMaxEntries);
   }
 }
 
@@ -2464,7 +2746,7 @@ int run_lanes(const DensityJob& job) {
   }
   ctx.failed = 0;
   Block* blocks = static_cast<Block*>(calloc(job.n_blocks > 0 ? job.n_blocks : 1, sizeof(Block)));
-  double* pool = static_cast<double*>(malloc(sizeof(double) * 4 * kMaxEntries * (job.n_blocks > 0 ? job.n_blocks : 1)));
+  double* pool = static_cast<double*>(malloc(sizeof(double) * kPoolPerBlock * (job.n_blocks > 0 ? job.n_blocks : 1)));
   Worker* workers = static_cast<Worker*>(calloc(job.threads, sizeof(Worker)));
   PauliTerm* terms = static_cast<PauliTerm*>(malloc(sizeof(PauliTerm) * (job.n_terms > 0 ? job.n_terms : 1)));
   double* trig = static_cast<double*>(malloc(sizeof(double) * 2 * (job.n_angles > 0 ? job.n_angles : 1)));

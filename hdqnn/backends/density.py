@@ -254,7 +254,9 @@ def density_workspace_bytes(task: str, n_qubits: int, n_gates: int, batch: int, 
     the program's blocks, ``n_stored``: those with angles, all when None; see :func:`block_counts`).
     The compiled engine says its own plan: its workers hold several samples each (lanes), or one
     sample spread across the lanes from 7 qubits (VJP) or 9 (forward), and its VJP keeps the inputs
-    of the ``n_stored`` blocks."""
+    of the ``n_stored`` blocks. (From 8 qubits a VJP whose program it can undo keeps two states
+    instead, the inverse sweep, which it decides from the channels when it runs: this is then an
+    upper bound.)"""
     if density_engine(engine) == "cpp":
         stored = n_gates if n_stored is None else n_stored
         return int(_compiled().density_plan(task, n_qubits, n_gates, stored, max(batch, 1))["workspace_bytes"])

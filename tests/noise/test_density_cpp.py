@@ -10,11 +10,12 @@ import hdqnn
 from hdqnn.backends import density
 from hdqnn.backends.base import sample_angles
 from hdqnn.circuits import compile_observables
-from hdqnn import Input, Weight
+from hdqnn import Circuit, Input, Weight
+from hdqnn.circuits import GATES
 from hdqnn.noise import (NoiseModel, amplitude_damping, depolarizing, kraus, pauli_channel, phase_damping,
                          reference, thermal_relaxation)
 from hdqnn.noise.compiled import compile_noise
-from tests.circuit_factory import random_circuit, random_paulis
+from tests.circuit_factory import random_angle, random_circuit, random_paulis
 from tests.conftest import _engine_or_skip
 from tests.noise.factory import random_noise_model
 
@@ -243,12 +244,14 @@ def test_spread_states_through_chains_match_the_lanes(core, rng, coherent):
 
 
 def test_checkpointed_vjp_on_the_programs_stride_matches_the_plans(core, rng):
-    """At 10 qubits, 10 layers the VJP keeps checkpoints (its states would pass 256 MiB); the engine
-    then takes the stride whose segments end between layers (20 blocks) over the plan's 15 (its
-    states fit in the plan's). Same gradients as the plan's stride and as a short one."""
+    """At 10 qubits, 10 layers a VJP that keeps states keeps checkpoints (its states would pass 256
+    MiB); the engine then takes the stride whose segments end between layers (20 blocks) over the
+    plan's 15 (its states fit in the plan's). A reset on one wire (amplitude damping with gamma = 1)
+    rules out the inverse sweep. Same gradients as the plan's stride and as a short one."""
     n = 10
     circuit = hdqnn.ansatz.hardware_efficient(n, 10)
-    model = NoiseModel().add(depolarizing(0.01), ["ry", "rz"]).add(depolarizing(0.02, n_qubits=2), "cx")
+    model = (NoiseModel().add(depolarizing(0.01), ["ry", "rz"]).add(depolarizing(0.02, n_qubits=2), "cx")
+             .add(amplitude_damping(1.0), "rz", wires=[0]))
     tables = compile_noise(circuit.compile(), model)
     program, chan_idx = density.grouped(circuit.compile(), tables.channel_index)
     x = rng.uniform(-np.pi, np.pi, (1, circuit.n_inputs))
@@ -266,6 +269,111 @@ def test_checkpointed_vjp_on_the_programs_stride_matches_the_plans(core, rng):
     automatic = vjp(0)
     np.testing.assert_allclose(automatic, vjp(15), atol=1e-12)
     np.testing.assert_allclose(automatic, vjp(7), atol=1e-12)
+
+
+def _invertible_case(rng, n):
+    """Every gate kind, the two-qubit ones with constant angles (the inverse sweep differentiates
+    one-qubit runs only), after channels of every kind at device-like strengths (invertible, little
+    rounding growth): coherent Kraus errors on cz and rzz make those blocks general passes."""
+    circuit = Circuit(n)
+    for i in range(3):
+        circuit.ry(Input(i, float(rng.uniform(0.5, 1.5))), i % n)
+    for j in range(4):
+        circuit.rx(Weight(j), j % n)
+    for name, spec in GATES.items():
+        wires = tuple(int(q) for q in rng.choice(n, size=spec.n_wires, replace=False))
+        angles = tuple(float(rng.uniform(-np.pi, np.pi)) if spec.n_wires == 2 else random_angle(rng, 3, 4)
+                       for _ in range(spec.n_angles))
+        circuit.append(name, wires, angles)
+    one = [g for g in GATES if GATES[g].n_wires == 1]
+    two = [g for g in GATES if GATES[g].n_wires == 2]
+    model = (NoiseModel().add(depolarizing(0.02), one).add(amplitude_damping(0.03), one[::2])
+             .add(phase_damping(0.04), one[1::2]).add(thermal_relaxation(1.5, 1.2, 0.02), one[::3])
+             .add(pauli_channel(0.01, 0.02, 0.005), one[1::3]).add(kraus_rx(0.2), one[2::3])
+             .add(depolarizing(0.03, n_qubits=2), two)
+             .add(amplitude_damping(0.02).tensor(thermal_relaxation(1.0, 1.5, 0.02)), ["cx", "swap"])
+             .add(kraus_rx(0.3).tensor(kraus_rx(-0.2)), ["cz", "rzz"]))
+    x = rng.uniform(-np.pi, np.pi, (BATCH, circuit.n_inputs))
+    w = rng.uniform(-np.pi, np.pi, circuit.n_weights)
+    return circuit, x, w, model, compile_noise(circuit.compile(), model)
+
+
+@pytest.mark.parametrize("n", [4, 5])
+def test_inverse_sweep_matches_the_kept_states(core, rng, n):
+    """stride=-1: the VJP keeps no inputs but undoes each block on the final state as it steps lam
+    back (a chain's runs and cx in one pass, fixed and general two-qubit blocks by their inverse, a
+    run per sample). Against kept states, for lanes of samples and spread states."""
+    circuit, x, w, model, tables = _invertible_case(rng, n)
+    strings = random_paulis(rng, n, k=3)
+    paulis = compile_observables(strings, n)
+    g = rng.normal(size=(BATCH, len(strings)))
+    want = _run(core, "vjp", circuit, x, w, tables, paulis, g, lanes=1, pauli=1)
+    for lanes in (1, 4, 8, -1):
+        got = _run(core, "vjp", circuit, x, w, tables, paulis, g, lanes=lanes, stride=-1)
+        np.testing.assert_allclose(got, want, atol=ATOL)
+
+
+@pytest.mark.parametrize("n", [5, 8])
+def test_inverse_sweep_through_the_ansatz_matches_finite_differences(core, rng, n):
+    """The hardware-efficient ansatz with a device-like model (depolarizing and amplitude damping
+    after every gate): every cx pass a chain with the runs before it. The inverse sweep (forced at 5
+    qubits, the automatic choice at 8) against kept states and, at 5 qubits, finite differences of
+    the forward."""
+    circuit = hdqnn.ansatz.hardware_efficient(n, 2)
+    model = (NoiseModel().add(depolarizing(0.01), ["ry", "rz"]).add(amplitude_damping(0.02), ["ry", "rz"])
+             .add(depolarizing(0.03, n_qubits=2), "cx")
+             .add(amplitude_damping(0.02).tensor(amplitude_damping(0.01)), "cx"))
+    batch = 2
+    x = rng.uniform(-np.pi, np.pi, (batch, circuit.n_inputs))
+    w = rng.uniform(-np.pi, np.pi, circuit.n_weights)
+    tables = compile_noise(circuit.compile(), model)
+    strings = ["Z" + "I" * (n - 1), "X" * n]
+    paulis = compile_observables(strings, n)
+    g = rng.normal(size=(batch, len(strings)))
+    kept = _run(core, "vjp", circuit, x, w, tables, paulis, g, stride=1000)
+    got = _run(core, "vjp", circuit, x, w, tables, paulis, g, stride=-1 if n == 5 else 0)
+    np.testing.assert_allclose(got, kept, atol=ATOL)
+    if n > 5:
+        return
+    program = circuit.compile()
+    theta = sample_angles(program, x, w)
+
+    def loss(t):
+        return float(np.sum(g * core.density("expval", n, program.gates.astype(np.int32),
+                                             density._constant_gates(program),
+                                             np.ascontiguousarray(tables.channel_index, dtype=np.int32),
+                                             tables.superops, t, paulis)))
+
+    numeric = _finite_difference(loss, theta)
+    np.testing.assert_allclose(got, numeric, atol=1e-7)
+
+
+def test_inverse_sweep_refuses_what_it_cannot_undo(core, rng):
+    """A two-qubit gate with an angle to differentiate, a channel that cannot be undone (amplitude
+    damping with gamma = 1) or one whose inverse would grow rounding errors past the budget (strong
+    depolarizing on every gate): stride=-1 is a clear error, and the automatic plan keeps states
+    (same gradients as a forced stride)."""
+    n = 4
+    circuit = hdqnn.ansatz.hardware_efficient(n, 2)
+    paulis = compile_observables(["ZIII"], n)
+    x = rng.uniform(-np.pi, np.pi, (2, circuit.n_inputs))
+    w = rng.uniform(-np.pi, np.pi, circuit.n_weights)
+    g = rng.normal(size=(2, 1))
+    rzz = hdqnn.ansatz.hardware_efficient(n, 2).rzz(Weight(0), 0, 1)
+    mild = NoiseModel().add(depolarizing(0.01), ["ry", "rz"])
+    cases = [(rzz, mild, w),
+             (circuit, NoiseModel().add(amplitude_damping(1.0), "rz", wires=[2]), w),
+             (circuit, NoiseModel().add(depolarizing(0.6), ["ry", "rz"]), w)]
+    for c, model, weights in cases:
+        tables = compile_noise(c.compile(), model)
+        with pytest.raises(ValueError, match=r"stride=-1 \(the inverse sweep\) needs"):
+            _run(core, "vjp", c, x, weights, tables, paulis, g, stride=-1)
+        np.testing.assert_allclose(_run(core, "vjp", c, x, weights, tables, paulis, g, lanes=-1),
+                                   _run(core, "vjp", c, x, weights, tables, paulis, g, lanes=-1, stride=3),
+                                   atol=ATOL)
+    tables = compile_noise(circuit.compile(), mild)
+    with pytest.raises(ValueError, match="needs the Pauli basis"):
+        _run(core, "vjp", circuit, x, w, tables, paulis, g, stride=-1, pauli=0)
 
 
 def kraus_rx(angle: float):
@@ -359,6 +467,13 @@ def test_workspace_estimate_is_the_plan(core):
     assert [core.density_plan("expval", n, 40, 20, 64)["spread"] for n in (8, 9)] == [False, True]
     assert not core.density_plan("vjp", 10, 200, 100, 8, pauli=0)["spread"]
     assert core.density_plan("vjp", 4, 10, 5, 64, lanes=-1)["spread"]
+    # the inverse sweep from 8 qubits where the program allows it (two states: lam and rho), or forced
+    assert [core.density_plan("vjp", n, 40, 20, 64, invertible=True)["inverse"] for n in (7, 8)] == [False, True]
+    inverse = core.density_plan("vjp", 10, 200, 100, 8, invertible=True)
+    assert inverse["states_per_worker"] == 2 and inverse["stride"] == 200
+    assert not core.density_plan("vjp", 10, 200, 100, 8)["inverse"]
+    assert core.density_plan("vjp", 4, 10, 5, 64, stride=-1, invertible=True)["inverse"]
+    assert not core.density_plan("expval", 10, 200, 100, 8, invertible=True)["inverse"]
 
 
 def test_bad_input_is_a_clear_error(core, rng):
@@ -401,6 +516,8 @@ def test_bad_input_is_a_clear_error(core, rng):
         call(lanes=-1)
     with pytest.raises(ValueError, match="needs the Pauli basis"):
         core.density_plan("vjp", 6, 10, 5, 64, lanes=-1, pauli=0)
+    with pytest.raises(ValueError, match="stride must be 0"):
+        core.density_plan("vjp", 6, 10, 5, 64, stride=-2)
     with pytest.raises(ValueError, match="hermitian must be"):
         core.density("expval", 2, gates, constant, idx, tables.superops, theta, paulis, None, 0, 0, 2)
     with pytest.raises(ValueError, match="pauli must be"):
