@@ -251,6 +251,48 @@ def test_ctrl_c_stops_a_long_trajectory_call_and_the_engine_still_works(core):
     assert latency < INTERRUPT_BOUND_S, f"KeyboardInterrupt came {latency:.2f} s after SIGINT"
 
 
+# Seconds of noisy density-matrix VJP at 10 qubits (compiled engine): its workers stop between
+# passes, on the inverse sweep (the model's channels can be undone) and on kept checkpoints (a
+# reset, amplitude damping with gamma = 1, rules the inverse out).
+DENSITY_VJP_CTRL_C = """
+import signal
+import time
+
+import numpy as np
+
+import hdqnn
+from hdqnn import noise
+from hdqnn.backends import density
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+assert density.density_engine() == "cpp"
+c = hdqnn.ansatz.hardware_efficient(10, 10)
+rng = np.random.default_rng(0)
+x = rng.uniform(-1, 1, (64, c.n_inputs))
+w = rng.uniform(-1, 1, c.n_weights)
+g = np.ones((64, 10))
+model = noise.NoiseModel().add(noise.depolarizing(0.01), ["ry", "rz"]){extra}
+small = hdqnn.vjp(c, x[:1], w, g[:1], noise=model, method="density_matrix")
+print("calling", flush=True)
+try:
+    hdqnn.vjp(c, x, w, g, noise=model, method="density_matrix")
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", time.monotonic(), flush=True)
+again = hdqnn.vjp(c, x[:1], w, g[:1], noise=model, method="density_matrix")
+for a, b in zip(again, small):
+    np.testing.assert_array_equal(a, b)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("extra", ["", '.add(noise.amplitude_damping(1.0), "rz", wires=[0])'],
+                         ids=["inverse_sweep", "checkpoints"])
+def test_ctrl_c_stops_a_long_density_vjp_and_the_engine_still_works(core, extra):
+    latency = _interrupt_latency(DENSITY_VJP_CTRL_C.format(extra=extra))
+    assert latency < INTERRUPT_BOUND_S, f"KeyboardInterrupt came {latency:.2f} s after SIGINT"
+
+
 def test_a_sigint_handler_that_returns_lets_the_call_finish_correctly():
     """A handler that does not raise (a "stop after this epoch" flag) gets its signal, and the
     cancelled call starts over: the result is complete, never partial."""

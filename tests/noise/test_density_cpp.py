@@ -422,6 +422,24 @@ def test_results_do_not_depend_on_the_thread_count(core, rng, n, lanes):
         np.testing.assert_array_equal(vjp, results[0][1])
 
 
+def test_inverse_sweep_does_not_depend_on_the_thread_count(core, rng):
+    """Each spread sample's inverse sweep runs on one worker whatever the threads: bit-identical."""
+    circuit, x, w, model, tables = _invertible_case(rng, 4)
+    x = rng.uniform(-np.pi, np.pi, (7, circuit.n_inputs))
+    paulis = compile_observables(random_paulis(rng, 4, k=2), 4)
+    g = rng.normal(size=(7, 2))
+    before = core.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            core.set_num_threads(threads)
+            results.append(_run(core, "vjp", circuit, x, w, tables, paulis, g, lanes=-1, stride=-1))
+    finally:
+        core.set_num_threads(before)
+    for vjp in results[1:]:
+        np.testing.assert_array_equal(vjp, results[0])
+
+
 def _density_in_child(args):
     from hdqnn import _core_cpu
 
