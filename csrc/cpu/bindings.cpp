@@ -556,10 +556,10 @@ PYBIND11_MODULE(_core_cpu, m) {
         "How a density call over n_blocks blocks (n_stored of them with angles) runs and what it allocates: "
         "lanes, threads, workers, stride (vjp checkpoints), states_per_worker, workspace_bytes, hermitian, pauli (the "
         "Pauli-transfer basis: real states; pauli forces it as density's does), spread (a worker block is one "
-        "sample, its state's entries across the lanes; lanes=-1 forces it), inverse (the VJP undoes each block rather than "
-        "keeping its input: automatic from 8 qubits, stride=-1 forces it; both only where ``invertible``, which the "
-        "engine decides from the program and its channels when it runs: angles on one-qubit gates only, channels "
-        "invertible).");
+        "sample, its state's entries across the lanes; lanes=-1 forces it), inverse (the VJP undoes each block "
+        "rather than keeping its input: automatic from 8 qubits, stride=-1 forces it; both only where "
+        "``invertible``, which the engine decides from the program and its channels when it runs: angles on "
+        "one-qubit gates only, channels invertible).");
   m.def("set_num_threads", &hdqnn::cpu::set_num_threads, py::arg("n"), "Threads used across samples (>= 1).");
   m.def("get_num_threads", &hdqnn::cpu::num_threads, "Threads a large call uses.");
   m.def("openmp_enabled", &hdqnn::cpu::openmp_enabled, "Whether the module was built with OpenMP.");

@@ -92,9 +92,10 @@ struct DensityPlan {
 /// (the VJP keeps their input states): ``forced_lanes`` 0 picks the lane count, else 1, 4 or 8
 /// samples, or kSpreadLanes (spread states: Pauli basis, at least kMinSpreadQubits qubits);
 /// ``forced_stride`` 0 picks the VJP's checkpoint stride (or the inverse sweep where ``invertible``),
-/// kInverseStride forces the inverse sweep (Pauli basis, ``invertible``), else that many blocks; ``forced_hermitian``
-/// -1 picks the Hermitian passes by size, 0 / 1 forces them off / on; ``forced_pauli`` -1 picks the
-/// Pauli basis wherever the task allows it, 0 / 1 forces rho's / the Pauli basis (testing).
+/// kInverseStride forces the inverse sweep (Pauli basis, ``invertible``), else that many blocks;
+/// ``forced_hermitian`` -1 picks the Hermitian passes by size, 0 / 1 forces them off / on;
+/// ``forced_pauli`` -1 picks the Pauli basis wherever the task allows it, 0 / 1 forces rho's / the
+/// Pauli basis (testing).
 /// ``invertible``: every block with angles is a one-qubit run and every channel can be undone
 /// within the rounding budget (invertible_program).
 DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_stored, Index batch, int forced_lanes,

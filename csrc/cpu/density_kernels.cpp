@@ -280,9 +280,11 @@ void transpose(const C* a, C* out, int dim) {
   }
 }
 
-/// out <- a^-1 (real, dim x dim, dim <= 16) by Gauss-Jordan with partial pivoting; false where a
-/// pivot vanishes (out then unset). The callers' matrices were checked invertible by the driver.
-bool invert_real(const double* a, int dim, double* out) {
+/// out <- a^-1 (real, dim x dim, dim <= 16) by Gauss-Jordan with partial pivoting. The callers'
+/// matrices are invertible and well conditioned: the driver admits only programs whose channels'
+/// inverse norms multiply to at most its rounding budget (invertible_program), and the unitary
+/// parts are orthogonal.
+void invert_real(const double* a, int dim, double* out) {
   double m[16][32];
   for (int r = 0; r < dim; ++r) {
     for (int c = 0; c < dim; ++c) {
@@ -293,7 +295,6 @@ bool invert_real(const double* a, int dim, double* out) {
   for (int c = 0; c < dim; ++c) {
     int pivot = c;
     for (int r = c + 1; r < dim; ++r) pivot = fabs(m[r][c]) > fabs(m[pivot][c]) ? r : pivot;
-    if (m[pivot][c] == 0.0) return false;
     for (int k = 0; k < 2 * dim; ++k) {
       const double t = m[c][k];
       m[c][k] = m[pivot][k];
@@ -310,7 +311,6 @@ bool invert_real(const double* a, int dim, double* out) {
   for (int r = 0; r < dim; ++r) {
     for (int c = 0; c < dim; ++c) out[r * dim + c] = m[r][dim + c];
   }
-  return true;
 }
 
 /// Index of Pauli string t's coefficient: row bits where it has Y or Z, column bits X or Z.
@@ -2482,7 +2482,7 @@ void invert_lanes(const typename LaneVector<L>::type* r, typename LaneVector<L>:
   double a[16], b[16], out[16 * L];
   for (int l = 0; l < L; ++l) {
     for (int e = 0; e < 16; ++e) a[e] = lane_of<L>(r[e], l);
-    if (!invert_real(a, 4, b)) memset(b, 0, sizeof(b));  // (the driver checked the channels)
+    invert_real(a, 4, b);
     for (int e = 0; e < 16; ++e) out[e * L + l] = b[e];
   }
   for (int e = 0; e < 16; ++e) inv[e] = lane_vector<L>(out + e * L);
@@ -2666,8 +2666,8 @@ void invert_fixed_block(Block& b, const C* m, int k2, double* pool) {
   double r[kMaxEntries], rinv[kMaxEntries];
   for (int i = 0; i < dim * dim; ++i) r[i] = m[i].re;
   C inv[kMaxEntries];
-  const bool ok = invert_real(r, dim, rinv);  // (the driver checked every channel invertible)
-  for (int i = 0; i < dim * dim; ++i) inv[i] = make_complex(ok ? rinv[i] : 0.0, 0.0);
+  invert_real(r, dim, rinv);
+  for (int i = 0; i < dim * dim; ++i) inv[i] = make_complex(rinv[i], 0.0);
   b.inv.re = pool;
   b.inv.im = pool + kMaxEntries;
   pack(inv, k2, 1, true, b.inv);
