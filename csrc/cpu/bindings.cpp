@@ -400,6 +400,32 @@ py::object density(const std::string& task_name, int n_qubits, const py::object&
   return out;
 }
 
+bool density_invertible(int n_qubits, const py::object& gates, const py::object& constant,
+                         const py::object& chan_idx, const py::object& superops) {
+  check_density_qubits(n_qubits);
+  const py::array g = checked(gates, "gates", py::dtype::of<int32_t>(), 2);
+  require_dim(g, "gates", 1, 4, "(code, wire0, wire1, slot)");
+  const py::ssize_t n_gates = g.shape(0);
+  const py::array k = checked(constant, "constant", py::dtype::of<uint8_t>(), 1);
+  require_dim(k, "constant", 0, n_gates, "the number of gates");
+  const py::array ci = checked(chan_idx, "chan_idx", py::dtype::of<int32_t>(), 1);
+  require_dim(ci, "chan_idx", 0, n_gates, "the number of gates");
+  const py::array so = checked(superops, "superops", py::dtype::of<std::complex<double>>(), 3);
+  require_dim(so, "superops", 1, 16, "16");
+  require_dim(so, "superops", 2, 16, "16");
+  hdqnn::cpu::DensityJob job{};
+  job.task = hdqnn::cpu::DensityTask::kVjp;
+  job.n_qubits = n_qubits;
+  job.n_gates = static_cast<int>(n_gates);
+  job.gates = static_cast<const int32_t*>(g.data());
+  job.constant = static_cast<const uint8_t*>(k.data());
+  job.chan_idx = static_cast<const int32_t*>(ci.data());
+  job.n_channels = static_cast<int>(so.shape(0));
+  job.superops = static_cast<const double*>(so.data());
+  job.n_angles = 1 << 30;  // no theta here: every angle slot is in range
+  return hdqnn::cpu::density_invertible(job);
+}
+
 /// One trajectory-engine call through run_cancellable.
 void run_trajectories_released(hdqnn::cpu::TrajectoryJob job) {
   run_cancellable(hdqnn::cpu::is_long_trajectory_call(job), [&](const int* cancel) {
@@ -550,6 +576,10 @@ PYBIND11_MODULE(_core_cpu, m) {
         "(one-qubit operators top-left); kraus_count int32 [C]; paulis int8 [K, n]; uniforms float64 [B, T, M + 1] "
         "(one draw per noisy gate, then the outcome's). Returns (expvals [B, T, K], probs [B, 2**n] averaged "
         "over trajectories, outcomes int64 [B, T]).");
+  m.def("density_invertible", &density_invertible, py::arg("n_qubits"), py::arg("gates"), py::arg("constant"),
+        py::arg("chan_idx"), py::arg("superops"),
+        "Whether density's VJP of this program may run as the inverse sweep (density_plan's invertible): every "
+        "angle on a one-qubit gate, and channels invertible within the rounding budget.");
   m.def("density_plan", &density_plan, py::arg("task"), py::arg("n_qubits"), py::arg("n_blocks"), py::arg("n_stored"),
         py::arg("batch"),
         py::arg("lanes") = 0, py::arg("stride") = 0, py::arg("pauli") = -1, py::arg("invertible") = false,

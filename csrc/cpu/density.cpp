@@ -283,6 +283,11 @@ bool invertible_program(const DensityJob& job) {
 
 }  // namespace
 
+bool density_invertible(const DensityJob& job) {
+  validate(job, job.n_channels);
+  return invertible_program(job);
+}
+
 int vjp_states(int n_blocks, int n_stored, int stride) {
   const int nb = n_blocks > 1 ? n_blocks : 1;
   return 1 + (n_stored < stride ? n_stored : stride) + 1 + (nb + stride - 1) / stride;

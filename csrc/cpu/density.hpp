@@ -102,6 +102,10 @@ DensityPlan density_plan(DensityTask task, int n_qubits, int n_blocks, int n_sto
                          int forced_stride = 0, int forced_hermitian = -1, int forced_pauli = -1,
                          bool invertible = false);
 
+/// Whether the VJP of ``job``'s program (gates, constant, chan_idx and superops read) may run as the
+/// inverse sweep (density_plan's ``invertible``): angles on one-qubit gates only, and channels that
+/// can be undone within the rounding budget. Throws std::invalid_argument on a bad program or table.
+bool density_invertible(const DensityJob& job);
 /// States of ``lanes`` samples one VJP worker holds: lambda, the segment's kept inputs and the
 /// running state, and the checkpoints.
 int vjp_states(int n_blocks, int n_stored, int stride);

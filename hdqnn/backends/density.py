@@ -248,18 +248,31 @@ def block_counts(program: Program) -> tuple[int, int]:
     return _per_program(_block_count_cache, program, count)
 
 
+def density_invertible(program: Program, chan_idx: np.ndarray, superops: np.ndarray,
+                       engine: Optional[str] = None) -> bool:
+    """Whether the compiled engine's VJP of ``program`` under these channels may run as the inverse
+    sweep (no kept states; from 8 qubits): every angle on a one-qubit gate and channels it can undo
+    within its rounding budget. False on the Numba engine, which keeps states."""
+    if density_engine(engine) != "cpp":
+        return False
+    program, chan_idx = grouped(program, chan_idx)
+    idx, sup = _tables(chan_idx, superops)
+    return bool(_compiled().density_invertible(program.n_qubits, np.ascontiguousarray(program.gates, dtype=np.int32),
+                                               _constant_gates(program), idx, sup))
+
+
 def density_workspace_bytes(task: str, n_qubits: int, n_gates: int, batch: int, engine: Optional[str] = None,
-                            n_stored: Optional[int] = None) -> int:
+                            n_stored: Optional[int] = None, invertible: bool = False) -> int:
     """Bytes the density-matrix engine allocates for ``task`` over ``batch`` samples (``n_gates``:
     the program's blocks, ``n_stored``: those with angles, all when None; see :func:`block_counts`).
     The compiled engine says its own plan: its workers hold several samples each (lanes), or one
     sample spread across the lanes from 7 qubits (VJP) or 9 (forward), and its VJP keeps the inputs
-    of the ``n_stored`` blocks. (From 8 qubits a VJP whose program it can undo keeps two states
-    instead, the inverse sweep, which it decides from the channels when it runs: this is then an
-    upper bound.)"""
+    of the ``n_stored`` blocks, or from 8 qubits, where the program is ``invertible``
+    (:func:`density_invertible`), two states (the inverse sweep)."""
     if density_engine(engine) == "cpp":
         stored = n_gates if n_stored is None else n_stored
-        return int(_compiled().density_plan(task, n_qubits, n_gates, stored, max(batch, 1))["workspace_bytes"])
+        plan = _compiled().density_plan(task, n_qubits, n_gates, stored, max(batch, 1), invertible=invertible)
+        return int(plan["workspace_bytes"])
     import numba
 
     _kernels()  # this thread's Numba team, as the call will set it

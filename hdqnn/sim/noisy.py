@@ -65,13 +65,14 @@ def check_method(method: Any, trajectories: Any) -> tuple[str, Optional[int]]:
     return method, trajectories
 
 
-def density_need(task: str, p: Prepared, n_terms: int = 0) -> dict[str, int]:
+def density_need(task: str, p: Prepared, n_terms: int = 0, invertible: bool = False) -> dict[str, int]:
     """Peak bytes of a density-matrix call: 4**n entries per sample in flight (the VJP keeps
-    ~2 sqrt(G) of them for its checkpoints), plus the results."""
+    ~2 sqrt(G) of them for its checkpoints, or two where its program is ``invertible``:
+    ``engine.density_invertible``), plus the results."""
     n, (gates, stored) = p.program.n_qubits, engine.block_counts(p.program)
     out = p.batch * (n_terms if task != "probabilities" else 1 << n) * _FLOAT
     return {"result": out, "density matrices": engine.density_workspace_bytes(task, n, gates, p.batch,
-                                                                              n_stored=stored)}
+                                                                              n_stored=stored, invertible=invertible)}
 
 
 def trajectory_need(p: Prepared, trajectories: int, n_noisy: int, n_terms: int) -> dict[str, int]:
@@ -84,13 +85,14 @@ def trajectory_need(p: Prepared, trajectories: int, n_noisy: int, n_terms: int) 
 
 
 def choose_method(n_qubits: int, batch: int = 1, task: str = "expval", n_gates: int = 0,
-                  n_stored: Optional[int] = None) -> str:
+                  n_stored: Optional[int] = None, invertible: bool = False) -> str:
     """What ``method="auto"`` runs: "density_matrix" up to AUTO_DENSITY_MAX_QUBITS qubits when the
     density matrices of the call fit in memory, else "trajectories" (``n_gates``: the program's
-    fused blocks, ``n_stored`` those with angles, which size the VJP's checkpoints)."""
+    fused blocks, ``n_stored`` those with angles, which size the VJP's checkpoints unless the
+    program is ``invertible``)."""
     if n_qubits > AUTO_DENSITY_MAX_QUBITS:
         return "trajectories"
-    need = engine.density_workspace_bytes(task, n_qubits, n_gates, batch, n_stored=n_stored)
+    need = engine.density_workspace_bytes(task, n_qubits, n_gates, batch, n_stored=n_stored, invertible=invertible)
     return "density_matrix" if need <= MEMORY_FRACTION * available_memory() else "trajectories"
 
 
@@ -201,14 +203,15 @@ def vjp(p: Prepared, paulis: np.ndarray, grad_output: np.ndarray, noise: Any, me
     if method == "trajectories":
         raise ValueError("the exact noisy VJP runs on the density matrix: use method='density_matrix' (or "
                          "'auto'); for trajectories estimate gradients by parameter shift")
-    if method == "auto" and choose_method(p.program.n_qubits, p.batch, "vjp",
-                                          *engine.block_counts(p.program)) != "density_matrix":
+    tables = _compiled_noise(p, noise)
+    invertible = engine.density_invertible(p.program, tables.channel_index, tables.superops)
+    if method == "auto" and choose_method(p.program.n_qubits, p.batch, "vjp", *engine.block_counts(p.program),
+                                          invertible=invertible) != "density_matrix":
         raise ValueError(f"the exact noisy VJP runs on the density matrix, which method='auto' does not pick for "
                          f"{p.program.n_qubits} qubits (over {AUTO_DENSITY_MAX_QUBITS}, or short of memory); pass "
                          "method='density_matrix' to force it")
-    tables = _compiled_noise(p, noise)
     terms, coeffs = readout_terms(paulis, _confusion(tables, readout))
-    check_memory("noisy vjp", density_need("vjp", p, len(terms)))
+    check_memory("noisy vjp", density_need("vjp", p, len(terms), invertible))
     gi, gw = engine.density_vjp(p.program, p.inputs, p.weights, tables.channel_index, tables.superops, terms,
                                 grad_output.astype(np.float64) @ coeffs)
     return gi.astype(p.real_dtype), gw.astype(p.real_dtype)

@@ -395,6 +395,42 @@ def test_inverse_sweep_refuses_what_it_cannot_undo(core, rng):
         _run(core, "vjp", circuit, x, w, tables, paulis, g, stride=-1, pauli=0)
 
 
+def test_vjp_memory_check_counts_the_inverse_sweeps_two_states(core, rng, monkeypatch):
+    """At 10 qubits the VJP's kept states (all of them, 2 layers: 23 of 8 MiB per worker) would not
+    fit in the memory given here, its inverse sweep's two would: an invertible program's VJP runs,
+    the auto method picks the density matrix for it, and a program with a reset (gamma = 1) is
+    refused before allocating."""
+    from hdqnn.sim import memory, noisy
+
+    n, batch = 10, 2
+    circuit = hdqnn.ansatz.hardware_efficient(n, 2)
+    program = circuit.compile()
+    x = rng.uniform(-np.pi, np.pi, (batch, circuit.n_inputs))
+    w = rng.uniform(-np.pi, np.pi, circuit.n_weights)
+    g = rng.normal(size=(batch, n))
+    undoable = NoiseModel().add(depolarizing(0.01), ["ry", "rz"])
+    reset = NoiseModel().add(depolarizing(0.01), ["ry", "rz"]).add(amplitude_damping(1.0), "rz", wires=[0])
+    blocks, stored = density.block_counts(program)
+    for model, invertible in ((undoable, True), (reset, False)):
+        tables = compile_noise(program, model)
+        assert density.density_invertible(program, tables.channel_index, tables.superops) == invertible
+    kept = density.density_workspace_bytes("vjp", n, blocks, batch, n_stored=stored)
+    inverse = density.density_workspace_bytes("vjp", n, blocks, batch, n_stored=stored, invertible=True)
+    workers = min(batch, core.get_num_threads())
+    assert inverse == workers * 2 * 8 * 4**n < kept
+    have = 4 * inverse  # past UNCHECKED_BYTES with the kept states, short of them
+    assert memory.UNCHECKED_BYTES <= kept and memory.MEMORY_FRACTION * have < kept
+    monkeypatch.setattr(memory, "available_memory", lambda: have)
+    monkeypatch.setattr(noisy, "available_memory", lambda: have)
+    gi, gw = hdqnn.vjp(circuit, x, w, g, noise=undoable, method="density_matrix")
+    assert np.all(np.isfinite(gw)) and gi.shape == x.shape
+    np.testing.assert_array_equal(hdqnn.vjp(circuit, x, w, g, noise=undoable)[1], gw)  # auto: the same
+    with pytest.raises(ValueError, match="too large for memory"):
+        hdqnn.vjp(circuit, x, w, g, noise=reset, method="density_matrix")
+    with pytest.raises(ValueError, match="does not pick"):
+        hdqnn.vjp(circuit, x, w, g, noise=reset)
+
+
 def kraus_rx(angle: float):
     """A unitary (coherent) error: rx(angle) as a one-operator Kraus channel."""
     c, s = np.cos(angle / 2), np.sin(angle / 2)
@@ -539,6 +575,10 @@ def test_bad_input_is_a_clear_error(core, rng):
     bad[0, 0] = 99
     with pytest.raises(ValueError, match="unknown code 99"):
         call(gates=bad)
+    with pytest.raises(ValueError, match="unknown code 99"):
+        core.density_invertible(2, bad, constant, idx, tables.superops)
+    with pytest.raises(ValueError, match="channel index"):
+        core.density_invertible(2, gates, constant, np.full_like(idx, len(tables.superops)), tables.superops)
     bad = gates.copy()
     bad[0, 1] = 2
     with pytest.raises(ValueError, match="outside"):
