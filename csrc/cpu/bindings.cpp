@@ -340,23 +340,45 @@ void run_density_released(hdqnn::cpu::DensityJob job, int lanes, int stride, int
   });
 }
 
+/// A density call's program and channel tables, checked; the arrays hold the data the job points to.
+struct DensityProgram {
+  py::array gates, constant, chan_idx, superops;
+
+  /// job's program and channel fields <- these arrays' (which must outlive the job's use).
+  void fill(hdqnn::cpu::DensityJob& job) const {
+    job.n_gates = static_cast<int>(gates.shape(0));
+    job.gates = static_cast<const int32_t*>(gates.data());
+    job.constant = static_cast<const uint8_t*>(constant.data());
+    job.chan_idx = static_cast<const int32_t*>(chan_idx.data());
+    job.n_channels = static_cast<int>(superops.shape(0));
+    job.superops = static_cast<const double*>(superops.data());
+  }
+};
+
+DensityProgram checked_density_program(int n_qubits, const py::object& gates, const py::object& constant,
+                                       const py::object& chan_idx, const py::object& superops) {
+  check_density_qubits(n_qubits);
+  DensityProgram p;
+  p.gates = checked(gates, "gates", py::dtype::of<int32_t>(), 2);
+  require_dim(p.gates, "gates", 1, 4, "(code, wire0, wire1, slot)");
+  const py::ssize_t n_gates = p.gates.shape(0);
+  p.constant = checked(constant, "constant", py::dtype::of<uint8_t>(), 1);
+  require_dim(p.constant, "constant", 0, n_gates, "the number of gates");
+  p.chan_idx = checked(chan_idx, "chan_idx", py::dtype::of<int32_t>(), 1);
+  require_dim(p.chan_idx, "chan_idx", 0, n_gates, "the number of gates");
+  p.superops = checked(superops, "superops", py::dtype::of<std::complex<double>>(), 3);
+  require_dim(p.superops, "superops", 1, 16, "16");
+  require_dim(p.superops, "superops", 2, 16, "16");
+  return p;
+}
+
 py::object density(const std::string& task_name, int n_qubits, const py::object& gates, const py::object& constant,
                    const py::object& chan_idx, const py::object& superops, const py::object& theta,
                    const py::object& paulis, const py::object& grad_terms, int lanes, int stride, int hermitian,
                    int pauli) {
   using hdqnn::cpu::DensityTask;
   const DensityTask task = density_task_named(task_name);
-  check_density_qubits(n_qubits);
-  const py::array g = checked(gates, "gates", py::dtype::of<int32_t>(), 2);
-  require_dim(g, "gates", 1, 4, "(code, wire0, wire1, slot)");
-  const py::ssize_t n_gates = g.shape(0);
-  const py::array k = checked(constant, "constant", py::dtype::of<uint8_t>(), 1);
-  require_dim(k, "constant", 0, n_gates, "the number of gates");
-  const py::array ci = checked(chan_idx, "chan_idx", py::dtype::of<int32_t>(), 1);
-  require_dim(ci, "chan_idx", 0, n_gates, "the number of gates");
-  const py::array so = checked(superops, "superops", py::dtype::of<std::complex<double>>(), 3);
-  require_dim(so, "superops", 1, 16, "16");
-  require_dim(so, "superops", 2, 16, "16");
+  const DensityProgram program = checked_density_program(n_qubits, gates, constant, chan_idx, superops);
   const py::array th = checked(theta, "theta", py::dtype::of<double>(), 2);
   const py::ssize_t batch = th.shape(0);
   if (batch < 1) value_error("theta must hold at least one sample, got shape " + shape_of(th));
@@ -375,12 +397,7 @@ py::object density(const std::string& task_name, int n_qubits, const py::object&
   hdqnn::cpu::DensityJob job{};
   job.task = task;
   job.n_qubits = n_qubits;
-  job.n_gates = static_cast<int>(n_gates);
-  job.gates = static_cast<const int32_t*>(g.data());
-  job.constant = static_cast<const uint8_t*>(k.data());
-  job.chan_idx = static_cast<const int32_t*>(ci.data());
-  job.n_channels = static_cast<int>(so.shape(0));
-  job.superops = static_cast<const double*>(so.data());
+  program.fill(job);
   job.batch = batch;
   job.n_angles = static_cast<int>(th.shape(1));
   job.theta = static_cast<const double*>(th.data());
@@ -402,26 +419,11 @@ py::object density(const std::string& task_name, int n_qubits, const py::object&
 
 bool density_invertible(int n_qubits, const py::object& gates, const py::object& constant,
                          const py::object& chan_idx, const py::object& superops) {
-  check_density_qubits(n_qubits);
-  const py::array g = checked(gates, "gates", py::dtype::of<int32_t>(), 2);
-  require_dim(g, "gates", 1, 4, "(code, wire0, wire1, slot)");
-  const py::ssize_t n_gates = g.shape(0);
-  const py::array k = checked(constant, "constant", py::dtype::of<uint8_t>(), 1);
-  require_dim(k, "constant", 0, n_gates, "the number of gates");
-  const py::array ci = checked(chan_idx, "chan_idx", py::dtype::of<int32_t>(), 1);
-  require_dim(ci, "chan_idx", 0, n_gates, "the number of gates");
-  const py::array so = checked(superops, "superops", py::dtype::of<std::complex<double>>(), 3);
-  require_dim(so, "superops", 1, 16, "16");
-  require_dim(so, "superops", 2, 16, "16");
+  const DensityProgram program = checked_density_program(n_qubits, gates, constant, chan_idx, superops);
   hdqnn::cpu::DensityJob job{};
   job.task = hdqnn::cpu::DensityTask::kVjp;
   job.n_qubits = n_qubits;
-  job.n_gates = static_cast<int>(n_gates);
-  job.gates = static_cast<const int32_t*>(g.data());
-  job.constant = static_cast<const uint8_t*>(k.data());
-  job.chan_idx = static_cast<const int32_t*>(ci.data());
-  job.n_channels = static_cast<int>(so.shape(0));
-  job.superops = static_cast<const double*>(so.data());
+  program.fill(job);
   job.n_angles = 1 << 30;  // no theta here: every angle slot is in range
   return hdqnn::cpu::density_invertible(job);
 }

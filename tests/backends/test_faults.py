@@ -216,8 +216,8 @@ def test_ctrl_c_interrupts_a_long_call_quickly_and_the_engine_still_works(core, 
     assert latency < INTERRUPT_BOUND_S, f"KeyboardInterrupt came {latency:.2f} s after SIGINT"
 
 
-# Minutes of noisy trajectories (compiled engine): its workers stop between trajectories.
-TRAJECTORIES_CTRL_C = """
+# A long noisy call of the compiled engine, and a short one before and after it (the same result).
+NOISY_CTRL_C = """
 import signal
 import time
 
@@ -228,68 +228,50 @@ from hdqnn import noise
 from hdqnn.backends import density
 
 signal.signal(signal.SIGINT, signal.default_int_handler)
-assert density.trajectory_engine() == "cpp"
-c = hdqnn.ansatz.hardware_efficient(14, 10)
+assert density.{engine}() == "cpp"
+c = hdqnn.ansatz.hardware_efficient({n_qubits}, 10)
 rng = np.random.default_rng(0)
-x = rng.uniform(-1, 1, (2, c.n_inputs))
+x = rng.uniform(-1, 1, (64, c.n_inputs))
 w = rng.uniform(-1, 1, c.n_weights)
-model = noise.NoiseModel().add(noise.depolarizing(0.01), ["ry", "rz"])
-hdqnn.expval(c, x[:1], w, noise=model, method="trajectories", trajectories=1, seed=0)
+g = np.ones((64, c.n_qubits))
+model = noise.NoiseModel().add(noise.depolarizing(0.01), ["ry", "rz"]){extra}
+
+
+def call(rows, **kwargs):
+    return np.asarray({call})
+
+
+small = call(2, **{short})
 print("calling", flush=True)
 try:
-    hdqnn.expval(c, x, w, noise=model, method="trajectories", trajectories=20000, seed=0)
+    call(64, **{long})
     print("finished", flush=True)
 except KeyboardInterrupt:
     print("interrupted", time.monotonic(), flush=True)
-assert hdqnn.expval(c, x, w, noise=model, method="trajectories", trajectories=2, seed=0).shape == (2, 14)
+np.testing.assert_array_equal(call(2, **{short}), small)
 print("ok")
 """
 
 
 def test_ctrl_c_stops_a_long_trajectory_call_and_the_engine_still_works(core):
-    latency = _interrupt_latency(TRAJECTORIES_CTRL_C)
+    """Minutes of noisy trajectories at 14 qubits: the workers stop between trajectories."""
+    script = NOISY_CTRL_C.format(
+        engine="trajectory_engine", n_qubits=14, extra="", short=dict(trajectories=2), long=dict(trajectories=20000),
+        call='hdqnn.expval(c, x[:rows], w, noise=model, method="trajectories", seed=0, **kwargs)')
+    latency = _interrupt_latency(script)
     assert latency < INTERRUPT_BOUND_S, f"KeyboardInterrupt came {latency:.2f} s after SIGINT"
-
-
-# Seconds of noisy density-matrix VJP at 10 qubits (compiled engine): its workers stop between
-# passes, on the inverse sweep (the model's channels can be undone) and on kept checkpoints (a
-# reset, amplitude damping with gamma = 1, rules the inverse out).
-DENSITY_VJP_CTRL_C = """
-import signal
-import time
-
-import numpy as np
-
-import hdqnn
-from hdqnn import noise
-from hdqnn.backends import density
-
-signal.signal(signal.SIGINT, signal.default_int_handler)
-assert density.density_engine() == "cpp"
-c = hdqnn.ansatz.hardware_efficient(10, 10)
-rng = np.random.default_rng(0)
-x = rng.uniform(-1, 1, (64, c.n_inputs))
-w = rng.uniform(-1, 1, c.n_weights)
-g = np.ones((64, 10))
-model = noise.NoiseModel().add(noise.depolarizing(0.01), ["ry", "rz"]){extra}
-small = hdqnn.vjp(c, x[:1], w, g[:1], noise=model, method="density_matrix")
-print("calling", flush=True)
-try:
-    hdqnn.vjp(c, x, w, g, noise=model, method="density_matrix")
-    print("finished", flush=True)
-except KeyboardInterrupt:
-    print("interrupted", time.monotonic(), flush=True)
-again = hdqnn.vjp(c, x[:1], w, g[:1], noise=model, method="density_matrix")
-for a, b in zip(again, small):
-    np.testing.assert_array_equal(a, b)
-print("ok")
-"""
 
 
 @pytest.mark.parametrize("extra", ["", '.add(noise.amplitude_damping(1.0), "rz", wires=[0])'],
                          ids=["inverse_sweep", "checkpoints"])
 def test_ctrl_c_stops_a_long_density_vjp_and_the_engine_still_works(core, extra):
-    latency = _interrupt_latency(DENSITY_VJP_CTRL_C.format(extra=extra))
+    """Seconds of noisy density-matrix VJP at 10 qubits: the workers stop between passes, on the
+    inverse sweep (the model's channels can be undone) and on kept checkpoints (a reset, amplitude
+    damping with gamma = 1, rules the inverse out)."""
+    script = NOISY_CTRL_C.format(
+        engine="density_engine", n_qubits=10, extra=extra, short={}, long={},
+        call='hdqnn.vjp(c, x[:rows], w, g[:rows], noise=model, method="density_matrix", **kwargs)[1]')
+    latency = _interrupt_latency(script)
     assert latency < INTERRUPT_BOUND_S, f"KeyboardInterrupt came {latency:.2f} s after SIGINT"
 
 

@@ -271,7 +271,7 @@ def test_checkpointed_vjp_on_the_programs_stride_matches_the_plans(core, rng):
     np.testing.assert_allclose(automatic, vjp(7), atol=1e-12)
 
 
-def _invertible_case(rng, n):
+def _invertible_case(rng, n, batch=BATCH):
     """Every gate kind, the two-qubit ones with constant angles (the inverse sweep differentiates
     one-qubit runs only), after channels of every kind at device-like strengths (invertible, little
     rounding growth): coherent Kraus errors on cz and rzz make those blocks general passes."""
@@ -293,7 +293,7 @@ def _invertible_case(rng, n):
              .add(depolarizing(0.03, n_qubits=2), two)
              .add(amplitude_damping(0.02).tensor(thermal_relaxation(1.0, 1.5, 0.02)), ["cx", "swap"])
              .add(kraus_rx(0.3).tensor(kraus_rx(-0.2)), ["cz", "rzz"]))
-    x = rng.uniform(-np.pi, np.pi, (BATCH, circuit.n_inputs))
+    x = rng.uniform(-np.pi, np.pi, (batch, circuit.n_inputs))
     w = rng.uniform(-np.pi, np.pi, circuit.n_weights)
     return circuit, x, w, model, compile_noise(circuit.compile(), model)
 
@@ -437,11 +437,12 @@ def kraus_rx(angle: float):
     return kraus([np.array([[c, -1j * s], [-1j * s, c]])])
 
 
-@pytest.mark.parametrize("n, lanes", [(3, 0), (4, -1)])
-def test_results_do_not_depend_on_the_thread_count(core, rng, n, lanes):
-    """Each lane block (lanes 0: the plan's), or each spread sample (lanes -1), runs on one worker
-    whatever the threads: bit-identical results."""
-    circuit, x, w, model, tables = _case(rng, n, batch=11)
+@pytest.mark.parametrize("n, lanes, stride", [(3, 0, 0), (4, -1, 0), (4, -1, -1)])
+def test_results_do_not_depend_on_the_thread_count(core, rng, n, lanes, stride):
+    """Each lane block (lanes 0: the plan's), or each spread sample (lanes -1; its VJP on kept states
+    or the inverse sweep, stride -1), runs on one worker whatever the threads: bit-identical."""
+    case = _invertible_case if stride < 0 else _case
+    circuit, x, w, model, tables = case(rng, n, batch=11)
     paulis = compile_observables(random_paulis(rng, n, k=2), n)
     g = rng.normal(size=(11, 2))
     before = core.get_num_threads()
@@ -450,30 +451,12 @@ def test_results_do_not_depend_on_the_thread_count(core, rng, n, lanes):
         for threads in (1, 2, 3):
             core.set_num_threads(threads)
             results.append((_run(core, "expval", circuit, x, w, tables, paulis, lanes=lanes),
-                            _run(core, "vjp", circuit, x, w, tables, paulis, g, lanes=lanes)))
+                            _run(core, "vjp", circuit, x, w, tables, paulis, g, lanes=lanes, stride=stride)))
     finally:
         core.set_num_threads(before)
     for expval, vjp in results[1:]:
         np.testing.assert_array_equal(expval, results[0][0])
         np.testing.assert_array_equal(vjp, results[0][1])
-
-
-def test_inverse_sweep_does_not_depend_on_the_thread_count(core, rng):
-    """Each spread sample's inverse sweep runs on one worker whatever the threads: bit-identical."""
-    circuit, x, w, model, tables = _invertible_case(rng, 4)
-    x = rng.uniform(-np.pi, np.pi, (7, circuit.n_inputs))
-    paulis = compile_observables(random_paulis(rng, 4, k=2), 4)
-    g = rng.normal(size=(7, 2))
-    before = core.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2, 3):
-            core.set_num_threads(threads)
-            results.append(_run(core, "vjp", circuit, x, w, tables, paulis, g, lanes=-1, stride=-1))
-    finally:
-        core.set_num_threads(before)
-    for vjp in results[1:]:
-        np.testing.assert_array_equal(vjp, results[0])
 
 
 def _density_in_child(args):
