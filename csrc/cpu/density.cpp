@@ -269,13 +269,19 @@ double inverse_growth(const double* s, int dim) {
 /// inverted once), and the product of the noisy gates' inverse_growth stays within
 /// kMaxInverseGrowth (the unitary parts are orthogonal in the Pauli basis: they add none).
 bool invertible_program(const DensityJob& job) {
+  for (int g = 0; g < job.n_gates; ++g) {
+    if (gate_info(job.gates[4 * g]).n_wires == 2 && !job.constant[g]) return false;
+  }
+  std::vector<double> growth_of(size_t(job.n_channels), -1.0);  // per table row, on first use
   double growth = 1.0;
   for (int g = 0; g < job.n_gates; ++g) {
-    const int32_t* row = job.gates + 4 * g;
-    const int wires = gate_info(row[0]).n_wires;
-    if (wires == 2 && !job.constant[g]) return false;
-    if (job.chan_idx[g] < 0) continue;
-    growth *= inverse_growth(job.superops + 2 * 256 * Index(job.chan_idx[g]), wires == 2 ? 16 : 4);
+    const int ch = job.chan_idx[g];
+    if (ch < 0) continue;
+    if (growth_of[size_t(ch)] < 0.0) {
+      const int dim = gate_info(job.gates[4 * g]).n_wires == 2 ? 16 : 4;
+      growth_of[size_t(ch)] = inverse_growth(job.superops + 2 * 256 * Index(ch), dim);
+    }
+    growth *= growth_of[size_t(ch)];
     if (!(growth <= kMaxInverseGrowth)) return false;
   }
   return true;
@@ -415,7 +421,9 @@ void run_density(DensityJob job, int forced_lanes, int forced_stride, int forced
     for (int g = lo[k]; g <= hi[k]; ++g) constant = constant && job.constant[g];
     n_stored += constant ? 0 : 1;
   }
-  const bool invertible = job.task == DensityTask::kVjp && invertible_program(job);
+  // (the test costs a matrix inversion per channel: only where the plan may take the sweep)
+  const bool may_invert = forced_stride == kInverseStride || (forced_stride == 0 && job.n_qubits >= kInverseVjpQubits);
+  const bool invertible = job.task == DensityTask::kVjp && may_invert && invertible_program(job);
   const DensityPlan plan =
       density_plan(job.task, job.n_qubits, job.n_blocks, n_stored, job.batch, forced_lanes, forced_stride,
                    forced_hermitian, forced_pauli, invertible);
