@@ -370,8 +370,8 @@ def test_inverse_sweep_near_its_rounding_budget_keeps_the_digits(core, rng):
 def test_inverse_sweep_refuses_what_it_cannot_undo(core, rng):
     """A two-qubit gate with an angle to differentiate, a channel that cannot be undone (amplitude
     damping with gamma = 1) or one whose inverse would grow rounding errors past the budget (near
-    full depolarizing on every gate: a bound of ~1e26): stride=-1 is a clear error, and the automatic plan keeps states
-    (same gradients as a forced stride)."""
+    full depolarizing on every gate: a bound of ~1e26): stride=-1 is a clear error, and the
+    automatic plan keeps states (same gradients as a forced stride)."""
     n = 4
     circuit = hdqnn.ansatz.hardware_efficient(n, 2)
     paulis = compile_observables(["ZIII"], n)
