@@ -2336,6 +2336,26 @@ int plan_segment(const Context& ctx, Worker& w, int lo, int hi) {
   return count;
 }
 
+/// Before segment pass ``pass`` on state v: make_room for the bits of the block it takes (the
+/// two-qubit block of a chain, whose wires its runs share).
+void make_room_for_pass(const Context& ctx, Layout& lay, double* v, const SegmentPass& pass) {
+  const int first = pass.two < 0 ? pass.run[0] : pass.two;
+  make_room(ctx, lay, v, ctx.blocks[first].bits, ctx.blocks[first].two ? 4 : 2, first);
+}
+
+/// c <- the chain of segment pass ``pass`` (a covariant block and the runs before it) in layout
+/// ``lay``: its bit positions and its runs' forward matrices.
+template <int L>
+void pass_chain(const Context& ctx, const Layout& lay, const SegmentPass& pass, const double* const* trig,
+                Chain<L>& c) {
+  c.block = &ctx.blocks[pass.two];
+  pass_bits(ctx, lay, c.block->bits, 4, c.bits);
+  c.has_a = pass.run[0] >= 0;
+  c.has_b = pass.run[1] >= 0;
+  if (c.has_a) run_lane_matrix<L>(ctx, ctx.blocks[pass.run[0]], trig, c.a);
+  if (c.has_b) run_lane_matrix<L>(ctx, ctx.blocks[pass.run[1]], trig, c.b);
+}
+
 /// The forward of one VJP segment, blocks [lo, hi) from the state in slots[0]: each pass writes
 /// its output to a fresh slot where the block before needs its input kept (one with angles to
 /// differentiate), else in place; a chain's pass also writes the state after its first run when
@@ -2359,8 +2379,7 @@ int segment_forward(const Context& ctx, Worker& w, const double* const* trig, in
   for (int p = 0; p < n_passes; ++p) {
     if (cancelled(ctx.job->cancel)) return -1;
     const SegmentPass& pass = w.passes[p];
-    const int first = pass.two < 0 ? pass.run[0] : pass.two;  // the block whose bits the pass takes
-    make_room(ctx, w.lay, cur, ctx.blocks[first].bits, ctx.blocks[first].two ? 4 : 2, first);
+    make_room_for_pass(ctx, w.lay, cur, pass);
     double* src = cur;
     if (pass.two < 0) {
       if (p + 1 == n_passes) {
@@ -2370,14 +2389,8 @@ int segment_forward(const Context& ctx, Worker& w, const double* const* trig, in
       forward_block<L>(ctx, w, pass.run[0], trig, src, place(pass.run[0]));
       continue;
     }
-    const Block& b = ctx.blocks[pass.two];
     Chain<L> c;
-    c.block = &b;
-    pass_bits(ctx, w.lay, b.bits, 4, c.bits);
-    c.has_a = pass.run[0] >= 0;
-    c.has_b = pass.run[1] >= 0;
-    if (c.has_a) run_lane_matrix<L>(ctx, ctx.blocks[pass.run[0]], trig, c.a);
-    if (c.has_b) run_lane_matrix<L>(ctx, ctx.blocks[pass.run[1]], trig, c.b);
+    pass_chain<L>(ctx, w.lay, pass, trig, c);
     ChainOut to{nullptr, nullptr, nullptr};
     if (c.has_a) to.after_a = place(pass.run[0]);
     if (c.has_b) {
@@ -2557,20 +2570,14 @@ void run_vjp_inverse(const Context& ctx, Worker& w, const double* const* trig, I
   for (int p = 0; p < n_passes; ++p) {
     if (cancelled(job.cancel)) return;
     const SegmentPass& pass = w.passes[p];
-    const int first = pass.two < 0 ? pass.run[0] : pass.two;  // the block whose bits the pass takes
-    make_room(ctx, w.lay, rho, ctx.blocks[first].bits, ctx.blocks[first].two ? 4 : 2, first);
+    make_room_for_pass(ctx, w.lay, rho, pass);
     w.input_lay[p] = w.lay;
     if (pass.two < 0) {
       forward_block<L>(ctx, w, pass.run[0], trig, rho, rho);
       continue;
     }
     Chain<L> c;
-    c.block = &ctx.blocks[pass.two];
-    pass_bits(ctx, w.lay, c.block->bits, 4, c.bits);
-    c.has_a = pass.run[0] >= 0;
-    c.has_b = pass.run[1] >= 0;
-    if (c.has_a) run_lane_matrix<L>(ctx, ctx.blocks[pass.run[0]], trig, c.a);
-    if (c.has_b) run_lane_matrix<L>(ctx, ctx.blocks[pass.run[1]], trig, c.b);
+    pass_chain<L>(ctx, w.lay, pass, trig, c);
     apply_chain<L>(ctx.keep_identity, rho, ChainOut{nullptr, nullptr, rho}, ctx.nbits, c);
   }
   w.lam_lay = w.lay;
